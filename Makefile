@@ -9,7 +9,9 @@ STAMP := $(VENV)/.setup-stamp
 export RAY_AUTH_MODE ?= disabled
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup test export check-sync nbtest pytest docs docs-check lab clean bench help
+PROFILE ?= canary
+
+.PHONY: setup test export check-sync nbtest pytest docs docs-check lab clean bench help flow-production
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -45,6 +47,9 @@ test: $(STAMP)  ## everything CI checks: sync, notebook tests, system tests, doc
 
 docs: $(STAMP)  ## build the docs site into _docs/ (Quarto when on PATH, else offline HTML)
 	source $(BIN)/activate && $(BIN)/python tools/build_docs.py
+
+flow-production: $(STAMP)  ## the main job: run PROFILE (default canary) end to end into runs/<run_id>/ (RUN_ID=, EXECUTOR=)
+	source $(BIN)/activate && tvs run --profile $(PROFILE) $(if $(RUN_ID),--run-id $(RUN_ID),) $(if $(EXECUTOR),--executor $(EXECUTOR),)
 
 lab: $(STAMP)  ## open JupyterLab on nbs/
 	source $(BIN)/activate && jupyter lab --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

@@ -27,3 +27,7 @@ def tvs():
 def py():
     "Run a Python snippet in a fresh interpreter."
     return lambda code, env=None: run([sys.executable, "-c", code], env=env)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "live: talks to the real TradingView service; opt-in with `pytest -m live`")

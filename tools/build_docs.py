@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import hashlib
 import html
 import json
 import re
@@ -73,6 +74,12 @@ def render_output(o: dict, asis: bool) -> str:
         return f'<div class="out err"><pre>{html.escape(tb)}</pre></div>'
     data = o.get("data", {})
     join = lambda v: "".join(v) if isinstance(v, list) else v
+    if "application/vnd.plotly.v1+json" in data:   # drawn with the local plotly.min.js, not the CDN the notebook used
+        fig = data["application/vnd.plotly.v1+json"]
+        div = "plotly-" + hashlib.sha1(json.dumps(fig, sort_keys=True).encode()).hexdigest()[:12]
+        spec = json.dumps({"data": fig.get("data", []), "layout": fig.get("layout", {})}).replace("</", "<\\/")
+        return (f'<div class="out"><div id="{div}"></div><script>(function(){{var f={spec};'
+                f'Plotly.newPlot("{div}", f.data, f.layout, {{displaylogo:false}});}})();</script></div>')
     if "text/markdown" in data and asis: return _md(join(data["text/markdown"]))
     if "text/html" in data: return f'<div class="out">{join(data["text/html"])}</div>'
     if "image/svg+xml" in data: return f'<div class="out">{join(data["image/svg+xml"])}</div>'
@@ -111,6 +118,7 @@ def page(title: str, desc: str, body: str, nav: list, cur: str) -> str:
     nxt = f'<a href="{nav[i+1][0]}">{html.escape(nav[i+1][1])} →</a>' if 0 <= i < len(nav) - 1 else "<span></span>"
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} – {TITLE}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="style.css">'
+            + ('<script src="plotly.min.js"></script>' if "Plotly.newPlot" in body else "") +
             f'</head><body><nav><a class="home" href="index.html">{TITLE}</a>{links}</nav><main>'
             f'<h1>{html.escape(title)}</h1>' + (f'<p class="desc">{html.escape(desc)}</p>' if desc else "")
             + f'{body}<div class="pager">{prev}{nxt}</div></main></body></html>')
@@ -132,6 +140,9 @@ def build_offline(out: Path) -> list[Path]:
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / "style.css").write_text(CSS, encoding="utf-8")
+    if any("Plotly.newPlot" in body for *_, body in rendered):
+        from plotly.offline import get_plotlyjs
+        (out / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     written = []
     for href, title, desc, body in rendered:
         (out / href).write_text(page(title, desc, body, nav, href), encoding="utf-8")

@@ -1,0 +1,80 @@
+"""Bad input end to end: singular and near-singular covariances, NaN inside windows, listings and delistings mid-window,
+zero-variance assets, a window longer than the history, caps that cannot hold the budget, garbage values. Every case has
+an explicit outcome — recorded fallbacks or a typed error — and never NaN weights or a crash."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradingview_scraper.backtest.engine import BacktestEngine
+from tradingview_scraper.backtest.reference import reference_backtest, synthetic_returns
+from tradingview_scraper.core import ContractError, ValidationError
+from tradingview_scraper.pipelines.allocation import (ERC, HRP, AllocationPipeline, EqualWeight, InverseVolatility, MaxSharpe,
+                                                      MinVariance, NoUsableAssetsError)
+
+ALLOCATORS = [EqualWeight(), InverseVolatility(), MinVariance(), MinVariance(long_only=False), MaxSharpe(), ERC(), HRP()]
+
+
+def nasty_panel():
+    p = synthetic_returns(700, 12, n_clusters=2, seed=31, gap_share=0.02, listings={"EX:A10": 300}, delistings={"EX:A11": 450}).copy()
+    p["EX:A2"] = p["EX:A1"]                                   # duplicate: singular covariance
+    p["EX:A3"] = p["EX:A0"] + 1e-11                           # near-duplicate
+    p.iloc[:, 4] = 0.0                                        # zero variance (a stale series)
+    p.iloc[200:260, 5] = np.nan                               # a long gap inside windows
+    p.iloc[520:560] = np.nan                                  # a market-wide outage (no asset has values)
+    return p
+
+
+@pytest.mark.parametrize("alloc", ALLOCATORS, ids=repr)
+def test_every_window_has_valid_weights_and_explicit_outcomes(alloc):
+    p = nasty_panel()
+    res = BacktestEngine(126, 21, cost_bps=5).run(p, alloc)
+    w = res.weights.to_numpy()
+    assert np.isfinite(w).all() and np.isfinite(res.returns).all()
+    sums = w.sum(axis=1)
+    cash = [d for d, s, _ in res.fallbacks if s == "decision"]
+    for d, total in zip(res.weights.index, sums):
+        if d in cash: assert total == 0.0                                             # nothing usable: cash, recorded
+        elif alloc.long_only: assert abs(total - 1) < 1e-9 and (res.weights.loc[d] >= 0).all()
+    assert cash, "the outage must make at least one window hold cash"
+    assert all("NoUsableAssetsError" in why for d, s, why in res.fallbacks if s == "decision")
+    assert (res.weights["EX:A4"] == 0).all() and any("zero variance" in e.get("EX:A4", "") for e in res.excluded.values())
+    if alloc.__class__ in (MinVariance, MaxSharpe):
+        assert any(s in ("requested", "shrinkage") and "singular" in why for _, s, why in res.fallbacks)
+    ref = reference_backtest(p, alloc, train=126, test=21, cost_bps=5)
+    assert np.abs(ref.weights.to_numpy() - w).max() < 1e-6 and np.abs(ref.returns.to_numpy() - res.returns.to_numpy()).max() < 1e-9
+
+
+def test_window_longer_than_history():
+    p = synthetic_returns(200, 4, seed=1)
+    with pytest.raises(ValidationError, match="at least train \\+ test = 273 rows"): BacktestEngine(252, 21).run(p, EqualWeight())
+    with pytest.raises(ValidationError, match="at least train"): reference_backtest(p, EqualWeight(), train=252, test=21)
+
+
+def test_caps_that_cannot_hold_the_budget_leave_cash():
+    p = synthetic_returns(400, 3, seed=2)
+    res = BacktestEngine(126, 21).run(p, AllocationPipeline(ERC(), max_weight=0.25))
+    assert np.allclose(res.weights.sum(axis=1), 0.75) and (res.weights.to_numpy() <= 0.25 + 1e-12).all()
+    assert all(s == "caps" and "cash" in why for _, s, why in res.fallbacks)
+    mv = BacktestEngine(126, 21).run(p, MinVariance(max_weight=0.25))
+    assert np.allclose(mv.weights.to_numpy(), 0.25) and all("cash" in why for _, _, why in mv.fallbacks)
+
+
+def test_garbage_values_do_not_crash():
+    p = synthetic_returns(400, 5, seed=4).copy()
+    p.iloc[250:260, 1] = 1e12; p.iloc[300, 2] = np.inf; p.iloc[301, 3] = -np.inf
+    for alloc in ALLOCATORS:
+        res = BacktestEngine(126, 21).run(p, alloc)
+        assert np.isfinite(res.weights.to_numpy()).all()
+
+
+def test_malformed_inputs_are_refused_with_typed_errors():
+    p = synthetic_returns(300, 3, seed=0)
+    eng = BacktestEngine(126, 21)
+    with pytest.raises(ContractError, match="UTC"): eng.run(p.tz_localize(None), EqualWeight())
+    with pytest.raises(ContractError, match="strictly increasing"): eng.run(p.iloc[::-1], EqualWeight())
+    with pytest.raises(ContractError, match="unique asset names"): eng.run(p.set_axis(["EX:A", "EX:A", "EX:B"], axis=1), EqualWeight())
+    with pytest.raises(ContractError, match="numeric"): eng.run(p.assign(**{"EX:A0": "x"}), EqualWeight())
+    with pytest.raises(ValidationError, match="an Allocator"): eng.run(p, "min_variance")
+    with pytest.raises(NoUsableAssetsError): EqualWeight().fit(p.iloc[:50] * np.nan)
+    for bad in (dict(train=1), dict(test=0), dict(lag=-1), dict(cost_bps=-1), dict(holding="hold"), dict(step=0), dict(n_batches=0)):
+        with pytest.raises(ValidationError): BacktestEngine(**bad)

@@ -1,0 +1,104 @@
+"""Independent implementations (skfolio, scikit-learn; test-only dependencies): HRP weights to 1e-12 under the same linkage,
+distance and leaf ordering, Ledoit–Wolf to 1e-12, the walk-forward folds, and whole out-of-sample runs under the same
+conventions (fixed weights, no costs, no lag)."""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn.covariance import ledoit_wolf
+from skfolio.cluster import HierarchicalClustering, LinkageMethod
+from skfolio.datasets import load_sp500_dataset
+from skfolio.distance import PearsonDistance
+from skfolio.model_selection import WalkForward, cross_val_predict
+from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction, RiskBudgeting
+from skfolio.preprocessing import prices_to_returns
+from skfolio.seriation import HierarchicalSeriation
+
+from tradingview_scraper.backtest.engine import BacktestEngine
+from tradingview_scraper.backtest.reference import synthetic_returns
+from tradingview_scraper.pipelines.allocation import ERC, HRP, LedoitWolf, MaxSharpe, MinVariance, _prepare, _Window, FreshBuffers
+
+warnings.filterwarnings("ignore", module="skfolio")
+DISTANCES = {"pearson": PearsonDistance(), "absolute": PearsonDistance(absolute=True), "squared": PearsonDistance(power=2)}
+
+
+def sk_hrp(linkage, ordering, distance):
+    return HierarchicalRiskParity(distance_estimator=DISTANCES[distance], seriation_estimator=HierarchicalSeriation(
+        hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod(linkage)), optimal_ordering=ordering))
+
+
+@pytest.mark.parametrize("linkage", ["single", "average", "complete", "ward"])
+@pytest.mark.parametrize("ordering", [False, True])
+@pytest.mark.parametrize("distance", list(DISTANCES))
+def test_hrp_equals_skfolio(linkage, ordering, distance):
+    for seed, n in enumerate((4, 11, 25, 70)):
+        X = synthetic_returns(252, n, n_clusters=3, seed=seed)
+        ours = HRP(linkage=linkage, optimal_ordering=ordering, distance=distance).fit(X).weights_.to_numpy()
+        theirs = sk_hrp(linkage, ordering, distance).fit(X).weights_
+        assert np.abs(ours - theirs).max() < 1e-12
+
+
+def test_ledoit_wolf_equals_sklearn():
+    for seed in range(5):                                   # 30 to 150 assets: both Gram kernels (gemm below 64 columns, syrk above)
+        X = synthetic_returns(100 + 50 * seed, 30 + 30 * seed, seed=seed).to_numpy()
+        keep, clean, _ = _prepare(X, 0.5, FreshBuffers())
+        ours = LedoitWolf().estimate(_Window(clean, FreshBuffers()))
+        assert np.abs(ours - ledoit_wolf(clean)[0]).max() < 1e-12 * np.abs(ours).max()
+
+
+def test_folds_equal_walk_forward():
+    for n, L, H in [(8312, 252, 21), (500, 100, 30), (130, 100, 30), (129, 100, 30)]:
+        ours = BacktestEngine(L, H).folds(n)
+        theirs = list(WalkForward(test_size=H, train_size=L).split(np.zeros((n, 1))))
+        assert len(ours) == len(theirs)
+        for (a, b, s, e), (tr, te) in zip(ours, theirs):
+            assert (a, b, s, e) == (tr[0], tr[-1] + 1, te[0], te[-1] + 1)
+        anchored = BacktestEngine(L, H, anchored=True).folds(n)
+        theirs = list(WalkForward(test_size=H, train_size=L, expand_train=True).split(np.zeros((n, 1))))
+        assert [(a, b) for a, b, _, _ in anchored] == [(tr[0], tr[-1] + 1) for tr, _ in theirs]
+
+
+@pytest.fixture(scope="module")
+def sp500():
+    X = prices_to_returns(load_sp500_dataset()).iloc[:2600]
+    return X, X.set_axis(X.index.tz_localize("UTC"))
+
+
+def test_out_of_sample_hrp_equals_skfolio_walk_forward(sp500):
+    X, Xu = sp500
+    pred = cross_val_predict(sk_hrp("ward", True, "pearson"), X, cv=WalkForward(test_size=21, train_size=252))
+    ours = BacktestEngine(252, 21, holding="fixed").run(Xu, HRP(linkage="ward", optimal_ordering=True))
+    assert len(ours.returns) == len(pred.returns)
+    assert np.abs(ours.returns.to_numpy() - np.asarray(pred.returns)).max() < 1e-12
+    w = np.vstack([p.weights for p in pred.portfolios])
+    assert np.abs(ours.weights.to_numpy() - w).max() < 1e-12
+
+
+def test_out_of_sample_min_variance_at_least_as_good_as_skfolio(sp500):
+    "skfolio solves with an interior-point solver (tolerance ~1e-8); the exact active set is never worse, per window."
+    X, Xu = sp500
+    pred = cross_val_predict(MeanRisk(), X, cv=WalkForward(test_size=21, train_size=252))
+    ours = BacktestEngine(252, 21, holding="fixed").run(Xu, MinVariance())
+    for f, p in enumerate(pred.portfolios):
+        a, b, _, _ = BacktestEngine(252, 21).folds(len(X))[f]
+        cov = np.cov(X.iloc[a:b].to_numpy(), rowvar=False)
+        w = ours.weights.iloc[f].to_numpy()
+        assert w @ cov @ w <= p.weights @ cov @ p.weights * (1 + 1e-9)
+        assert np.abs(w - p.weights).max() < 1e-3
+    assert np.abs(ours.returns.to_numpy() - np.asarray(pred.returns)).max() < 1e-4
+
+
+def test_max_sharpe_and_erc_against_skfolio():
+    for seed in range(6):
+        X = synthetic_returns(252, 15, n_clusters=3, seed=50 + seed, drift=0.0008)
+        mu, cov = X.mean().to_numpy(), X.cov().to_numpy()
+        sr = lambda w: w @ mu / np.sqrt(w @ cov @ w)
+        ours = MaxSharpe().fit(X).weights_.to_numpy()
+        theirs = MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO).fit(X).weights_
+        assert sr(ours) >= sr(theirs) - 1e-10
+        e = ERC().fit(X).weights_.to_numpy()
+        rc = e * (cov @ e)
+        assert (rc.max() - rc.min()) / rc.mean() < 1e-12
+        assert np.abs(e - RiskBudgeting().fit(X).weights_).max() < 1e-4

@@ -1,0 +1,121 @@
+"""Production runs end to end: papermill via `tvs run`, isolation of concurrent runs, kill and resume,
+serial vs Ray, hostile arguments."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tradingview_scraper.ledger import AuditLedger
+from tradingview_scraper.orchestration.runner import read_status
+
+FLOW = """
+import json, sys
+from tradingview_scraper.orchestration.flow import run_flow
+r = run_flow(sys.argv[1], run_id=sys.argv[2], runs_root=sys.argv[3], lakehouse_root=sys.argv[4], env={},
+             overrides=json.loads(sys.argv[5]), executor=sys.argv[6] if len(sys.argv) > 6 else None)
+print(r.status["status"])
+"""
+
+
+def flow(profile, run_id, runs, lake, overrides=None, executor=None, wait=True):
+    args = [sys.executable, "-c", FLOW, profile, run_id, str(runs), str(lake), json.dumps(overrides or {})] + ([executor] if executor else [])
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("TVS_")}, "RAY_AUTH_MODE": "disabled"})
+    if not wait: return p
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    return out
+
+
+def artifact_hashes(run_dir: Path) -> dict:
+    "sha256 of every backtest artifact (the research result)."
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run_dir / "artifacts" / "backtest").iterdir())
+            if p.name != "timings.json"}
+
+
+def test_tvs_run_executes_the_production_notebook(tmp_path, tvs):
+    r = tvs("run", "--profile", "development", "--runs-root", str(tmp_path / "runs"), "--lakehouse", str(tmp_path / "lake"),
+            "--run-id", "papermill-1", "--set", "backtest.cost_bps=2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = tmp_path / "runs" / "papermill-1"
+    assert "succeeded" in r.stdout and str(run / "reports" / "report.html") in r.stdout
+    st = read_status(run)
+    assert st["status"] == "succeeded" and list(st["steps"])[-1] == "validate"
+    for f in ("notebooks/flow.ipynb", "notebooks/flow.html", "reports/report.html", "reports/summary.md", "manifest.json", "metadata.parquet"):
+        assert (run / f).exists(), f
+    assert json.loads((run / "manifest.json").read_text())["manifest"]["backtest"]["cost_bps"] == 2.0
+    nb = json.loads((run / "notebooks" / "flow.ipynb").read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert injected and "papermill-1" in "".join(injected[0]["source"])
+    assert AuditLedger.for_run(run).verify().ok
+    listing = tvs("runs", "list", "--runs-root", str(tmp_path / "runs"))
+    assert listing.returncode == 0 and "papermill-1" in listing.stdout and "succeeded" in listing.stdout
+
+
+def test_concurrent_runs_are_isolated(tmp_path):
+    """Two runs with different settings at the same time produce exactly what each produces alone."""
+    solo = {}
+    for name, ov in (("a", {}), ("b", {"backtest.cost_bps": 25, "allocation.optimizers": ["equal_weight", "hrp"]})):
+        flow("development", f"solo-{name}", tmp_path / "solo", tmp_path / f"lake-solo-{name}", ov)
+        solo[name] = artifact_hashes(tmp_path / "solo" / f"solo-{name}")
+    procs = {name: flow("development", f"conc-{name}", tmp_path / "conc", tmp_path / "lake-shared", ov, wait=False)
+             for name, ov in (("a", {}), ("b", {"backtest.cost_bps": 25, "allocation.optimizers": ["equal_weight", "hrp"]}))}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    for name in ("a", "b"):
+        assert artifact_hashes(tmp_path / "conc" / f"conc-{name}") == solo[name], name
+    assert solo["a"] != solo["b"]
+
+
+def test_killed_run_is_failed_and_resumes(tmp_path):
+    runs, lake = tmp_path / "runs", tmp_path / "lake"
+    p = flow("development", "kill-me", runs, lake, wait=False)
+    status = runs / "kill-me" / "status.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:       # kill it inside the backtest step, after earlier steps produced artifacts
+        if status.exists():
+            try: st = json.loads(status.read_text())
+            except ValueError: st = {}
+            if st.get("steps", {}).get("backtest", {}).get("status") == "running": break
+        time.sleep(0.05)
+    else: pytest.fail("the run never reached the backtest step")
+    lake_before = {q: q.read_bytes() for q in sorted((lake / "ohlcv").rglob("*.parquet"))}
+    p.send_signal(signal.SIGKILL); p.wait()
+    st = read_status(runs / "kill-me")
+    assert st["status"] == "failed" and st.get("interrupted") and st["steps"]["ingest"]["status"] == "succeeded"
+    assert {q: q.read_bytes() for q in sorted((lake / "ohlcv").rglob("*.parquet"))} == lake_before   # lakehouse intact
+    flow("development", "kill-me", runs, lake)
+    st = read_status(runs / "kill-me")
+    assert st["status"] == "succeeded" and st["attempts"] == 2
+    outcomes = [(r["data"]["step"], r["data"]["status"]) for r in AuditLedger.for_run(runs / "kill-me").records() if r["kind"] == "outcome"]
+    assert ("ingest", "skipped") in outcomes and ("backtest", "succeeded") in outcomes
+    assert AuditLedger.for_run(runs / "kill-me").verify().ok
+
+
+def test_serial_and_ray_give_identical_results(tmp_path):
+    ov = {"allocation.optimizers": ["equal_weight", "min_variance", "hrp"]}
+    flow("development", "serial", tmp_path / "runs", tmp_path / "lake", ov, executor="serial")
+    flow("development", "ray", tmp_path / "runs", tmp_path / "lake", ov, executor="ray")
+    a, b = artifact_hashes(tmp_path / "runs" / "serial"), artifact_hashes(tmp_path / "runs" / "ray")
+    conv = [json.loads((tmp_path / "runs" / r / "artifacts" / "backtest" / "conventions.json").read_text()) for r in ("serial", "ray")]
+    assert [c.pop("executor") for c in conv] == ["serial", "ray"] and conv[0] == conv[1]   # only the executor's name differs
+    assert {k: v for k, v in a.items() if k != "conventions.json"} == {k: v for k, v in b.items() if k != "conventions.json"}
+    assert read_status(tmp_path / "runs" / "ray")["executor"] == "ray"
+
+
+@pytest.mark.parametrize("args", [["--run-id", "../escape"], ["--run-id", "a/b"], ["--profile", "../../etc"],
+                                  ["--runs-root", "runs\x1b[2J"], ["--lakehouse", "lake/\u2215etc"], ["--set", "=1"]])
+def test_hostile_run_arguments_touch_nothing(tmp_path, tvs, args):
+    before = sorted(p for p in tmp_path.rglob("*"))
+    r = subprocess.run([str(Path(sys.executable).parent / "tvs"), "run", "--runs-root", str(tmp_path / "runs"), *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode != 0 and r.stderr.strip().startswith("tvs: error:"), r.stdout + r.stderr
+    assert sorted(p for p in tmp_path.rglob("*")) == before
