@@ -133,8 +133,10 @@ def build_offline(out: Path) -> list[Path]:
     for p in nbs:
         meta, body = render_nb(p)
         body = re.sub(r"<h1>.*?</h1>", "", body, count=1) if meta.get("title") else body
-        name = p.relative_to(proc).with_suffix("").as_posix().replace("/", "-")
+        rel = p.relative_to(proc)
+        name = rel.with_suffix("").as_posix().replace("/", "-")
         href = meta.get("output-file") or ("index.html" if p.name == "index.ipynb" else f"{name}.html")
+        if len(rel.parts) > 1: href = "-".join(rel.parts[:-1]) + "-" + href   # nbs/production/flow -> production-flow.html
         rendered.append((href, meta.get("title") or p.stem, meta.get("description", ""), body))
     nav = [(h, t) for h, t, _, _ in rendered]
     if out.exists(): shutil.rmtree(out)
@@ -154,7 +156,7 @@ def check(out: Path, pages: list[Path]) -> list[str]:
     "Every notebook has a page, the index links to every page, and no page needs the network."
     problems = []
     nbs = [p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
-    if len(pages) != len(nbs): problems.append(f"{len(nbs)} notebooks but {len(pages)} pages")
+    if len(set(pages)) != len(nbs): problems.append(f"{len(nbs)} notebooks but {len(set(pages))} distinct pages (two notebooks share an output file?)")
     index = (out / "index.html").read_text(encoding="utf-8") if (out / "index.html").exists() else ""
     if not index: problems.append("no index.html")
     for p in pages:
@@ -162,6 +164,8 @@ def check(out: Path, pages: list[Path]) -> list[str]:
         if p.name != "index.html" and f'href="{p.name}"' not in index: problems.append(f"index does not link {p.name}")
         if re.search(r'<(script|link)[^>]+(src|href)="https?://', text): problems.append(f"{p.name} loads a remote asset")
         if "<h1>" not in text: problems.append(f"{p.name} has no title")
+        for href in re.findall(r'href="([^"#:]+\.html)(?:#[^"]*)?"', text):     # every internal link resolves
+            if not (out / href).exists(): problems.append(f"{p.name} links to a missing page {href}")
     return problems
 
 
