@@ -119,3 +119,45 @@ def test_hostile_run_arguments_touch_nothing(tmp_path, tvs, args):
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode != 0 and r.stderr.strip().startswith("tvs: error:"), r.stdout + r.stderr
     assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+CLOSED = {"scanner_url": "http://127.0.0.1:9", "websocket_url": "ws://127.0.0.1:9/socket.io/websocket"}   # nothing listens on port 9
+
+
+def test_production_without_network_stops_or_continues_as_the_profile_says(tmp_path):
+    from tradingview_scraper.orchestration.flow import run_flow
+    from tradingview_scraper.orchestration.runner import RunFailed
+    quick = {"hydration.max_attempts": 1, "data.start": "2019-01-01", "allocation.optimizers": ["equal_weight"]}
+    with pytest.raises(RunFailed, match="hydration.on_failure"):
+        run_flow("production", run_id="stop", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
+                 overrides={**quick, "hydration.on_failure": "stop"}, endpoint=CLOSED)
+    st = read_status(tmp_path / "runs" / "stop")
+    assert st["status"] == "failed" and st["failed_step"] == "hydrate" and "hydration failed" in st["error"]
+    run = run_flow("production", run_id="continue", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
+                   overrides={**quick, "hydration.on_failure": "continue", "data.source": "sample"}, endpoint=CLOSED)
+    assert run.status["status"] == "succeeded"
+    hyd = run.load("hydrate", "hydration")
+    assert hyd["continued"] is True and hyd["failed"]
+
+
+def test_production_hydrates_from_a_replay_server(tmp_path):
+    """The production path end to end offline: online screen (replay screener) → hydrate (replay chart history)
+    → the rest of the flow on what was fetched, with the screen's result stored as a dated universe."""
+    from tradingview_scraper.core import utc_now
+    from tradingview_scraper.data.lakehouse import Lakehouse
+    from tradingview_scraper.orchestration.flow import run_flow
+    from tradingview_scraper.tradingview.replay import ReplayServer
+    screen = {"name": "replay_all", "market": "america", "columns": ["name", "close", "volume"], "filters": [],
+              "limit": 50, "direction": "LONG", "logic": "hold"}
+    with ReplayServer.synthetic(n_symbols=10, n_bars=600, end=utc_now().normalize()) as srv:
+        run = run_flow("production", run_id="replay", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
+                       overrides={"discovery.screens": [screen], "allocation.optimizers": ["equal_weight", "min_variance"],
+                                  "allocation.benchmark": None, "backtest.train": 126, "selection.min_history": 60,
+                                  "selection.floor": 3, "selection.max_selected": 8},
+                       endpoint={"scanner_url": srv.scanner_url, "websocket_url": srv.websocket_url})
+        served = set(srv.table.index)
+    lake = Lakehouse(tmp_path / "lake")
+    assert run.status["status"] == "succeeded"
+    assert {str(s) for s in lake.symbols()} and {str(s) for s in lake.symbols()} <= served
+    assert lake.universe_dates("replay_all"), "the online screen's result was not stored as a dated universe"
+    assert set(run.load("ingest", "returns").columns) == {str(s) for s in lake.symbols()} - set(run.load("ingest", "load_report").query("status != 'loaded'")["symbol"])
