@@ -149,15 +149,25 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
     from tradingview_scraper.tradingview.replay import ReplayServer
     screen = {"name": "replay_all", "market": "america", "columns": ["name", "close", "volume"], "filters": [],
               "limit": 50, "direction": "LONG", "logic": "hold"}
+    overrides = {"discovery.screens": [screen], "allocation.optimizers": ["equal_weight", "min_variance"],
+                 "allocation.benchmark": None, "backtest.train": 126, "selection.min_history": 60,
+                 "selection.floor": 3, "selection.max_selected": 8, "hydration.chunk": 4}
     with ReplayServer.synthetic(n_symbols=10, n_bars=600, end=utc_now().normalize()) as srv:
+        endpoint = {"scanner_url": srv.scanner_url, "websocket_url": srv.websocket_url}
         run = run_flow("production", run_id="replay", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
-                       overrides={"discovery.screens": [screen], "allocation.optimizers": ["equal_weight", "min_variance"],
-                                  "allocation.benchmark": None, "backtest.train": 126, "selection.min_history": 60,
-                                  "selection.floor": 3, "selection.max_selected": 8},
-                       endpoint={"scanner_url": srv.scanner_url, "websocket_url": srv.websocket_url})
+                       overrides=overrides, endpoint=endpoint)
+        ray_run = run_flow("production", run_id="replay-ray", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake-ray",
+                           env={}, overrides=overrides, endpoint=endpoint, executor="ray")
         served = set(srv.table.index)
+    bars = lambda root: {p.name: p.read_bytes() for p in sorted((root / "ohlcv").rglob("*.parquet"))}
+    assert bars(tmp_path / "lake") == bars(tmp_path / "lake-ray")          # Ray workers stored exactly the same bars
+    assert artifact_hashes(ray_run.run_dir).keys() == artifact_hashes(run.run_dir).keys()
+    assert run.load("backtest", "oos_returns").equals(ray_run.load("backtest", "oos_returns"))
     lake = Lakehouse(tmp_path / "lake")
     assert run.status["status"] == "succeeded"
     assert {str(s) for s in lake.symbols()} and {str(s) for s in lake.symbols()} <= served
     assert lake.universe_dates("replay_all"), "the online screen's result was not stored as a dated universe"
+    hyd = run.load("hydrate", "hydration")
+    assert hyd["chunks"] == -(-hyd["symbols"] // 4) >= 2 and hyd["fetched"] == hyd["symbols"]     # fanned out in chunks, all merged
+    assert (run.run_dir / "hydration" / "outcomes.parquet").exists() and len(run.load("hydrate", "outcomes")) == hyd["symbols"]
     assert set(run.load("ingest", "returns").columns) == {str(s) for s in lake.symbols()} - set(run.load("ingest", "load_report").query("status != 'loaded'")["symbol"])
