@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradingview_scraper.backtest.engine import BacktestEngine
+from tradingview_scraper.backtest.engine import RETURNS_RULE, BacktestEngine, NotReturnsError
+from tradingview_scraper.backtest.metrics import prices_to_returns
 from tradingview_scraper.backtest.reference import reference_backtest, synthetic_returns
 from tradingview_scraper.core import ContractError, ValidationError
 from tradingview_scraper.pipelines.allocation import (ERC, HRP, AllocationPipeline, EqualWeight, InverseVolatility, MaxSharpe,
@@ -41,7 +42,7 @@ def test_every_window_has_valid_weights_and_explicit_outcomes(alloc):
     if alloc.__class__ in (MinVariance, MaxSharpe):
         assert any(s in ("requested", "shrinkage") and "singular" in why for _, s, why in res.fallbacks)
     ref = reference_backtest(p, alloc, train=126, test=21, cost_bps=5)
-    assert np.abs(ref.weights.to_numpy() - w).max() < 1e-6 and np.abs(ref.returns.to_numpy() - res.returns.to_numpy()).max() < 1e-9
+    assert np.abs(ref.weights.to_numpy() - w).max() < 1e-10 and np.abs(ref.returns.to_numpy() - res.returns.to_numpy()).max() < 1e-10
 
 
 def test_window_longer_than_history():
@@ -70,7 +71,8 @@ def test_garbage_values_do_not_crash():
 def test_malformed_inputs_are_refused_with_typed_errors():
     p = synthetic_returns(300, 3, seed=0)
     eng = BacktestEngine(126, 21)
-    with pytest.raises(ContractError, match="UTC"): eng.run(p.tz_localize(None), EqualWeight())
+    with pytest.raises(ContractError, match=r'without a time zone.*\.tz_localize\("UTC"\)'): eng.run(p.tz_localize(None), EqualWeight())
+    with pytest.raises(ContractError, match=r'Asia/Tokyo.*\.tz_convert\("UTC"\)'): eng.run(p.tz_convert("Asia/Tokyo"), EqualWeight())
     with pytest.raises(ContractError, match="strictly increasing"): eng.run(p.iloc[::-1], EqualWeight())
     with pytest.raises(ContractError, match="unique asset names"): eng.run(p.set_axis(["EX:A", "EX:A", "EX:B"], axis=1), EqualWeight())
     with pytest.raises(ContractError, match="numeric"): eng.run(p.assign(**{"EX:A0": "x"}), EqualWeight())
@@ -78,3 +80,69 @@ def test_malformed_inputs_are_refused_with_typed_errors():
     with pytest.raises(NoUsableAssetsError): EqualWeight().fit(p.iloc[:50] * np.nan)
     for bad in (dict(train=1), dict(test=0), dict(lag=-1), dict(cost_bps=-1), dict(holding="hold"), dict(step=0), dict(n_batches=0)):
         with pytest.raises(ValidationError): BacktestEngine(**bad)
+
+
+def test_prices_are_refused_and_the_fix_is_named():
+    "Prices passed as returns once reported a Sharpe of 14.7 and an annual return of 32,836: now a typed error, input untouched."
+    p = synthetic_returns(400, 4, seed=6)
+    prices = 100 * (1 + p).cumprod()
+    before = prices.copy()
+    with pytest.raises(NotReturnsError, match=r"invalid returns columns \(median\) \{'EX:A0': .*prices_to_returns\(prices\)"):
+        BacktestEngine(126, 21).run(prices, EqualWeight())
+    assert prices.equals(before)
+    fixed = BacktestEngine(126, 21).run(prices_to_returns(prices), EqualWeight())
+    direct = BacktestEngine(126, 21).run(p.iloc[1:], EqualWeight())
+    assert np.abs(fixed.returns.to_numpy() - direct.returns.to_numpy()).max() < 1e-12
+    assert abs(fixed.metrics["sharpe"]) < 5
+
+
+@pytest.mark.parametrize("make, where", [
+    (lambda p: p * 100, "percent units"),                                        # −3.2 meaning −3.2%
+    (lambda p: np.log1p(p).assign(**{"EX:A1": np.log(0.2)}), "log returns"),     # log returns fall below −1 (−80% is −1.61)
+    (lambda p: p.assign(**{"EX:A2": -np.minimum(p["EX:A2"] * 300, 1e6)}), "below −1"),   # a stream inverted with no cap
+])
+def test_values_below_minus_one_are_refused(make, where):
+    p = synthetic_returns(300, 3, seed=7)
+    with pytest.raises(NotReturnsError, match=f"return of 'EX:A.' at .*expected a simple return ≥ −1.*{where}"):
+        BacktestEngine(126, 21).run(make(p), EqualWeight())
+
+
+def test_legitimate_returns_are_never_refused():
+    "The other side of every boundary of RETURNS_RULE."
+    p = synthetic_returns(300, 3, seed=8)
+    run = lambda frame: BacktestEngine(126, 21).run(frame, EqualWeight())
+    shorts = -np.minimum(p + 0.6 * (np.arange(300) % 50 == 0)[:, None] * 5, 1.0)      # SHORT streams −min(R, 1), some exactly −1
+    assert (shorts == -1.0).any().any()
+    run(shorts)
+    run(p.assign(**{"EX:A0": np.where(np.arange(300) % 7 == 0, -1.0, 0.01)}))          # total losses
+    crypto = synthetic_returns(300, 3, seed=9, vol=0.15, dof=2.2).copy()
+    crypto.iloc[150, 1] = 24.0                                                          # +2400% in a day
+    assert crypto.min().min() >= -1.0 and crypto.max().max() > 1
+    run(crypto)
+    run(p.assign(**{"EX:A2": 0.0002}))                                                  # cash-like: all positive, tiny
+    run(p.assign(**{"EX:A2": 1.0}))                                                     # median exactly 1
+    run(p.assign(**{"EX:A2": [np.nan] * 291 + [4.0] * 9}))                              # too few values to call prices
+    run(p.assign(**{"EX:A2": np.where(np.arange(300) == 5, -0.01, 50.0)}))              # one loss: not prices
+    run(p.assign(**{"EX:A1": [np.inf, -np.inf] + [np.nan] * 298}))                       # ±inf are missing values
+    with pytest.raises(NotReturnsError): run(p.assign(**{"EX:A0": np.where(np.arange(300) == 9, np.nextafter(-1.0, -2.0), 0.01)}))
+    with pytest.raises(NotReturnsError): run(p.assign(**{"EX:A2": [np.nan] * 290 + [4.0] * 10}))
+    with pytest.raises(NotReturnsError): run(p.assign(**{"EX:A2": np.nextafter(1.0, 2.0)}))
+    assert "≥ −1" in RETURNS_RULE and "median above 1" in RETURNS_RULE
+
+
+@pytest.mark.parametrize("name", ["train", "test", "step", "warmup", "periods_per_year", "n_batches"])
+def test_absurd_counts_are_refused_by_name(name):
+    "A count numpy cannot hold (10**30 once escaped as OverflowError from the fold arithmetic) is a ValidationError naming it."
+    with pytest.raises(ValidationError, match=f"invalid {name} 1000000000000000000000000000000: expected an integer ≥ . and ≤ 2147483647"):
+        BacktestEngine(**{name: 10**30})
+    with pytest.raises(ValidationError, match=f"invalid {name} 2147483648"): BacktestEngine(**{name: 2**31})
+
+
+def test_bars_before_1677_run_like_any_others():
+    "Timestamps outside the nanosecond range (a seconds-unit index) go through the whole engine path, bitwise as modern dates."
+    p = synthetic_returns(300, 4, seed=10)
+    old = p.set_axis(pd.date_range("1500-01-01", periods=300, freq="D", tz="UTC", unit="s"))
+    a, b = BacktestEngine(126, 21, cost_bps=5).run(old, HRP()), BacktestEngine(126, 21, cost_bps=5).run(p, HRP())
+    assert a.returns.index[0] == old.index[126] and a.returns.to_numpy().tobytes() == b.returns.to_numpy().tobytes()
+    assert reference_backtest(old, HRP(), train=126, test=21, cost_bps=5).returns.to_numpy().tobytes() == \
+        reference_backtest(p, HRP(), train=126, test=21, cost_bps=5).returns.to_numpy().tobytes()

@@ -22,11 +22,15 @@ from tradingview_scraper.tradingview.stream import (ConnectionLostError, Critica
 TABLE, BARS = synthetic_market(n_symbols=6, n_bars=240, seed=11)
 SYMS = list(BARS)
 TARGET, N = "NASDAQ:MSFT", 200
+# No test waits on a clock to see something happen. Timeouts on healthy links are hang guards only, far beyond what a
+# busy machine needs; a short one is used only where a test *injects* silence and the client must give up on it.
+GUARD_S = 60
+SILENCE_IDLE_S = 2.0     # idle timeout when silence is injected: 40 heartbeats long, so a healthy link never trips it
 
 
 @pytest.fixture(scope="module")
 def server():
-    with ReplayServer(TABLE, BARS, heartbeat_s=0.05, chunk_bars=64) as srv:
+    with ReplayServer(TABLE, BARS, heartbeat_s=0.05, echo_timeout_s=GUARD_S, chunk_bars=64) as srv:
         yield srv
 
 
@@ -38,7 +42,7 @@ def clean(server):
 
 
 def history(server, **kw):
-    opts = dict(concurrency=2, timeout_s=8, idle_timeout_s=0.5,
+    opts = dict(concurrency=2, timeout_s=2 * GUARD_S, idle_timeout_s=GUARD_S,
                 retry=RetryPolicy(max_attempts=3, initial_s=0.01, jitter_s=0.01, sleep=lambda s: None))
     return HistoryClient(server.websocket_url, **{**opts, **kw})
 
@@ -58,12 +62,13 @@ RETRYABLE = {"close_mid_stream": ConnectionLostError, "truncated_frame": Malform
              "malformed_json": MalformedFrameError, "absent_heartbeats": ConnectionLostError}
 FINAL = {"symbol_error": SymbolError, "series_error": SeriesError, "critical_error": CriticalError}
 HARMLESS = {"marker_in_payload": {}, "slow_heartbeats": {"delay_s": 0.05}}
+CLIENT = {"absent_heartbeats": {"idle_timeout_s": SILENCE_IDLE_S}}   # per fault: client settings the fault needs
 
 
 @pytest.mark.parametrize("fault", sorted(RETRYABLE))
 def test_ws_fault_transient_is_retried(server, fault):
     sw = server.inject(fault, times=1, symbols=[TARGET])
-    results = history(server).fetch_many_sync(SYMS, "1d", bars=N)
+    results = history(server, **CLIENT.get(fault, {})).fetch_many_sync(SYMS, "1d", bars=N)
     assert sw.fired_ == 1
     for r in results: assert_exact(r)
     assert {r.symbol: r.attempts for r in results}[TARGET] == 2
@@ -73,7 +78,7 @@ def test_ws_fault_transient_is_retried(server, fault):
 @pytest.mark.parametrize("fault", sorted(RETRYABLE))
 def test_ws_fault_persistent_is_typed_and_batch_goes_on(server, fault):
     server.inject(fault, symbols=[TARGET])
-    results = history(server).fetch_many_sync(SYMS, "1d", bars=N)
+    results = history(server, **CLIENT.get(fault, {})).fetch_many_sync(SYMS, "1d", bars=N)
     bad = {r.symbol: r for r in results}[TARGET]
     assert isinstance(bad.error, RETRYABLE[fault]) and bad.attempts == 3 and bad.bars is None
     for r in results:
@@ -124,9 +129,12 @@ def test_handshake_429_persistent_fails_every_symbol_typed(server):
 
 
 def test_deadline_bounds_a_silent_server(server):
+    """A server that never answers (silent from the request on, heartbeats too) ends in the typed `DeadlineError`,
+    whatever the machine's speed: nothing arrives, so the deadline must fire (the idle timeout is far beyond it).
+    The deadline is per symbol, so a healthy symbol in the same batch still gets its whole budget."""
     server.inject("absent_heartbeats", symbols=[TARGET])
-    r = history(server, timeout_s=0.4, idle_timeout_s=5).fetch_many_sync([TARGET, SYMS[0]], bars=N)
-    assert isinstance(r[0].error, DeadlineError)
+    r = history(server, timeout_s=5).fetch_many_sync([TARGET, SYMS[0]], bars=N)
+    assert isinstance(r[0].error, DeadlineError) and r[0].attempts == 1 and "5s deadline" in str(r[0].error)
     assert_exact(r[1])
 
 
@@ -162,19 +170,23 @@ def test_server_closes_a_connection_that_does_not_echo():
         async with connect(url) as ws:
             got = []
             try:
-                while True: got += decode_frame(await asyncio.wait_for(ws.recv(), 5))
+                while True: got += decode_frame(await asyncio.wait_for(ws.recv(), GUARD_S))
             except ConnectionClosed as e: return got, e.rcvd.code if e.rcvd else None
     async def echoing_client(url):
         async with connect(url) as ws:
             beats = 0
             while beats < 8:
-                for p in decode_frame(await asyncio.wait_for(ws.recv(), 5)):
-                    if p.startswith("~h~"): beats += 1; await ws.send(encode_frame(p))
+                for p in decode_frame(await asyncio.wait_for(ws.recv(), GUARD_S)):
+                    if p.startswith("~h~"):
+                        beats += 1
+                        await ws.send(encode_frame(p))
             return beats
-    with ReplayServer(TABLE, BARS, heartbeat_s=0.03, echo_timeout_s=0.1) as srv:
+    # the server sleeps a full heartbeat_s between beats, so 8 beats take at least 1.6 s: past the 1 s echo timeout
+    # by construction, while each echo has the whole second to arrive
+    with ReplayServer(TABLE, BARS, heartbeat_s=0.2, echo_timeout_s=1.0) as srv:
         got, code = asyncio.run(silent_client(srv.websocket_url))
         assert got[0].startswith("{") and "~h~1" in got and code == 1008
-        assert asyncio.run(echoing_client(srv.websocket_url)) == 8   # 8 heartbeats = well past the echo timeout
+        assert asyncio.run(echoing_client(srv.websocket_url)) == 8
 
 
 # --- HTTP faults ----------------------------------------------------------------------------------------------------

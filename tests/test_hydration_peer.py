@@ -94,7 +94,7 @@ class Peer:
 
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(main(),), daemon=True)
         self.thread.start()
-        ready.wait(10)
+        assert ready.wait(60), "the peer server did not start"   # a hang guard: start-up sets the event
         self.url = f"ws://127.0.0.1:{self.port}/socket.io/websocket?from=chart/&type=chart"
 
     def stop(self):

@@ -22,16 +22,20 @@ def profile(**over):
     return load_profile("development", env={}, overrides={**base, **over})
 
 
-def service(lh, srv, concurrency=4, attempts=3, **kw):
+GUARD_S = 60   # timeouts on healthy links are hang guards only (a busy machine never needs them)
+
+
+def service(lh, srv, concurrency=4, attempts=3, idle_timeout_s=GUARD_S, **kw):
+    "A service on the replay server; pass a short `idle_timeout_s` only where a test injects silence."
     retry = RetryPolicy(max_attempts=attempts, initial_s=0.01, jitter_s=0.01)
-    return IngestionService(lh, HistoryClient(srv.websocket_url, concurrency=concurrency, timeout_s=20, idle_timeout_s=0.5, retry=retry),
-                            ScannerClient(srv.scanner_url, retry=retry), progress=False, **kw)
+    client = HistoryClient(srv.websocket_url, concurrency=concurrency, timeout_s=2 * GUARD_S, idle_timeout_s=idle_timeout_s, retry=retry)
+    return IngestionService(lh, client, ScannerClient(srv.scanner_url, retry=retry), progress=False, **kw)
 
 
 def test_local_endpoint_fills_an_empty_lakehouse_and_a_second_run_fetches_nothing(tmp_path):
     source = sample_lakehouse(tmp_path / "source")
     target = Lakehouse(tmp_path / "target")
-    with ReplayServer.from_lakehouse(source, cap=100_000, heartbeat_s=0.1) as srv:
+    with ReplayServer.from_lakehouse(source, cap=100_000, heartbeat_s=0.1, echo_timeout_s=GUARD_S) as srv:
         syms = [str(s) for s in source.symbols()]
         first = hydrate(syms, target, profile(), endpoint=srv, now="2022-12-28 22:00", progress=False, run_dir=tmp_path / "run1")
         assert first.summary["fetched"] == len(syms) and first.summary["failed"] == 0
@@ -89,11 +93,11 @@ def test_every_fault_in_one_batch_loses_nothing(tmp_path):
     harmless = {"marker_in_payload": syms[11], "slow_heartbeats": syms[12]}
     run_dir = tmp_path / "run"
     ledger = AuditLedger.for_run(run_dir); ledger.genesis("run", "development", "0" * 64)
-    with ReplayServer(table, daily, heartbeat_s=0.05) as srv:
+    with ReplayServer(table, daily, heartbeat_s=0.05, echo_timeout_s=GUARD_S) as srv:
         # one switch per name at a time: the persistent ones (and the harmless ones) in a first run, the transient ones
         # (fire once, then the retry succeeds) in a second run
         for name, s in persistent.items(): srv.inject(name, symbols=[s])
-        svc = service(lh, srv, concurrency=4)
+        svc = service(lh, srv, concurrency=4, idle_timeout_s=2.0)   # absent_heartbeats: 2 s of silence is a dead link
         srv.inject("http_5xx", times=2)                      # the catalog refresh retries through these
         srv.inject("handshake_429", times=2, retry_after=0)  # and the chart pool through these
         for name, s in harmless.items(): srv.inject(name, symbols=[s], **({"delay_s": 0.05} if name == "slow_heartbeats" else {}))
@@ -149,3 +153,49 @@ def test_pool_is_bounded(tmp_path):
         service(Lakehouse(tmp_path / "lh"), srv, concurrency=3).run(list(daily), refresh_metadata=False)
         assert srv.settle() and len(srv.sessions_) == 3 and sum(s.count("create_series") for s in srv.sessions_) == 12
         assert not any(p == "/symbol" for _, p, _ in srv.http_log_)
+
+
+def test_demo_endpoint_serves_only_synthetic_symbols_and_never_touches_real_ones(tmp_path, tvs):
+    """`tvs hydrate --endpoint local` into a lakehouse that holds real NASDAQ:AAPL bars: the demo's made-up prices
+    go under SYNTH: symbols, the real bar file stays byte-identical and its catalog versions unchanged (the demo used to overwrite them)."""
+    lh = Lakehouse(tmp_path / "lake")
+    ts = pd.bdate_range(end=pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=3), periods=20)
+    px = np.linspace(180.0, 190.0, 20)
+    lh.write_ohlcv("NASDAQ:AAPL", pd.DataFrame({"ts": ts, "open": px, "high": px + 1, "low": px - 1, "close": px, "volume": 1e6}))
+    lh.upsert_catalog(pd.DataFrame({"symbol": ["NASDAQ:AAPL"], "exchange": ["NASDAQ"], "description": ["Apple Inc"]}), as_of="2024-01-01")
+    def aapl():
+        v = lh.catalog(versions=True).query("symbol == 'NASDAQ:AAPL'").astype(object)
+        return v.where(v.notna(), None).to_dict("records")
+    real, real_catalog = lh.ohlcv_path("NASDAQ:AAPL").read_bytes(), aapl()
+    r = tvs("hydrate", "--endpoint", "local", "--profile", "development", "--lakehouse", str(lh.root),
+            "--local-symbols", "8", "--local-bars", "30")
+    assert r.returncode == 0, r.stderr
+    assert lh.ohlcv_path("NASDAQ:AAPL").read_bytes() == real
+    assert aapl() == real_catalog and len(real_catalog) == 1
+    stored = {str(s) for s in lh.symbols()}
+    assert "NASDAQ:AAPL" in stored and len(stored) == 9 and all(s.startswith("SYNTH:") for s in stored - {"NASDAQ:AAPL"})
+    assert lh.revisions().empty and "8 fetched" in r.stdout
+
+
+def test_a_source_that_rewrites_history_is_recorded_and_reported(tmp_path):
+    """Stocks stored through Fri 06-21, hydrated at Fri 06-28: the 8 bars asked for overlap 3 stored ones. The source
+    changed all three: the last stored bar is the live bar (normal), the two before it are history revisions; each
+    keeps its previous values in `Lakehouse.revisions` and the report counts them apart from added bars."""
+    table, daily = synthetic_market(n_symbols=2, n_bars=60, seed=4)
+    sym = "NASDAQ:AAPL"
+    lh = Lakehouse(tmp_path / "lh")
+    stored = daily[sym][daily[sym]["ts"] <= "2024-06-21"].reset_index(drop=True)
+    lh.write_ohlcv(sym, stored)
+    served = daily[sym].copy()
+    rewritten = served["ts"].isin(pd.to_datetime(["2024-06-19", "2024-06-20", "2024-06-21"], utc=True))
+    served.loc[rewritten, ["open", "high", "low", "close"]] *= 1.01
+    with ReplayServer(table, {**daily, sym: served}) as srv:
+        rep = service(lh, srv).run([sym], now="2024-06-28 12:00", refresh_metadata=False)
+    o = rep.outcomes.set_index("symbol").loc[sym]
+    assert (o["requested"], o["added"], o["replaced"], o["history_revised"]) == (8, 5, 3, 2)
+    assert rep.summary["bars_history_revised"] == 2 and "3 replaced (2 in history)" in repr(rep)
+    rv = lh.revisions(sym)
+    assert rv["kind"].tolist() == ["history", "history", "live"]
+    assert rv["old_close"].tolist() == stored["close"].tail(3).tolist()
+    assert rv["new_close"].tolist() == served.loc[rewritten, "close"].tolist()
+    pd.testing.assert_frame_equal(lh.read_ohlcv(sym), served.reset_index(drop=True))

@@ -1,40 +1,87 @@
 """The audit ledger under real concurrent processes, and `tvs ledger verify` on tampered files."""
-import json
-import subprocess
-import sys
-
 import numpy as np
 
 from tradingview_scraper.ledger import AuditLedger
 
-APPENDER = """
-import sys
+# A writer is a real process that appends through `AuditLedger.append` when the test tells it to, so the test decides
+# the interleaving. Two hooks (installed in the writer only) let the test pin one writer *inside* the lock:
+#   hold  — the next record is written half, then the writer reports `holding` and waits for `go` (lock still held);
+#   probe — the next append first tries the lock without blocking and reports `blocked` (or `free`), then waits for it.
+WRITER = r"""
+import fcntl, os, sys
 from tradingview_scraper.ledger import AuditLedger
-led = AuditLedger(sys.argv[1])  # durable: fsync per record, as in real runs
-sys.stdin.readline()                      # start both writers together
-for i in range(int(sys.argv[3])): led.append("event", {"writer": sys.argv[2], "i": i})
+led, me = AuditLedger(sys.argv[1]), sys.argv[2]       # durable: fsync per record, as in real runs
+real_write, real_flock, armed = os.write, fcntl.flock, set()
+
+def say(word): print(word, flush=True)
+
+def write(fd, data):
+    if "hold" not in armed: return real_write(fd, data)
+    armed.discard("hold")
+    n = real_write(fd, bytes(data[:len(data) // 2]))   # half a record is on disk, the lock is held
+    say("holding")
+    if sys.stdin.readline() != "go\n": os._exit(3)
+    return n                                            # append's loop writes the rest
+
+def flock(fd, op):
+    if "probe" in armed and op == fcntl.LOCK_EX:
+        armed.discard("probe")
+        try: real_flock(fd, op | fcntl.LOCK_NB); say("free"); return
+        except BlockingIOError: say("blocked")
+    real_flock(fd, op)
+
+os.write, fcntl.flock = write, flock
+i = 0
+while line := sys.stdin.readline():
+    cmd, *arg = line.split()
+    armed.update({"hold", "probe"} & {cmd})
+    for _ in range(int(arg[0]) if arg else 1):
+        rec = led.append("event", {"writer": me, "i": i})
+        i += 1
+    say(f"ok {rec['seq']}")
 """
 
 
-def test_two_processes_500_each_leave_one_chain(tmp_path, tvs):
+def test_two_processes_500_each_leave_one_chain(tmp_path, tvs, child):
+    """Two writer processes, 500 appends each, in three phases whose interleaving the test forces:
+    strict turns, appends that arrive while the other writer is pinned mid-record inside the lock, and free contention."""
     path = tmp_path / "audit.jsonl"
     AuditLedger(path).genesis("concurrency", "development", "0" * 64)
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(path), w, "500"], stdin=subprocess.PIPE, text=True)
-             for w in ("a", "b")]
-    for p in procs: p.stdin.write("go\n"); p.stdin.flush()
-    for p in procs: assert p.wait(timeout=300) == 0
+    a, b = child(WRITER, path, "a"), child(WRITER, path, "b")
+    turns, pinned, free = 100, 10, 380
+    try:
+        for _ in range(turns):                       # phase 1: a, b, a, b, ...
+            for w in (a, b):
+                w.send("one")
+                w.expect("ok")
+        for k in range(pinned):                      # phase 2: the holder is mid-record when the other one asks
+            holder, waiter = (a, b) if k % 2 == 0 else (b, a)
+            holder.send("hold")
+            holder.expect("holding")
+            waiter.send("probe")
+            waiter.expect("blocked")                 # the lock was held: the waiter could not get in
+            holder.send("go")
+            first = int(holder.expect("ok"))
+            assert int(waiter.expect("ok")) == first + 1, "the waiter's record must follow the one it waited for"
+        for w in (a, b): w.send(f"burst {free}")     # phase 3: both append as fast as they can
+        for w in (a, b): w.expect("ok")
+    finally:
+        for w in (a, b): w.p.stdin.close()          # end of input: a writer pinned inside the lock gives it up and exits
+        codes = [w.finish() for w in (a, b)]
+    assert codes == [0, 0], codes
+    n = 2 * (turns + pinned + free)
     v = AuditLedger(path).verify()
-    assert v.ok and v.records == 1001, v
+    assert v.ok and v.records == n + 1, v
     recs = AuditLedger(path).records()
+    assert [r["seq"] for r in recs] == list(range(n + 1))
     events = [r for r in recs if r["kind"] == "event"]
-    assert len(events) == 1000
     for w in ("a", "b"):  # each writer's records are all there, in its own order
-        assert [r["data"]["i"] for r in events if r["data"]["writer"] == w] == list(range(500))
-    assert [r["seq"] for r in recs] == list(range(1001))
-    writers = [r["data"]["writer"] for r in events]
-    assert sum(a != b for a, b in zip(writers, writers[1:])) > 1, "writers never interleaved: the test proves nothing"
+        assert [r["data"]["i"] for r in events if r["data"]["writer"] == w] == list(range(n // 2))
+    writers = "".join(r["data"]["writer"] for r in events)
+    assert writers[:2 * turns] == "ab" * turns
+    assert writers[2 * turns:2 * (turns + pinned)] == "abba" * (pinned // 2)   # holder first, then the one that waited
     r = tvs("ledger", "verify", str(tmp_path))
-    assert r.returncode == 0 and "ok: 1001 records" in r.stdout
+    assert r.returncode == 0 and f"ok: {n + 1} records" in r.stdout
 
 
 def test_verify_names_the_record_with_a_flipped_byte(tmp_path, tvs):

@@ -6,10 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tradingview_scraper.ledger import AuditLedger
@@ -59,36 +57,55 @@ def test_tvs_run_executes_the_production_notebook(tmp_path, tvs):
     assert listing.returncode == 0 and "papermill-1" in listing.stdout and "succeeded" in listing.stdout
 
 
-def test_concurrent_runs_are_isolated(tmp_path):
-    """Two runs with different settings at the same time produce exactly what each produces alone."""
+def test_concurrent_runs_are_isolated(tmp_path, child):
+    """Two runs with different settings in flight at the same time (both stopped inside `select` until both are
+    there, sharing one lakehouse) produce exactly what each produces alone."""
+    settings = {"a": {}, "b": {"backtest.cost_bps": 25, "allocation.optimizers": ["equal_weight", "hrp"]}}
     solo = {}
-    for name, ov in (("a", {}), ("b", {"backtest.cost_bps": 25, "allocation.optimizers": ["equal_weight", "hrp"]})):
+    for name, ov in settings.items():
         flow("development", f"solo-{name}", tmp_path / "solo", tmp_path / f"lake-solo-{name}", ov)
         solo[name] = artifact_hashes(tmp_path / "solo" / f"solo-{name}")
-    procs = {name: flow("development", f"conc-{name}", tmp_path / "conc", tmp_path / "lake-shared", ov, wait=False)
-             for name, ov in (("a", {}), ("b", {"backtest.cost_bps": 25, "allocation.optimizers": ["equal_weight", "hrp"]}))}
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
+    runs = {name: stopping_flow(child, "development", f"conc-{name}", tmp_path / "conc", tmp_path / "lake-shared", "select", ov)
+            for name, ov in settings.items()}
+    for r in runs.values(): assert r.expect("at") == "select"
+    for r in runs.values(): r.send("go")                 # both runs are in flight now
+    for r in runs.values(): assert r.expect("status") == "succeeded"
+    assert [r.finish() for r in runs.values()] == [0, 0]
     for name in ("a", "b"):
         assert artifact_hashes(tmp_path / "conc" / f"conc-{name}") == solo[name], name
     assert solo["a"] != solo["b"]
 
 
-def test_killed_run_is_failed_and_resumes(tmp_path):
+# The flow with one injected hook: on entering step `argv[5]` the run reports `at <step>` and waits for a line on its
+# input, so the test decides when it goes on — or kills it exactly there — instead of polling and hoping.
+STOP_AT = r"""
+import dataclasses, json, sys
+from tradingview_scraper.orchestration import flow as F
+def stop_then(fn):
+    def step(ctx):
+        print("at", sys.argv[5], flush=True)
+        if sys.stdin.readline() != "go\n": sys.exit(3)
+        return fn(ctx)
+    return step
+steps = tuple(dataclasses.replace(s, fn=stop_then(s.fn)) if s.name == sys.argv[5] else s for s in F.FLOW)
+r = F.run_flow(sys.argv[1], run_id=sys.argv[2], runs_root=sys.argv[3], lakehouse_root=sys.argv[4], env={},
+               overrides=json.loads(sys.argv[6]), steps=steps)
+print("status", r.status["status"], flush=True)
+"""
+
+
+def stopping_flow(child, profile, run_id, runs, lake, step, overrides=None):
+    "A flow process that stops on entering `step` until the test sends `go`."
+    return child(STOP_AT, profile, run_id, runs, lake, step, json.dumps(overrides or {}), env={"RAY_AUTH_MODE": "disabled"})
+
+
+def test_killed_run_is_failed_and_resumes(tmp_path, child):
     runs, lake = tmp_path / "runs", tmp_path / "lake"
-    p = flow("development", "kill-me", runs, lake, wait=False)
-    status = runs / "kill-me" / "status.json"
-    deadline = time.time() + 300
-    while time.time() < deadline:       # kill it inside the backtest step, after earlier steps produced artifacts
-        if status.exists():
-            try: st = json.loads(status.read_text())
-            except ValueError: st = {}
-            if st.get("steps", {}).get("backtest", {}).get("status") == "running": break
-        time.sleep(0.05)
-    else: pytest.fail("the run never reached the backtest step")
+    run = stopping_flow(child, "development", "kill-me", runs, lake, "backtest")
+    assert run.expect("at") == "backtest"                # inside the backtest step, after earlier steps stored artifacts
+    assert read_status(runs / "kill-me")["steps"]["backtest"]["status"] == "running"
     lake_before = {q: q.read_bytes() for q in sorted((lake / "ohlcv").rglob("*.parquet"))}
-    p.send_signal(signal.SIGKILL); p.wait()
+    assert run.kill() == -signal.SIGKILL
     st = read_status(runs / "kill-me")
     assert st["status"] == "failed" and st.get("interrupted") and st["steps"]["ingest"]["status"] == "succeeded"
     assert {q: q.read_bytes() for q in sorted((lake / "ohlcv").rglob("*.parquet"))} == lake_before   # lakehouse intact
@@ -134,10 +151,12 @@ def test_production_without_network_stops_or_continues_as_the_profile_says(tmp_p
     st = read_status(tmp_path / "runs" / "stop")
     assert st["status"] == "failed" and st["failed_step"] == "hydrate" and "hydration failed" in st["error"]
     run = run_flow("production", run_id="continue", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
-                   overrides={**quick, "hydration.on_failure": "continue", "data.source": "sample"}, endpoint=CLOSED)
+                   overrides={**quick, "hydration.on_failure": "continue", "data.source": "sample", "discovery.screens": []},
+                   endpoint=CLOSED)   # no screens: each date's universe is what the sample's catalog knew before it
     assert run.status["status"] == "succeeded"
     hyd = run.load("hydrate", "hydration")
     assert hyd["continued"] is True and hyd["failed"]
+    assert any(w.startswith("hydration failed") for w in run.status["summary"]["warnings"])   # said in the summary, not only the log
 
 
 def test_production_hydrates_from_a_replay_server(tmp_path):
@@ -151,7 +170,8 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
               "limit": 50, "direction": "LONG", "logic": "hold"}
     overrides = {"discovery.screens": [screen], "allocation.optimizers": ["equal_weight", "min_variance"],
                  "allocation.benchmark": None, "backtest.train": 126, "selection.min_history": 60,
-                 "selection.floor": 3, "selection.max_selected": 8, "hydration.chunk": 4}
+                 "selection.floor": 3, "selection.max_selected": 8, "hydration.chunk": 4,
+                 "discovery.universe_policy": "present_day"}   # one screen taken today: only today's list exists, and it is labelled biased
     with ReplayServer.synthetic(n_symbols=10, n_bars=600, end=utc_now().normalize()) as srv:
         endpoint = {"scanner_url": srv.scanner_url, "websocket_url": srv.websocket_url}
         run = run_flow("production", run_id="replay", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
@@ -165,6 +185,7 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
     assert run.load("backtest", "oos_returns").equals(ray_run.load("backtest", "oos_returns"))
     lake = Lakehouse(tmp_path / "lake")
     assert run.status["status"] == "succeeded"
+    assert any("survivorship-biased" in w for w in run.status["summary"]["warnings"])
     assert {str(s) for s in lake.symbols()} and {str(s) for s in lake.symbols()} <= served
     assert lake.universe_dates("replay_all"), "the online screen's result was not stored as a dated universe"
     hyd = run.load("hydrate", "hydration")

@@ -5,18 +5,21 @@
 # %% ../nbs/58_cli.ipynb #98a299e3
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import os
 import sys
 
 import click
 import pandas as pd
-import yaml
 
 import tradingview_scraper
-from .config import load_profile
+from .config import load_profile, parse_setting
 from .core import TVSError, ValidationError, describe
+from .data.loader import bar_file_problem
 from .data.lakehouse import Lakehouse
-from .ledger import AuditLedger
+from .ledger import AuditLedger, verify_run
 from .orchestration.runner import list_runs, read_status
 from .security import ensure_safe_path, safe_component, validate_user_path
 
@@ -27,12 +30,40 @@ __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_ERROR', 'main', 'run_cmd', 'hydrate_c
 # %% ../nbs/58_cli.ipynb #75be2072
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
+def _printable(text, limit:int=2000) -> str:
+    "`text` safe for a terminal: control characters escaped (no escape sequences from data), at most `limit` characters."
+    s = str(text)
+    if len(s) > limit: s = s[:limit - 1] + "…"
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+
+def _os_error_line(operation:str, # the command that met the error, e.g. "runs show"
+                   e:OSError, # what the OS said
+                  ) -> str:
+    "`<operation>: <strerror> (<path>)` for an `OSError` (the path bounded; the errno name when the OS gave no text)."
+    if isinstance(e, TVSError): return f"{operation}: {_printable(e)}"    # e.g. a lakehouse `StorageError`: its message names the file
+    what = e.strerror or (errno.errorcode.get(e.errno) if e.errno else None) or str(e) or type(e).__name__
+    paths = [_printable(os.fsdecode(p), 300) for p in (e.filename, e.filename2) if p is not None]
+    return f"{operation}: {what}" + (f" ({' -> '.join(paths)})" if paths else "")
+
+def _command_of(ctx:click.Context) -> str:
+    "The subcommand being run below the root, e.g. `runs show`."
+    names = [ctx.invoked_subcommand or ""]
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(n for n in names if n)
+
 class _Group(click.Group):
-    "A click group that turns any `TVSError` into a one-line message and exit code 2."
+    "A click group that answers errors with one `tvs: error:` line: a `TVSError` (bad input) exits 2, an `OSError` (disk, permissions) 1."
+    group_class = type          # nested groups (`tvs runs ...`) are `_Group`s too, so the message names the whole command
     def invoke(self, ctx):
         try: return super().invoke(ctx)
+        except OSError as e:                               # first: a full disk is not bad input, even when typed (`StorageError`)
+            if e.errno == errno.EPIPE: raise              # the reader went away (`tvs runs list | head`): click exits quietly
+            click.echo(f"tvs: error: {_os_error_line(_command_of(ctx), e)}", err=True)
+            ctx.exit(EXIT_FAILED)
         except TVSError as e:
-            click.echo(f"tvs: error: {e}", err=True)
+            click.echo(f"tvs: error: {_printable(e)}", err=True)
             ctx.exit(EXIT_ERROR)
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,12 +73,22 @@ def main():
 
 # %% ../nbs/58_cli.ipynb #87ecc524
 def _parse_sets(sets) -> dict:
-    out = {}
-    for s in sets:
-        key, eq, raw = s.partition("=")
-        if not eq or not key.strip(): raise ValidationError(describe("--set", s, "key=value, e.g. backtest.cost_bps=2"))
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    return out
+    "Parse `--set key=value` options into overrides (bounded safe YAML values: see `config.parse_setting`)."
+    return dict(parse_setting(s, "--set") for s in sets)
+
+def _echo_warnings(st) -> None:
+    "Print the warnings a run recorded (`summary.warnings`), one `tvs: warning:` line each on stderr."
+    summary = st.get("summary") if isinstance(st, dict) else None
+    warnings = summary.get("warnings") if isinstance(summary, dict) else None
+    if isinstance(warnings, str): warnings = [warnings]
+    for w in warnings if isinstance(warnings, list) else []: click.echo(f"tvs: warning: {_printable(w)}", err=True)
+
+def _run_failed(run_dir, message:str) -> None:
+    "Report a failed run: its recorded warnings, then a `tvs: error:` line; exit 1."
+    try: _echo_warnings(read_status(run_dir))
+    except (TVSError, ValueError, OSError): pass      # no (readable) status record: nothing more to say
+    click.echo(f"tvs: error: {_printable(message)}", err=True)
+    sys.exit(EXIT_FAILED)
 
 @main.command("run")
 @click.option("--profile", default="canary", show_default=True, help="profile to run")
@@ -61,14 +102,29 @@ def _parse_sets(sets) -> dict:
 def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, notebooks):
     "Run the research flow of a profile as papermill-executed production notebooks."
     from tradingview_scraper.orchestration.production import run_production
-    run_id = None if run_id is None else safe_component(run_id, "run_id")
+    from tradingview_scraper.orchestration.runner import RunFailed, new_run_id
+    overrides = _parse_sets(sets)
     safe_component(profile, "profile")
-    st = run_production(profile, run_id=run_id, runs_root=runs_root, lakehouse_root=lakehouse, executor=executor,
-                        manifest=manifest, overrides=_parse_sets(sets), notebooks=notebooks)
-    run_dir = validate_user_path(runs_root, "runs root") / st["run_id"]
+    if run_id is None: run_id = new_run_id(load_profile(profile, manifest=manifest, overrides=overrides))  # named here, so a failure can point at it
+    else: run_id = safe_component(run_id, "run_id")
+    run_dir = ensure_safe_path(run_id, validate_user_path(runs_root, "runs root"))
+    try:
+        st = run_production(profile, run_id=run_id, runs_root=runs_root, lakehouse_root=lakehouse, executor=executor,
+                            manifest=manifest, overrides=overrides, notebooks=notebooks)
+    except RunFailed as e: _run_failed(run_dir, str(e))
+    except OSError as e:                                                       # the disk filled up, a permission was refused, ...
+        _run_failed(run_dir, f"{_os_error_line(f'run {run_id!r}', e)} (see {run_dir / 'logs'})")
+    except TVSError: raise                                                     # bad input: exit 2
+    except Exception as e:                                                     # the notebook kernel died, ...
+        _run_failed(run_dir, f"run {run_id!r} failed: {type(e).__name__}: {e} (see {run_dir / 'logs'})")
+    if st.get("status") != "succeeded":
+        _run_failed(run_dir, f"run {run_id!r} ended {st.get('status')!r}" + (f" in {st['failed_step']}" if st.get("failed_step") else "")
+                    + (f": {st['error']}" if st.get("error") else ""))
     click.echo(f"run {st['run_id']} {st['status']}")
+    if (st.get("summary") or {}).get("last_bar"): click.echo(f"data through: {_printable(st['summary']['last_bar'], 40)}")
     click.echo(f"report: {run_dir / 'reports' / 'report.html'}")
     click.echo(f"notebooks: {run_dir / 'notebooks'}")
+    _echo_warnings(st)
 
 # %% ../nbs/58_cli.ipynb #dc203492
 @main.command("hydrate")
@@ -83,20 +139,28 @@ def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, not
 def hydrate_cmd(endpoint, profile, lakehouse, symbols, run_dir, local_symbols, local_bars):
     "Fetch missing history into the lakehouse (validated, atomic, resumable)."
     from tradingview_scraper.core import Symbol, utc_now
-    from tradingview_scraper.data.hydration import hydrate
+    from tradingview_scraper.data.hydration import HydrationError, hydrate
     from tradingview_scraper.tradingview.replay import ReplayServer
     prof = load_profile(safe_component(profile, "profile"))
     lake = Lakehouse(lakehouse or prof.data.lakehouse_root)
     syms = [str(Symbol.parse(s)) for s in symbols]
     rd = None if run_dir is None else validate_user_path(run_dir, "run directory")
-    if endpoint == "local":
-        with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=utc_now().normalize()) as srv:
-            report = hydrate(syms or list(srv.table.index), lake, prof, endpoint=srv, run_dir=rd)
-    else:
-        report = hydrate(syms or [str(s) for s in lake.symbols(prof.data.interval)], lake, prof, run_dir=rd)
+    try:
+        if endpoint == "local":
+            with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=utc_now().normalize()) as srv:
+                report = hydrate(syms or list(srv.table.index), lake, prof, endpoint=srv, run_dir=rd)
+        else:
+            report = hydrate(syms or [str(s) for s in lake.symbols(prof.data.interval)], lake, prof, run_dir=rd)
+    except HydrationError as e:                     # the hydration ran and failed: a failure (exit 1), not a bad argument
+        click.echo(f"tvs: error: {_printable(str(e))}", err=True)
+        sys.exit(EXIT_FAILED)
     s = report.summary
     click.echo(f"{s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed of {s['symbols']} symbols; "
-               f"{s['bars_added']} bars added, {s['quarantined']} quarantined, into {lake.root}")
+               f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} revised in history), "
+               f"{s['quarantined']} quarantined, into {lake.root}")
+    if s["bars_history_revised"]:
+        click.echo(f"tvs: warning: the source rewrote {s['bars_history_revised']} stored bars of history; their previous values "
+                   f"are in {lake.root / 'revisions'} (Lakehouse.revisions(kind='history'))", err=True)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 # %% ../nbs/58_cli.ipynb #877cb629
@@ -106,12 +170,18 @@ def ledger():
 
 @ledger.command("verify")
 @click.argument("run_dir")
-def ledger_verify(run_dir:str):
-    "Verify RUN_DIR/audit.jsonl (or a ledger file): exit 0 if the chain is intact, 1 if not."
+@click.option("--require-anchor", is_flag=True, help="fail when status.json anchors no ledger head")
+def ledger_verify(run_dir:str, require_anchor:bool):
+    "Verify RUN_DIR/audit.jsonl against the head RUN_DIR/status.json anchors: exit 0 if intact, 1 if not."
     target = validate_user_path(run_dir, "run directory")
-    led = AuditLedger.for_run(target) if target.is_dir() else AuditLedger(target)
-    v = led.verify()
-    click.echo(f"{led.path}: {v}")
+    if target.is_dir() or target.name == "audit.jsonl":
+        rd = target if target.is_dir() else target.parent
+        path, v = AuditLedger.for_run(rd).path, verify_run(rd, require_anchor=require_anchor)
+    else:                                                    # a ledger file on its own: nothing anchors its head
+        path, v = target, AuditLedger(target).verify()
+        note = "a ledger file outside a run directory: its head is not anchored"
+        if v.ok: v = dataclasses.replace(v, ok=False, reason=note, problem="anchor") if require_anchor else dataclasses.replace(v, notes=v.notes + (note,))
+    click.echo(_printable(f"{path}: {v}", 10_000))
     sys.exit(EXIT_OK if v.ok else EXIT_FAILED)
 
 # %% ../nbs/58_cli.ipynb #52d2fcfe
@@ -146,11 +216,15 @@ def lakehouse():
 @click.option("--root", default="data/lakehouse", show_default=True, help="lakehouse directory")
 @click.option("--interval", default="1d", show_default=True)
 def lakehouse_status(root:str, interval:str):
-    "Per symbol: bars, first and last bar (from the data), and read errors."
-    fr = Lakehouse(root).freshness(interval)
-    if fr.empty: click.echo(f"no {interval} bars in {root}"); return
+    "Per symbol: bars, first and last bar (from the data), and why the loader would not use the file."
+    lh = Lakehouse(root)
+    fr = lh.freshness(interval)
+    if fr.empty:
+        click.echo(f"no {interval} bars in {root}")
+        return
+    fr["error"] = [bar_file_problem(lh.ohlcv_path(s, interval)) for s in fr["symbol"]]   # the loader's own validity rule
     click.echo(fr.to_string(index=False))
-    click.echo(f"{len(fr)} symbols, {int(fr['bars'].sum())} bars, {int(fr['error'].notna().sum())} unreadable")
+    click.echo(f"{len(fr)} symbols, {int(fr['bars'].sum())} bars, {int(fr['error'].notna().sum())} unusable")
 
 @lakehouse.command("quarantine")
 @click.option("--root", default="data/lakehouse", show_default=True)

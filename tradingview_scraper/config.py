@@ -9,7 +9,10 @@ import copy
 import hashlib
 import importlib.resources
 import json
+import math
 import os
+import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,26 +21,47 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .core import ConfigError, ValidationError, describe, to_utc
+from .core import ConfigError, ValidationError, describe, short_repr, to_utc
 from .security import safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['Interval', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'DataRules', 'DataConfig', 'HydrationConfig',
-           'ScreenFilter', 'Screen', 'DiscoveryConfig', 'SelectionConfig', 'SynthesisConfig', 'AllocationConfig',
-           'BacktestConfig', 'OrchestrationConfig', 'Profile', 'load_manifest', 'check_manifest', 'deep_merge',
-           'profile_chain', 'env_overrides', 'load_profile']
+__all__ = ['SETTING_MAX', 'Interval', 'FilterValue', 'UniversePolicy', 'MAX_TEXT_BYTES', 'MAX_VALUE_BYTES', 'MAX_DEPTH',
+           'MAX_NODES', 'MAX_INT_CHARS', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'MAX_ERROR_LINES',
+           'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen', 'DiscoveryConfig', 'SelectionConfig',
+           'SynthesisConfig', 'AllocationConfig', 'BacktestConfig', 'OrchestrationConfig', 'Profile', 'safe_yaml',
+           'check_tree', 'parse_setting', 'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain',
+           'env_overrides', 'load_profile']
 
 # %% ../nbs/02_config.ipynb #0413960a
+SETTING_MAX = 2**31 - 1 # the largest integer setting: counts, rows and periods fit int32 everywhere downstream
+_NUMBERS = (int, float, int | None, float | None)
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info):
+        "`true` is not the number 1 (bool is an int in Python): a bool given for a numeric setting is refused."
+        if isinstance(v, bool) and cls.model_fields[info.field_name].annotation in _NUMBERS:
+            raise ValueError("a boolean is not a number")
+        return v
 
 Interval = Literal["1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M"]
 
 class DataRules(_Section):
     "Thresholds of the data contracts (the rules are versioned in `data.contracts`)."
     toxic_return: float = Field(5.0, gt=0)       # a simple return above this (+500%) quarantines the symbol
-    stale_bars: int = Field(20, ge=2)            # this many identical closes in a row mark a stale series
+    stale_bars: int = Field(20, ge=2, le=SETTING_MAX)          # this many identical closes in a row mark a stale series
     max_gap_fraction: float = Field(0.2, ge=0, le=1) # density policy: drop symbols missing more than this share of rows
+    print_move: float = Field(1.0, gt=0)         # |ln(close / previous close)| beyond this (e: +172% / −63%) makes a bar a suspect print
+    print_revert: float = Field(0.25, gt=0)      # a suspect bar whose next close is back within |ln(next / previous)| ≤ this is a print error
+
+    @model_validator(mode="after")
+    def _print_bounds(self):
+        if self.print_revert >= self.print_move:   # otherwise "back within" could be farther than the move itself
+            raise ValueError(f"print_revert ({self.print_revert}) must be smaller than print_move ({self.print_move})")
+        return self
 
 class DataConfig(_Section):
     "Where data lives and which bars to use."
@@ -62,17 +86,19 @@ class HydrationConfig(_Section):
     websocket_url: str = "wss://data.tradingview.com/socket.io/websocket?from=chart/&type=chart"
     user_agent: str = "tradingview_scraper/{version} (research toolkit)"
     concurrency: int = Field(8, ge=1, le=64)     # symbols fetched at once (per worker)
-    chunk: int = Field(250, ge=1)                # symbols per parallel unit when the run's executor fans hydration out
+    chunk: int = Field(250, ge=1, le=SETTING_MAX)              # symbols per parallel unit when the run's executor fans hydration out
     max_attempts: int = Field(4, ge=1, le=20)    # per HTTP call / per symbol
-    timeout_s: float = Field(30.0, gt=0)         # deadline per request
+    timeout_s: float = Field(30.0, gt=0, le=86_400)       # deadline per request
     on_failure: Literal["stop", "continue"] = "stop" # when the network is unreachable: stop, or continue on the lakehouse
+
+FilterValue = str | int | float | bool | None
 
 class ScreenFilter(_Section):
     "One screener filter `{left, operation, right}`."
     left: str
     operation: Literal["greater", "less", "egreater", "eless", "equal", "nequal", "in_range", "not_in_range",
                        "above", "below", "crosses", "crosses_above", "crosses_below", "has", "has_none_of", "match"]
-    right: Any = None
+    right: FilterValue | list[FilterValue] = None # a value, or a list of them (in_range, has, ...)
 
 class Screen(_Section):
     "A discovery screen: what to ask the screener, and what the results are for."
@@ -90,20 +116,33 @@ class Screen(_Section):
     @classmethod
     def _name(cls, v): return safe_component(v, "name")
 
+UniversePolicy = Literal["as_known", "catalog", "present_day"]
+
 class DiscoveryConfig(_Section):
+    "Where candidates come from, and which universe each backtest decision date may use."
     source: Literal["scanner", "catalog"] = "catalog" # online screener, or the lakehouse catalog (offline)
     screens: list[Screen] = []
+    # as_known: only universe snapshots stored strictly before each decision date (dates without one hold nothing);
+    # catalog: offline discovery on the point-in-time catalog as of each date; present_day: today's list for every
+    # date (survivorship-biased, labelled so everywhere). None: catalog for source=catalog, as_known for scanner.
+    universe_policy: UniversePolicy | None = None
+
+    @model_validator(mode="after")
+    def _policy(self):
+        if self.universe_policy is None:
+            object.__setattr__(self, "universe_policy", "catalog" if self.source == "catalog" else "as_known")
+        return self
 
 class SelectionConfig(_Section):
     enabled: bool = True                         # run Selection inside every backtest window
-    floor: int = Field(15, ge=1)                 # HTR tops up by rank to at least this many winners
-    max_selected: int = Field(40, ge=1)          # and never more than this
-    min_history: int = Field(126, ge=2)          # bars of training history an asset needs
+    floor: int = Field(15, ge=1, le=SETTING_MAX)               # HTR tops up by rank to at least this many winners
+    max_selected: int = Field(40, ge=1, le=SETTING_MAX)        # and never more than this
+    min_history: int = Field(126, ge=2, le=SETTING_MAX)        # bars of training history an asset needs
     ranking: Literal["probability_product", "rank_sum"] = "probability_product"
     feature_weights: dict[str, float] = {"momentum": 1.0, "volatility": 1.0, "efficiency": 1.0}
     linkage: Literal["single", "average", "complete", "ward"] = "average"
     cluster_threshold: float = Field(0.5, gt=0, le=2) # cut height on correlation distance
-    max_clusters: int = Field(20, ge=1)
+    max_clusters: int = Field(20, ge=1, le=SETTING_MAX)
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -114,8 +153,8 @@ class SelectionConfig(_Section):
 class SynthesisConfig(_Section):
     enabled: bool = True                         # build strategy atoms of the winners inside every backtest window
     logics: list[Literal["hold", "momentum", "mean_reversion", "trend_filter"]] = ["hold", "momentum"]
-    momentum_lookback: int = Field(63, ge=2)
-    ma_window: int = Field(20, ge=2)
+    momentum_lookback: int = Field(63, ge=2, le=SETTING_MAX)
+    ma_window: int = Field(20, ge=2, le=SETTING_MAX)
 
 class AllocationConfig(_Section):
     "Allocators and their conventions (see `pipelines.allocation.allocation_from_config`)."
@@ -138,16 +177,16 @@ class AllocationConfig(_Section):
 
 class BacktestConfig(_Section):
     "Walk-forward conventions (see `backtest.engine.BacktestEngine`)."
-    train: int = Field(252, ge=2)                # training rows per fold
-    test: int = Field(21, ge=1)                  # test rows per fold
-    step: int | None = Field(None, ge=1)         # rows between folds (defaults to `test`)
+    train: int = Field(252, ge=2, le=SETTING_MAX)              # training rows per fold
+    test: int = Field(21, ge=1, le=SETTING_MAX)                # test rows per fold
+    step: int | None = Field(None, ge=1, le=SETTING_MAX)       # rows between folds (defaults to `test`)
     anchored: bool = False                       # grow the training window from the first row
     holding: Literal["fixed", "drift"] = "drift"
-    cost_bps: float = Field(0.0, ge=0)           # cost per unit of one-way turnover, in basis points
-    lag: int = Field(0, ge=0)                    # rows between decision and the first earning row
-    periods_per_year: int = Field(252, ge=1)
-    warmup: int = Field(0, ge=0)                 # extra rows before the training window selection/synthesis may read
-    n_batches: int = Field(1, ge=1)              # decision batches (parallel units for the executor)
+    cost_bps: float = Field(0.0, ge=0, le=10_000)         # cost per unit of one-way turnover, in basis points (≤ 100%)
+    lag: int = Field(0, ge=0, le=SETTING_MAX)                  # rows between decision and the first earning row
+    periods_per_year: int = Field(252, ge=1, le=SETTING_MAX)
+    warmup: int = Field(0, ge=0, le=SETTING_MAX)               # extra rows before the training window selection/synthesis may read
+    n_batches: int = Field(1, ge=1, le=SETTING_MAX)            # decision batches (parallel units for the executor)
     workspace: bool = True                       # reuse a NumericalWorkspace per batch
 
     @model_validator(mode="after")
@@ -158,8 +197,8 @@ class BacktestConfig(_Section):
 
 class OrchestrationConfig(_Section):
     executor: Literal["serial", "ray"] = "serial"
-    cpus: int | None = Field(None, ge=1)         # Ray: CPUs for a local cluster (None: all)
-    memory_gb: float | None = Field(None, gt=0)  # Ray: memory for a local cluster
+    cpus: int | None = Field(None, ge=1, le=SETTING_MAX)       # Ray: CPUs for a local cluster (None: all)
+    memory_gb: float | None = Field(None, gt=0, le=2**20)# Ray: memory for a local cluster
     ray_address: str | None = None               # Ray: join an existing cluster
     runs_root: str = "runs"
 
@@ -189,35 +228,216 @@ class Profile(_Section):
         "SHA-256 of `to_json()`: equal settings ⇔ equal hash."
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
+# %% ../nbs/02_config.ipynb #ef5bb3cb
+MAX_TEXT_BYTES = 1 << 20      # a manifest file (the shipped one is about 4 KiB)
+MAX_VALUE_BYTES = 64 << 10    # one `--set` or `TVS_*` value
+MAX_DEPTH = 32                # levels of nested lists and mappings (a profile needs about 10)
+MAX_NODES = 100_000           # values in all, every alias counted as the size of what it repeats
+MAX_INT_CHARS = 100           # digits of one integer in untrusted text (the model bounds each setting's value)
+
+_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader) # libyaml when PyYAML was built with it (fast), else pure Python
+
+class _Budget:
+    "Counts parser events: nesting depth, and values with each alias weighted by the size of its anchor."
+    def __init__(self, what:str, max_depth:int, max_nodes:int):
+        self.what, self.max_depth, self.max_nodes = what, max_depth, max_nodes
+        self.nodes = 0
+        self.open = []   # [anchor, values before it, tallest child] per open collection
+        self.sizes = {}  # anchor -> (values, height) of the finished node it names
+
+    def _fail(self, event, problem:str):
+        m = event.start_mark
+        raise ConfigError(f"invalid {self.what}: {problem} (line {m.line + 1}, column {m.column + 1})")
+
+    def _count(self, event, nodes:int, height:int):
+        self.nodes += nodes
+        if self.nodes > self.max_nodes: self._fail(event, f"more than {self.max_nodes} values counting each alias as what it repeats")
+        if len(self.open) + height > self.max_depth: self._fail(event, f"nested deeper than {self.max_depth} levels")
+        if self.open: self.open[-1][2] = max(self.open[-1][2], height)
+
+    def see(self, event):
+        "Account for one event; raise a `ConfigError` as soon as a bound is crossed."
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.sizes:
+                self._fail(event, f"alias *{event.anchor[:40]} names no finished anchor (undefined, or it contains itself)")
+            self._count(event, *self.sizes[event.anchor])
+        elif isinstance(event, yaml.ScalarEvent):
+            self._count(event, 1, 0)
+            if event.anchor is not None: self.sizes[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            self._count(event, 1, 1)
+            self.open.append([event.anchor, self.nodes - 1, 0])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before, tallest = self.open.pop()
+            if anchor is not None: self.sizes[anchor] = (self.nodes - before, tallest + 1)
+            if self.open: self.open[-1][2] = max(self.open[-1][2], tallest + 1)
+
+def _scan(text:str, budget:_Budget) -> None:
+    "Feed every parser event of `text` to `budget`, before anything is composed or built."
+    parser = _YAML(text)
+    try:
+        while parser.check_event(): budget.see(parser.get_event())
+    finally: parser.dispose()
+
+# %% ../nbs/02_config.ipynb #a3b7b4ad
+class _BoundedLoader(_YAML):
+    "PyYAML's safe loader building plain data only (run it on text that `_scan` has passed)."
+    def _refuse(self, node):
+        raise yaml.constructor.ConstructorError(None, None, f"found a {node.tag.rsplit(':', 1)[-1]!r} value; only null, "
+                                                "booleans, numbers, strings, lists and mappings are allowed", node.start_mark)
+
+    def _int(self, node):
+        if len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(None, None, f"found an integer of {len(node.value)} characters", node.start_mark)
+        return self.construct_yaml_int(node)
+
+    def _float(self, node):
+        value = self.construct_yaml_float(node)
+        if not math.isfinite(value): raise yaml.constructor.ConstructorError(None, None, "found a number that is not finite", node.start_mark)
+        return value
+
+    def construct_mapping(self, node, deep=False):
+        mapping = super().construct_mapping(node, deep)
+        for key in mapping:
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(None, None, f"found a mapping key that is not a string: {short_repr(key, 40)} "
+                                                        "(quote it)", node.start_mark)
+        return mapping
+
+for _tag in ("binary", "set", "omap", "pairs"): _BoundedLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _BoundedLoader._refuse)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader._int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader._float)
+
+# %% ../nbs/02_config.ipynb #4f80a35c
+def _cut(text:str, limit:int=64) -> str:
+    "`text` cut to at most `limit` characters, for a message."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+def _yaml_problem(e:yaml.YAMLError) -> str:
+    "The reason and place of a YAML error, in one short line."
+    if not isinstance(e, yaml.MarkedYAMLError): return _cut(str(e).split("\n")[0], 160)   # a ReaderError says it in one line
+    mark = e.problem_mark or e.context_mark
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return _cut(e.problem or e.context or type(e).__name__, 160) + where
+
+def safe_yaml(text:str|bytes, # untrusted YAML or JSON (bytes must be UTF-8)
+              what:str, # what the text is, for messages: "manifest 'mine.yaml'", "--set 'backtest.train=5'"
+              max_bytes:int=MAX_TEXT_BYTES, # most bytes accepted
+              max_depth:int=MAX_DEPTH, # most levels of nested lists and mappings
+              max_nodes:int=MAX_NODES, # most values, each alias counted as the size of what it repeats
+             ) -> Any:
+    "Parse untrusted text into plain data (None, bool, int, float, str, list, dict with str keys) within bounds, or raise a `ConfigError` naming `what`."
+    if isinstance(text, str):
+        if len(text) > max_bytes: raise ConfigError(f"invalid {what}: larger than {max_bytes} bytes")
+        try: text = text.encode("utf-8")
+        except UnicodeEncodeError as e: raise ConfigError(f"invalid {what}: not UTF-8 text (character {e.start} is {e.object[e.start]!a})") from None
+    if not isinstance(text, bytes): raise ConfigError(describe(what, type(text).__name__, "YAML or JSON text (str or bytes)"))
+    if len(text) > max_bytes: raise ConfigError(f"invalid {what}: larger than {max_bytes} bytes")
+    try: decoded = text.decode("utf-8")
+    except UnicodeDecodeError as e: raise ConfigError(f"invalid {what}: not UTF-8 text (byte {e.start} is {text[e.start]:#04x})") from None
+    try:
+        _scan(decoded, _Budget(what, max_depth, max_nodes))
+        loader = _BoundedLoader(decoded)
+        try: return loader.get_single_data()
+        finally: loader.dispose()
+    except yaml.YAMLError as e: raise ConfigError(f"invalid {what}: not valid YAML/JSON ({_yaml_problem(e)})") from None
+
+# %% ../nbs/02_config.ipynb #346c0521
+def _path_text(path:tuple) -> str:
+    "Dotted key path from a linked `(parent, key)` tuple, each key and the whole cut short."
+    keys = []
+    while path:
+        path, key = path
+        keys.append(key[:40] if isinstance(key, str) else str(key))
+    text = ".".join(reversed(keys)) or "the top"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+def check_tree(value:Any, # an in-memory structure from outside: a manifest mapping, explicit overrides
+               what:str, # what it is, for messages
+               max_depth:int=MAX_DEPTH, # most levels of nested lists and mappings
+               max_nodes:int=MAX_NODES, # most values, a shared part counted each time it appears
+              ) -> Any:
+    "`value` if its mappings have string keys and it stays within `max_depth` and `max_nodes`; otherwise a `ConfigError`."
+    nodes, stack = 1, [(value, 0, ())]
+    while stack:
+        v, depth, path = stack.pop()
+        if isinstance(v, Mapping): items = v.items()
+        elif isinstance(v, (list, tuple)): items = enumerate(v)
+        else: continue
+        if depth + 1 > max_depth:
+            raise ConfigError(f"invalid {what}: nested deeper than {max_depth} levels at {_path_text(path)} (or it contains itself)")
+        for k, child in items:
+            if isinstance(v, Mapping) and not isinstance(k, str):
+                raise ConfigError(f"invalid {what}: key {short_repr(k, 40)} at {_path_text(path)} is not a string")
+            nodes += 1
+            if nodes > max_nodes: raise ConfigError(f"invalid {what}: more than {max_nodes} values (a shared part counts each time)")
+            stack.append((child, depth + 1, (path, k)))
+    return value
+
+# %% ../nbs/02_config.ipynb #b3199ace
+_SETTING_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+def _setting_value(raw:str, what:str) -> Any:
+    "One `--set` or `TVS_*` value: blank is the empty string, anything else bounded YAML."
+    return "" if raw.strip() == "" else safe_yaml(raw, what, max_bytes=MAX_VALUE_BYTES)
+
+def parse_setting(text:str, # one setting, e.g. "backtest.cost_bps=2.5" or "allocation.optimizers=[hrp, erc]"
+                  what:str="--set", # where it came from, for messages
+                 ) -> tuple[str, Any]:
+    "Split and parse `KEY=VALUE` into `(dotted key, value)`, or raise a `ConfigError` naming the setting."
+    if not isinstance(text, str): raise ConfigError(describe(what, text, "a 'KEY=VALUE' string"))
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    if not eq or not _SETTING_KEY.fullmatch(key):
+        raise ConfigError(describe(what, text, "KEY=VALUE with KEY a dotted path of names, e.g. backtest.cost_bps=2"))
+    return key, _setting_value(raw, f"{what} {short_repr(text, 60)}")
+
 # %% ../nbs/02_config.ipynb #3f5b4188
 DEFAULT_MANIFEST = Path(str(importlib.resources.files("tradingview_scraper") / "profiles.yaml"))
 MANIFEST_VERSION = 1
 
+def _read_manifest(src:Path, max_bytes:int) -> bytes:
+    "The bytes of a manifest: a regular file only (a FIFO or device could block or never end), at most `max_bytes`."
+    try: fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as e: raise ConfigError(describe("manifest path", str(src), "a readable YAML or JSON file", e.strerror)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(describe("manifest path", str(src), "a regular file (not a pipe, device or directory)"))
+        with os.fdopen(fd, "rb", closefd=False) as f: data = f.read(max_bytes + 1)
+    except OSError as e: raise ConfigError(describe("manifest path", str(src), "a readable YAML or JSON file", e.strerror)) from None
+    finally: os.close(fd)
+    if len(data) > max_bytes: raise ConfigError(describe("manifest path", str(src), f"a file of at most {max_bytes} bytes"))
+    return data
+
 def load_manifest(path=None, # a manifest file (YAML or JSON); None: the packaged profiles.yaml
+                  max_bytes:int=MAX_TEXT_BYTES, # largest file accepted
                  ) -> dict:
     "Read and shape-check a manifest; returns `{'version': 1, 'profiles': {...}}`."
     src = DEFAULT_MANIFEST if path is None else validate_user_path(path, "manifest path")
-    try: text = Path(src).read_text(encoding="utf-8")
-    except OSError as e: raise ConfigError(describe("manifest path", str(src), "a readable YAML or JSON file", str(e))) from None
-    try: raw = yaml.safe_load(text)
-    except yaml.YAMLError as e: raise ConfigError(f"manifest {str(src)!r} is not valid YAML/JSON: {e}") from None
+    raw = safe_yaml(_read_manifest(src, max_bytes), f"manifest {str(src)!r}", max_bytes=max_bytes)
     return check_manifest(raw, source=str(src))
 
 def check_manifest(raw:Any, source:str="<manifest>") -> dict:
-    "Validate the shape of an in-memory manifest mapping."
+    "Validate the shape of an in-memory manifest mapping (bounded like `safe_yaml` by `check_tree`)."
+    source = _cut(source) if isinstance(source, str) else "<manifest>"
     if not isinstance(raw, dict): raise ConfigError(describe(f"manifest {source}", type(raw).__name__, "a mapping with 'version' and 'profiles'"))
+    check_tree(raw, f"manifest {source}")
     unknown = set(raw) - {"version", "profiles"}
     if unknown: raise ConfigError(describe(f"manifest key in {source}", sorted(unknown)[0], "only 'version' and 'profiles'"))
-    if raw.get("version") != MANIFEST_VERSION:
-        raise ConfigError(describe(f"manifest version in {source}", raw.get("version"), f"{MANIFEST_VERSION}"))
+    version = raw.get("version")
+    if type(version) is not int or version != MANIFEST_VERSION:                # `true` is an int in Python, not a version
+        raise ConfigError(describe(f"manifest version in {source}", version, f"the integer {MANIFEST_VERSION}"))
     profiles = raw.get("profiles")
     if not isinstance(profiles, dict) or not profiles:
         raise ConfigError(describe(f"'profiles' in {source}", profiles, "a non-empty mapping of profile name to settings"))
     for name, body in profiles.items():
         try: safe_component(name, "profile")
-        except ValidationError as e: raise ConfigError(f"profiles.{name}: {e}") from None
+        except ValidationError as e: raise ConfigError(f"profiles.{_cut(name)}: {e}") from None
         if not isinstance(body, dict): raise ConfigError(describe(f"profiles.{name}", body, "a mapping of settings"))
         ext = body.get("extends")
+        if ext is not None and not isinstance(ext, str):
+            raise ConfigError(describe(f"profiles.{name}.extends", ext, "the name of another profile (a string)"))
         if ext is not None and ext not in profiles:
             raise ConfigError(describe(f"profiles.{name}.extends", ext, f"one of {sorted(profiles)}"))
     return {"version": raw["version"], "profiles": profiles, "source": source}
@@ -247,12 +467,11 @@ def env_overrides(env:Mapping[str, str]) -> dict[tuple, tuple[str, Any]]:
     "Parse `TVS_A__B=v` variables into `{('a','b'): ('TVS_A__B', value)}`."
     out = {}
     for key, raw in env.items():
-        if not key.upper().startswith(ENV_PREFIX) or "__" not in key: continue
+        if not isinstance(key, str) or not key.upper().startswith(ENV_PREFIX) or "__" not in key: continue
         path = tuple(p.lower() for p in key[len(ENV_PREFIX):].split("__"))
         if any(p == "" for p in path): raise ConfigError(describe("environment variable name", key, "TVS_SECTION__KEY with non-empty parts"))
-        try: value = yaml.safe_load(raw) if raw.strip() != "" else ""
-        except yaml.YAMLError: value = raw
-        out[path] = (key, value)
+        if not isinstance(raw, str): raise ConfigError(describe(f"environment variable {_cut(key)}", type(raw).__name__, "a string"))
+        out[path] = (key, _setting_value(raw, f"environment variable {_cut(key)}"))
     return out
 
 def _nest(path:tuple, value:Any) -> dict:
@@ -262,6 +481,9 @@ def _nest(path:tuple, value:Any) -> dict:
 
 def _overrides_tree(overrides:Mapping|None) -> dict:
     "Explicit overrides as nested dicts; keys may be dotted paths ('backtest.cost_bps')."
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(describe("overrides", type(overrides).__name__, "a mapping of setting to value"))
+    check_tree(overrides or {}, "explicit overrides")
     tree = {}
     for k, v in (overrides or {}).items():
         if not isinstance(k, str): raise ConfigError(describe("override key", k, "a string (dotted paths allowed)"))
@@ -269,16 +491,22 @@ def _overrides_tree(overrides:Mapping|None) -> dict:
     return tree
 
 # %% ../nbs/02_config.ipynb #fb9b4dbc
+MAX_ERROR_LINES = 10 # a message names at most this many invalid settings, then says how many more
+
 def _format_errors(err:pydantic.ValidationError, name:str, env_keys:dict, explicit:dict) -> str:
+    "One line per invalid setting (key path, reason, a short prefix of the value, its layer), at most `MAX_ERROR_LINES`."
+    errors = err.errors(include_url=False)
+    explicit_keys = _flat_keys(explicit)
     lines = []
-    for e in err.errors():
+    for e in errors[:MAX_ERROR_LINES]:
         path = ".".join(str(p) for p in e["loc"])
-        src = next((f" (from environment variable {v})" for k, v in env_keys.items()
+        src = next((f" (from environment variable {_cut(v)})" for k, v in env_keys.items()
                     if ".".join(k) == path or path.startswith(".".join(k) + ".")), "")
-        if not src and any(path == k or path.startswith(k + ".") for k in _flat_keys(explicit)): src = " (from explicit arguments)"
-        val = f" got {e['input']!r}" if e["type"] != "missing" and not isinstance(e.get("input"), dict) else ""
-        lines.append(f"{path}: {e['msg']}{';' if val else ''}{val}{src}")
-    return f"profile {name!r} is invalid: " + "; ".join(lines)
+        if not src and any(path == k or path.startswith(k + ".") for k in explicit_keys): src = " (from explicit arguments)"
+        val = f" got {short_repr(e['input'], 80)}" if e["type"] != "missing" and not isinstance(e.get("input"), dict) else ""
+        lines.append(f"{_cut(path)}: {_cut(e['msg'], 200)}{';' if val else ''}{val}{src}")
+    more = f"; and {len(errors) - MAX_ERROR_LINES} more" if len(errors) > MAX_ERROR_LINES else ""
+    return f"profile {name!r} is invalid: " + "; ".join(lines) + more
 
 def _flat_keys(tree:Mapping, prefix:str="") -> list[str]:
     out = []

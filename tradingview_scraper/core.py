@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -15,8 +16,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['TVSError', 'ValidationError', 'UnsafePathError', 'ConfigError', 'ContractError', 'LookAheadError',
-           'DataNotFoundError', 'CorruptDataError', 'ProtocolError', 'LedgerError', 'describe', 'Symbol',
-           'encode_symbol', 'decode_symbol', 'to_utc', 'utc_now', 'utc_iso']
+           'DataNotFoundError', 'CorruptDataError', 'StorageError', 'ProtocolError', 'LedgerError', 'short_repr',
+           'describe', 'Symbol', 'encode_symbol', 'decode_symbol', 'to_utc', 'utc_now', 'utc_iso', 'check_utc_index']
 
 # %% ../nbs/00_core.ipynb #2381078d
 class TVSError(Exception):
@@ -43,6 +44,13 @@ class DataNotFoundError(TVSError, LookupError):
 class CorruptDataError(TVSError):
     "A stored file exists but cannot be read (truncated, not Parquet, wrong schema); the message names the file."
 
+class StorageError(TVSError, OSError):
+    "The filesystem refused a write (disk full, read-only, permissions): names the file; what was stored is unchanged."
+    def __init__(self, message:str, errno_:int|None=None, filename:str|None=None):
+        super().__init__(errno_, message, filename)
+        self.message = message
+    def __str__(self): return self.message
+
 class ProtocolError(TVSError):
     "A remote peer broke the documented protocol (bad frame, unexpected message, error reply)."
 
@@ -50,22 +58,75 @@ class LedgerError(TVSError):
     "The audit ledger cannot be appended to or read."
 
 # %% ../nbs/00_core.ipynb #7347da32
+_BRACKETS = {list: ("[", "]", "[]"), tuple: ("(", ")", "()"), dict: ("{", "}", "{}"), set: ("{", "}", "set()"),
+             frozenset: ("frozenset({", "})", "frozenset()")}
+
+def _repr_pieces(value:Any, limit:int, path:list):
+    "The pieces of `repr(value)`, lazily: a caller that stops after `limit` characters does O(limit) work."
+    kind = type(value)
+    if kind is str: yield repr(value[:limit + 1])
+    elif kind is int: yield repr(value) if value.bit_length() <= 4 * limit else f"<int of {value.bit_length()} bits>"
+    elif kind not in _BRACKETS: yield repr(value)
+    elif any(value is p for p in path): yield "{...}" if kind is dict else "[...]"     # it contains itself
+    elif not value: yield _BRACKETS[kind][2]
+    else:
+        path.append(value)
+        yield _BRACKETS[kind][0]
+        for i, item in enumerate(value.items() if kind is dict else value):
+            if i: yield ", "
+            if kind is dict:
+                yield from _repr_pieces(item[0], limit, path)
+                yield ": "
+                item = item[1]
+            yield from _repr_pieces(item, limit, path)
+        if kind is tuple and len(value) == 1: yield ","
+        yield _BRACKETS[kind][1]
+        path.pop()
+
+def short_repr(value:Any, # anything: a huge string, a deeply nested or self-referencing list, a 10**5000 int
+               limit:int=200, # most characters of the result
+               escape:bool=False, # write non-ASCII characters as escapes, so a look-alike such as 'ſ' shows as '\u017f'
+              ) -> str:
+    "`repr(value)` cut to `limit` characters; for strings, numbers and built-in containers in O(limit), whatever their size."
+    pieces, n = [], 0
+    for piece in _repr_pieces(value, limit, []):
+        pieces.append(piece)
+        n += len(piece)
+        if n > limit: break
+    r = "".join(pieces)
+    if escape: r = r.encode("ascii", "backslashreplace").decode("ascii")
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
 def describe(what:str,  # the thing that was checked, e.g. "symbol"
-             value:Any, # the offending value
+             value:Any, # the offending value (shown through `short_repr`, so it may be anything, of any size)
              expected:str, # what a valid value looks like
              hint:str|None=None, # optional advice on what to do
+             escape:bool=False, # show non-ASCII characters of `value` as escapes
             ) -> str:
     "Build an error message that names the bad `value` and what was `expected`."
-    v = repr(value)
-    if len(v) > 200: v = v[:197] + "..."
-    msg = f"invalid {what} {v}: expected {expected}"
+    msg = f"invalid {what} {short_repr(value, 200, escape)}: expected {expected}"
     return msg + (f" ({hint})" if hint else "")
+
 
 # %% ../nbs/00_core.ipynb #6cca28f2
 _EXCHANGE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 _TICKER_RE = re.compile(r"[A-Z0-9][A-Z0-9._!&\-]{0,63}")
 _SYMBOL_EXPECTED = ("'EXCHANGE:TICKER' with EXCHANGE = a letter then [A-Z0-9_] (max 32) and "
                     "TICKER = [A-Z0-9] then [A-Z0-9._!&-] (max 64), e.g. 'BINANCE:BTCUSDT.P'")
+
+_ASCII_SPACE = " \t\n\r\f\v"
+
+def _non_ascii_symbol(text:str) -> ValidationError:
+    "The error for a symbol with non-ASCII characters: names them and the ASCII symbol the text resembles."
+    head = text[:128]
+    odd = list(dict.fromkeys(c for c in head if not c.isascii()))[:3]
+    chars = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in odd)
+    folded = unicodedata.normalize("NFKC", head).strip().upper()
+    looks = ""
+    if folded.isascii() and folded.count(":") == 1:
+        try: looks = f"; it resembles {str(Symbol(*folded.split(':')))!r}: type that if you mean it"
+        except ValidationError: pass
+    return ValidationError(describe("symbol", text, "plain ASCII " + _SYMBOL_EXPECTED, f"it contains {chars}{looks}", escape=True))
 
 @dataclass(frozen=True, order=True, slots=True)
 class Symbol:
@@ -80,10 +141,12 @@ class Symbol:
 
     @classmethod
     def parse(cls, text:str|Symbol) -> Symbol:
-        "Parse `EXCHANGE:TICKER` (case-insensitive, surrounding whitespace ignored)."
+        "Parse `EXCHANGE:TICKER` (ASCII letters in any case, surrounding ASCII whitespace ignored; nothing else is changed)."
         if isinstance(text, Symbol): return text
         if not isinstance(text, str): raise ValidationError(describe("symbol", text, _SYMBOL_EXPECTED))
-        t = text.strip().upper()
+        t = text.strip(_ASCII_SPACE)
+        if not t.isascii(): raise _non_ascii_symbol(text)
+        t = t.upper()
         if t.count(":") != 1: raise ValidationError(describe("symbol", text, _SYMBOL_EXPECTED))
         ex, tk = t.split(":")
         try: return cls(ex, tk)
@@ -146,3 +209,25 @@ def utc_iso(ts:Any=None) -> str:
     "ISO-8601 UTC string with microseconds and a `Z` suffix (now when `ts` is None)."
     t = utc_now() if ts is None else to_utc(ts)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+# %% ../nbs/00_core.ipynb #46da03c6
+_UTC_EXPECTED = "a DatetimeIndex in UTC"
+
+def check_utc_index(index:Any, # the index to check (e.g. `frame.index`)
+                    what:str="index", # name for messages, e.g. "returns index"
+                    strictly_increasing:bool=True, # also require sorted, unique timestamps
+                   ) -> pd.DatetimeIndex:
+    "`index` if it is a UTC `DatetimeIndex` (sorted and unique if asked); otherwise a `ContractError` that says how to fix it."
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ContractError(describe(what, str(getattr(index, "dtype", type(index).__name__)), _UTC_EXPECTED,
+                                     hint="build one with pd.to_datetime(values, utc=True)"))
+    if index.tz is None:
+        raise ContractError(describe(what, f"{index.dtype} without a time zone", _UTC_EXPECTED,
+                                     hint='localize it: .tz_localize("UTC") if the times are UTC, or '
+                                          '.tz_localize("<the exchange\'s zone>").tz_convert("UTC") if they are exchange-local'))
+    if str(index.tz) != "UTC":
+        raise ContractError(describe(what, str(index.dtype), _UTC_EXPECTED, hint='convert it: .tz_convert("UTC")'))
+    if strictly_increasing and not (index.is_monotonic_increasing and index.is_unique):
+        raise ContractError(describe(what, "unsorted or duplicated timestamps", "strictly increasing timestamps",
+                                     hint="sort_index() and drop or merge the duplicates"))
+    return index

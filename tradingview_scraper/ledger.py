@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
+import hmac
 import json
 import math
 import os
 import platform
+import stat
 import subprocess
 import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,8 +31,9 @@ from .core import LedgerError, ValidationError, describe, utc_iso
 from .security import ensure_safe_path, validate_user_path
 
 # %% auto #0
-__all__ = ['GENESIS_PREV', 'KINDS', 'to_jsonable', 'canonical_json', 'frame_hash', 'file_hash', 'content_hash', 'record_hash',
-           'Verification', 'AuditLedger']
+__all__ = ['GENESIS_PREV', 'KINDS', 'RECORD_KEYS', 'LEDGER_KEY_ENV', 'STATUS_FILE', 'to_jsonable', 'canonical_json', 'frame_hash',
+           'file_hash', 'content_hash', 'record_hash', 'Verification', 'ledger_key', 'record_mac', 'AuditLedger',
+           'verify_run']
 
 # %% ../nbs/03_ledger.ipynb #4497d1ff
 def to_jsonable(obj:Any) -> Any:
@@ -121,23 +125,91 @@ def content_hash(obj:Any) -> str:
 # %% ../nbs/03_ledger.ipynb #07dff1c7
 GENESIS_PREV = "0" * 64
 KINDS = ("genesis", "intent", "outcome", "event")
+RECORD_KEYS = frozenset({"seq", "ts", "kind", "data", "prev", "hash"})  # plus "mac" in a keyed ledger
 
 def record_hash(record:dict) -> str:
-    "SHA-256 of the canonical JSON of `record` without its `hash` field."
-    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "hash"}).encode("utf-8")).hexdigest()
+    "SHA-256 of the canonical JSON of `record` without its `hash` (and `mac`) field."
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k not in ("hash", "mac")}).encode("utf-8")).hexdigest()
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
     "Result of `AuditLedger.verify`: `ok`, how many records were valid, and the first broken one."
     ok: bool
     records: int             # number of valid records before the first problem
-    first_bad: int|None=None # 0-based index (= line number − 1) of the first broken record
+    first_bad: int|None=None # 0-based index (= line number − 1) of the first broken (or first missing) record
     reason: str|None=None    # why it is broken
     head: str|None=None      # hash of the last valid record
+    problem: str|None=None   # kind of failure: missing, unreadable, empty, chain, mac, anchor, truncated, diverged
+    notes: tuple[str, ...]=() # what a reader should know even when ok (macs not checked, head not anchored, ...)
 
     def __str__(self):
-        if self.ok: return f"ok: {self.records} records, chain head {self.head}"
-        return f"BROKEN at record {self.first_bad} (line {self.first_bad + 1}): {self.reason}; {self.records} valid records before it"
+        notes = "".join(f"; {n}" for n in self.notes)
+        if self.ok: return f"ok: {self.records} records, chain head {self.head}{notes}"
+        if self.problem in ("truncated", "diverged", "anchor"): return f"BROKEN ({self.problem}): {self.reason}{notes}"
+        return f"BROKEN at record {self.first_bad} (line {self.first_bad + 1}): {self.reason}; {self.records} valid records before it{notes}"
+
+# %% ../nbs/03_ledger.ipynb #2cf5e76f
+LEDGER_KEY_ENV = "TRADINGVIEW_SCRAPER_LEDGER_KEY"
+
+def ledger_key(key:bytes|str|None=None, # an explicit secret; None: the environment's
+               env:Mapping|None=None, # where to look for `LEDGER_KEY_ENV` (None: `os.environ`)
+              ) -> bytes|None:
+    "The secret for record macs: `key`, else `$TRADINGVIEW_SCRAPER_LEDGER_KEY`, else None (an unkeyed ledger)."
+    what = "ledger key"
+    if key is None:
+        key, what = (os.environ if env is None else env).get(LEDGER_KEY_ENV), f"${LEDGER_KEY_ENV}"
+        if key is None: return None
+    if isinstance(key, str):
+        try: key = key.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError: key = None
+    if not isinstance(key, (bytes, bytearray)) or not key:   # the value itself is never shown: it is a secret
+        raise ValidationError(f"invalid {what}: expected a non-empty secret (str or bytes); the value is not shown")
+    return bytes(key)
+
+def record_mac(key:bytes, # the secret (see `ledger_key`)
+               record_hash:str, # the record's `hash`
+              ) -> str:
+    "HMAC-SHA256 of a record's hash under `key`, as hex."
+    return hmac.new(key, record_hash.encode("ascii"), hashlib.sha256).hexdigest()
+
+def _mac_ok(key:bytes, rec:dict) -> bool:
+    "Does `rec` carry the right mac for `key`? (constant-time comparison)"
+    mac = rec.get("mac")
+    return isinstance(mac, str) and mac.isascii() and hmac.compare_digest(mac, record_mac(key, rec["hash"]))
+
+# %% ../nbs/03_ledger.ipynb #2212f97f
+def _brief(value:Any, limit:int=60) -> str:
+    "A bounded `repr` of a value read from a file, for messages."
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+def _check_anchor(anchor:dict|None) -> dict|None:
+    "Validate an anchor: `{seq: int >= 0, hash: 64 hex digits}` (or None)."
+    if anchor is None: return None
+    ok = (isinstance(anchor, dict) and set(anchor) == {"seq", "hash"} and type(anchor["seq"]) is int and anchor["seq"] >= 0
+          and isinstance(anchor["hash"], str) and len(anchor["hash"]) == 64 and set(anchor["hash"]) <= set("0123456789abcdef"))
+    if not ok: raise ValidationError(describe("ledger anchor", anchor, "{'seq': int >= 0, 'hash': 64 lowercase hex digits}"))
+    return anchor
+
+def _compare_anchor(recs:list[dict], # the ledger's records, already checked as a chain
+                    anchor:dict, # the `{seq, hash}` the ledger's last record should be
+                    source:str, # how to name the anchor
+                   ) -> tuple[str|None, str, str]:
+    "Compare a verified chain with its anchor: `(problem or None, reason, note)`."
+    last, seq, short = recs[-1]["seq"], anchor["seq"], anchor["hash"][:12] + "…"
+    if seq > last:
+        n = seq - last
+        return "truncated", (f"the ledger ends at seq {last} but {source} anchors seq {seq} (hash {short}): "
+                             f"{n} record{'s' if n > 1 else ''} missing at the tail — truncated"), ""
+    have = recs[seq]["hash"]
+    if have != anchor["hash"]:
+        return "diverged", (f"record seq {seq} has hash {have[:12]}… but {source} anchors hash {short}: the ledger diverged "
+                            "from the anchored one (records were replaced or the chain rebuilt)"), ""
+    if seq < last:
+        n = last - seq
+        return None, "", (f"{n} record{'s' if n > 1 else ''} after the head {source} anchors (seq {seq}), whose record is in the "
+                          "chain: appended after the anchor was written")
+    return None, "", f"head is the one {source} anchors (seq {seq})"
 
 # %% ../nbs/03_ledger.ipynb #2c80b005
 def _git_commit() -> str|None:
@@ -148,13 +220,23 @@ def _git_commit() -> str|None:
         return r.stdout.strip() if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
+def _open_regular(path:Path) -> int:
+    "A read-only descriptor on `path`, refusing anything but a regular file (a FIFO would block, a directory cannot be read)."
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
+
 class AuditLedger:
     "Append-only, hash-chained, lock-protected `audit.jsonl`."
     def __init__(self, path, # the ledger file (created on first append)
                  durable:bool=True, # fsync every record
+                 key:bytes|str|None=None, # secret for record macs; None: `$TRADINGVIEW_SCRAPER_LEDGER_KEY` when set
                 ):
         self.path = validate_user_path(path, "ledger path")
         self.durable = durable
+        self._key = None if key is None else ledger_key(key)   # never shown, never written
 
     @classmethod
     def for_run(cls, run_dir, **kwargs) -> AuditLedger:
@@ -162,6 +244,11 @@ class AuditLedger:
         return cls(ensure_safe_path("audit.jsonl", validate_user_path(run_dir, "run directory")), **kwargs)
 
     def __repr__(self): return f"AuditLedger({str(self.path)!r})"
+
+    def _resolve_key(self, key:bytes|str|None=None) -> bytes|None:
+        "The key to use: `key`, else the one given at construction, else the environment's."
+        if key is not None: return ledger_key(key)
+        return self._key if self._key is not None else ledger_key()
 
     def _tail(self, fd:int) -> dict|None:
         "Parse the last record by reading backwards from the end of the file (O(record size))."
@@ -184,12 +271,52 @@ class AuditLedger:
             raise LedgerError(f"last record of {str(self.path)!r} is corrupt ({e}); run `tvs ledger verify`") from None
         return rec
 
+    def head(self) -> dict|None:
+        "`{seq, hash}` of the last record, read from the end of the file (O(record)); None for a missing or empty ledger."
+        try: fd = _open_regular(self.path)
+        except FileNotFoundError: return None
+        except OSError as e: raise LedgerError(describe("ledger", str(self.path), "a readable ledger file", e.strerror)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)           # not between an append's write and its rollback
+            last = self._tail(fd)
+        finally: os.close(fd)
+        return None if last is None else {"seq": last["seq"], "hash": last["hash"]}
+
+    def _check_key(self, last:dict, key:bytes|None):
+        "Refuse to extend a keyed ledger without its key, or an unkeyed one with a key (no mixed ledgers)."
+        where = f"ledger {str(self.path)!r}"
+        if "mac" in last and key is None:
+            raise LedgerError(f"{where} is keyed (its records carry a mac): set ${LEDGER_KEY_ENV} to its key to append")
+        if "mac" not in last and key is not None:
+            raise LedgerError(f"{where} was started without a key: unset ${LEDGER_KEY_ENV} to append to it "
+                              "(a ledger is keyed from its genesis record or not at all)")
+        if key is not None and not _mac_ok(key, last):
+            raise LedgerError(f"{where}: the key does not match the one its last record was signed with")
+
+    def _write(self, fd:int, line:bytes, kind:str):
+        "Write one record at the end; on any failure cut the file back to its size before the write, then raise."
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view: view = view[os.write(fd, view):]
+            if self.durable: os.fsync(fd)
+        except BaseException as e:
+            try: os.ftruncate(fd, size)              # we hold the lock: nobody appended after us
+            except OSError as e2:
+                raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e}) and the partial record "
+                                  f"could not be removed ({e2.strerror}); run `tvs ledger verify`") from None
+            if isinstance(e, OSError):
+                raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e.strerror or e}); "
+                                  "the ledger was left as it was") from None
+            raise
+
     def append(self, kind:str, # one of genesis, intent, outcome, event
                data:dict|None=None, # the record's payload (JSON-able)
               ) -> dict:
-        "Append one record under the lock; returns it (with `seq`, `prev` and `hash`)."
+        "Append one record under the lock; returns it (with `seq`, `prev`, `hash`, and `mac` when keyed)."
         if kind not in KINDS: raise ValidationError(describe("record kind", kind, f"one of {KINDS}"))
         payload = to_jsonable(data or {})
+        key = self._resolve_key()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -198,12 +325,12 @@ class AuditLedger:
             if (last is None) != (kind == "genesis"):
                 raise LedgerError(f"ledger {str(self.path)!r}: " + ("the first record must be 'genesis'" if last is None
                                                                    else "'genesis' can only be the first record"))
+            if last is not None: self._check_key(last, key)
             rec = {"seq": 0 if last is None else last["seq"] + 1, "ts": utc_iso(), "kind": kind,
                    "data": payload, "prev": GENESIS_PREV if last is None else last["hash"]}
             rec["hash"] = record_hash(rec)
-            view = memoryview((canonical_json(rec) + "\n").encode("utf-8"))
-            while view: view = view[os.write(fd, view):]
-            if self.durable: os.fsync(fd)
+            if key is not None: rec["mac"] = record_mac(key, rec["hash"])
+            self._write(fd, (canonical_json(rec) + "\n").encode("utf-8"), kind)
         finally: os.close(fd)
         return rec
 
@@ -240,39 +367,93 @@ class AuditLedger:
 
     def records(self) -> list[dict]:
         "All records, after checking the chain (raises `LedgerError` naming the first broken record)."
-        v, recs = self._scan()
+        v, recs = self._scan(key=self._resolve_key())
         if not v.ok: raise LedgerError(f"{self.path}: {v}")
         return recs
 
-    def verify(self) -> Verification:
-        "Check every record: canonical line, hash, link to the previous hash, sequence, kinds."
-        return self._scan()[0]
+    def verify(self, anchor:dict|None=None, # `{seq, hash}` the last record must be (e.g. `status.json`'s `ledger_head`)
+               key:bytes|str|None=None, # check every record's mac with this secret; None: the ledger's or the environment's
+               anchor_source:str="the caller", # how to name the anchor in messages
+              ) -> Verification:
+        "Check every record (canonical line, hash, link to the previous hash, sequence, kind, mac) and the head against `anchor`."
+        return self._scan(_check_anchor(anchor), self._resolve_key(key), anchor_source)[0]
 
-    def _scan(self) -> tuple[Verification, list[dict]]:
-        if not self.path.exists(): return Verification(False, 0, 0, f"no ledger at {str(self.path)!r}"), []
-        recs, prev, i = [], GENESIS_PREV, 0
-        def bad(reason): return Verification(False, len(recs), i, reason, prev if recs else None), recs
-        with open(self.path, "rb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH)   # a consistent snapshot: no append lands mid-read
+    def _scan(self, anchor:dict|None=None, key:bytes|None=None, anchor_source:str="the caller") -> tuple[Verification, list[dict]]:
+        "Read the whole ledger under a shared lock and check it record by record, then its head against `anchor`."
+        recs, prev, i, keyed = [], GENESIS_PREV, 0, None    # keyed: do records carry macs (set by the genesis record)
+        def bad(reason, problem="chain"): return Verification(False, len(recs), i, reason, prev if recs else None, problem), recs
+        try: fd = _open_regular(self.path)
+        except FileNotFoundError: return Verification(False, 0, 0, f"no ledger at {str(self.path)!r}", problem="missing"), []
+        except OSError as e: return Verification(False, 0, 0, f"cannot read {str(self.path)!r}: {e.strerror}", problem="unreadable"), []
+        with os.fdopen(fd, "rb") as f:
+            fcntl.flock(fd, fcntl.LOCK_SH)   # a consistent snapshot: no append lands mid-read
             for i, raw in enumerate(f):
                 if not raw.endswith(b"\n"): return bad("torn record: the line has no trailing newline")
                 try: text = raw[:-1].decode("utf-8")
                 except UnicodeDecodeError: return bad("not valid UTF-8")
                 try: rec = json.loads(text)
-                except ValueError as e: return bad(f"not valid JSON ({e.msg})")
-                if not isinstance(rec, dict) or set(rec) != {"seq", "ts", "kind", "data", "prev", "hash"}:
-                    return bad("not a ledger record (expected keys seq, ts, kind, data, prev, hash)")
+                except (ValueError, RecursionError) as e: return bad(f"not valid JSON ({getattr(e, 'msg', 'nested too deeply')})")
+                if not isinstance(rec, dict) or set(rec) - {"mac"} != RECORD_KEYS:   # check: keys
+                    return bad("not a ledger record (expected keys seq, ts, kind, data, prev, hash, and mac in a keyed ledger)")
+                if keyed is None: keyed = "mac" in rec
+                if ("mac" in rec) != keyed:                                            # check: mac presence
+                    return bad("mac missing from a record of a keyed ledger (stripped?)" if keyed else "a mac on a record of an unkeyed ledger")
                 try: canon = canonical_json(rec)
                 except ValidationError as e: return bad(str(e))
-                if canon != text: return bad("the line is not in canonical form (it was edited)")
-                if rec["hash"] != record_hash(rec): return bad("hash mismatch: the record's content was changed")
-                if rec["prev"] != prev: return bad("broken link: 'prev' is not the previous record's hash")
-                if rec["seq"] != i: return bad(f"sequence gap: seq {rec['seq']} at position {i}")
-                if rec["kind"] not in KINDS or (rec["kind"] == "genesis") != (i == 0):
-                    return bad(f"unexpected kind {rec['kind']!r} at position {i}")
+                if canon != text: return bad("the line is not in canonical form (it was edited)")            # check: canonical
+                if rec["hash"] != record_hash(rec): return bad("hash mismatch: the record's content was changed")  # check: hash
+                if rec["prev"] != prev: return bad("broken link: 'prev' is not the previous record's hash")   # check: prev
+                if type(rec["seq"]) is not int or rec["seq"] != i:                                            # check: seq
+                    return bad(f"sequence gap: seq {_brief(rec['seq'])} at position {i}")
+                if rec["kind"] not in KINDS or (rec["kind"] == "genesis") != (i == 0):                       # check: kind
+                    return bad(f"unexpected kind {_brief(rec['kind'])} at position {i}")
+                if key is not None and not _mac_ok(key, rec):                                                  # check: mac
+                    return bad("no mac: the ledger is not keyed, but a key was given" if not keyed
+                               else "mac mismatch: the record was forged or rewritten without the key (or the key is wrong)", "mac")
                 recs.append(rec); prev = rec["hash"]
-        if not recs: return Verification(False, 0, 0, "empty ledger (no genesis record)"), recs
-        return Verification(True, len(recs), head=prev), recs
+        notes = (f"records carry macs that were not checked (no key: set ${LEDGER_KEY_ENV})",) if keyed and key is None else ()
+        if not recs: return Verification(False, 0, 0, "empty ledger (no genesis record)", problem="empty"), recs
+        if anchor is not None:                                                                             # check: anchor
+            problem, reason, note = _compare_anchor(recs, anchor, anchor_source)
+            if problem:
+                at = min(anchor["seq"], len(recs))
+                return Verification(False, at, at, reason, recs[at - 1]["hash"] if at else None, problem, notes), recs
+            notes += (note,)
+        return Verification(True, len(recs), head=prev, notes=notes), recs
+
+# %% ../nbs/03_ledger.ipynb #c1040f2d
+STATUS_FILE = "status.json"   # a run's status record (written by `orchestration.runner`); it anchors the ledger head
+
+def _run_anchor(run_dir:Path) -> tuple[dict|None, str]:
+    "The `ledger_head` a run's `status.json` anchors, or None and why there is none; `LedgerError` if unreadable or malformed."
+    path = ensure_safe_path(STATUS_FILE, run_dir)
+    try: fd = _open_regular(path)
+    except FileNotFoundError: return None, f"no {STATUS_FILE}"
+    except OSError as e: raise LedgerError(f"cannot read {str(path)!r} ({e.strerror}), so the ledger head it anchors is unknown") from None
+    with os.fdopen(fd, "rb") as f: raw = f.read()
+    try: st = json.loads(raw)
+    except (ValueError, RecursionError): raise LedgerError(f"{str(path)!r} is not valid JSON, so the ledger head it anchors is unknown") from None
+    head = st.get("ledger_head") if isinstance(st, dict) else None
+    if head is None: return None, f"{STATUS_FILE} anchors no ledger head"
+    try: return _check_anchor(head), ""
+    except ValidationError as e: raise LedgerError(f"{STATUS_FILE} holds a malformed ledger_head: {e}") from None
+
+def verify_run(run_dir, # a run directory: `audit.jsonl`, and `status.json` with `ledger_head`
+               key:bytes|str|None=None, # the ledger key; None: `$TRADINGVIEW_SCRAPER_LEDGER_KEY` when set
+               require_anchor:bool=False, # fail (instead of noting it) when `status.json` anchors no head
+              ) -> Verification:
+    "Verify a run's ledger, and its head against the `ledger_head` its `status.json` anchors."
+    rd = validate_user_path(run_dir, "run directory")
+    led = AuditLedger.for_run(rd)
+    try: anchor, why = _run_anchor(rd)
+    except LedgerError as e:
+        v = led.verify(key=key)
+        return v if not v.ok else dataclasses.replace(v, ok=False, first_bad=None, reason=str(e), problem="anchor")
+    v = led.verify(anchor, key, anchor_source=STATUS_FILE)
+    if anchor is not None or not v.ok: return v
+    note = f"head not anchored ({why}): records cut off at the tail cannot be detected"
+    if require_anchor: return dataclasses.replace(v, ok=False, first_bad=None, reason=note, problem="anchor")
+    return dataclasses.replace(v, notes=v.notes + (note,))
 
 # %% ../nbs/03_ledger.ipynb #7342aa64
 def _append_many(path:str, n:int, tag:str):

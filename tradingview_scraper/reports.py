@@ -52,7 +52,18 @@ class ReportInputs:
     selection_trail: pd.DataFrame|None = None  # one row per candidate: selected / vetoed and why
     quarantine: pd.DataFrame|None = None       # quarantine records of this run's load
     load_report: pd.DataFrame|None = None      # symbol, status, reason
-    notes: list = field(default_factory=list)  # free-text remarks (fallbacks, warnings)
+    notes: list = field(default_factory=list)  # free-text remarks (fallbacks)
+    periods_per_year: int = 252                # annualization of every table and figure (the run's backtest.periods_per_year)
+    warnings: list = field(default_factory=list) # what a reader must see first (failed hydration, biased universe...): a banner on top
+    last_bar: pd.Timestamp|None = None         # the data's last bar (shown in the header)
+    unconfirmed: pd.DataFrame|None = None      # last bars the contracts could not confirm yet: symbol, ts, value, detail
+    universe_coverage: pd.DataFrame|None = None # per decision date: which universe snapshot it used (date, snapshot, source, candidates)
+    revisions: pd.DataFrame|None = None        # per symbol: stored bars the source rewrote (Lakehouse.revision_summary)
+
+    def __post_init__(self):
+        p = self.periods_per_year
+        if not (isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p > 0):
+            raise ValidationError(describe("periods_per_year", p, "a positive integer (252 trading days, 365 for a 24/7 market)"))
 
 # %% ../nbs/55_reports.ipynb #81df3f5c
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -77,13 +88,14 @@ def fig_drawdown(inp:ReportInputs) -> go.Figure:
         fig.add_scatter(x=r.index, y=drawdown(r.to_numpy()), name=name, line=dict(color=_COLORS[i % 8], width=1))
     return fig.update_layout(title="Drawdown", yaxis_tickformat=".0%", height=320)
 
-def fig_rolling_sharpe(inp:ReportInputs, window:int=126, periods_per_year:int=252) -> go.Figure:
-    "Rolling Sharpe ratio (mean/std·√periods, ddof=1) over `window` days."
+def fig_rolling_sharpe(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> go.Figure:
+    "Rolling Sharpe ratio (mean/std·√periods, ddof=1) over `window` periods (None: the inputs' `periods_per_year`)."
+    periods_per_year = inp.periods_per_year if periods_per_year is None else periods_per_year
     fig = go.Figure()
     for i, (name, r) in enumerate(_curves(inp).items()):
         roll = r.rolling(window)
         fig.add_scatter(x=r.index, y=roll.mean() / roll.std(ddof=1) * np.sqrt(periods_per_year), name=name, line=dict(color=_COLORS[i % 8], width=1))
-    return fig.update_layout(title=f"Rolling Sharpe ({window} days)", height=320)
+    return fig.update_layout(title=f"Rolling Sharpe ({window} periods, ×√{periods_per_year})", height=320)
 
 def fig_weights(s:StrategyResult, top:int=12) -> go.Figure:
     "Target weights at each rebalance (the `top` largest assets by average |weight|, the rest summed)."
@@ -120,9 +132,10 @@ def fig_turnover(inp:ReportInputs) -> go.Figure:
 # %% ../nbs/55_reports.ipynb #964ab747
 _METRICS = ["sharpe", "ann_return", "ann_vol", "max_drawdown", "sortino", "calmar", "turnover"]
 
-def metrics_table(inp:ReportInputs, periods_per_year:int=252) -> pd.DataFrame:
-    "Key metrics per allocator (and the benchmark, computed the same way)."
+def metrics_table(inp:ReportInputs, periods_per_year:int|None=None) -> pd.DataFrame:
+    "Key metrics per allocator (and the benchmark, computed the same way; None: the inputs' `periods_per_year`)."
     from tradingview_scraper.backtest.metrics import compute_metrics
+    periods_per_year = inp.periods_per_year if periods_per_year is None else periods_per_year
     rows = {s.name: {k: s.metrics.get(k) for k in _METRICS} for s in inp.strategies}
     if inp.benchmark is not None and len(inp.benchmark.dropna()) > 2:
         bm = compute_metrics(inp.benchmark.dropna().to_numpy(), periods_per_year)
@@ -137,7 +150,23 @@ def _table(df:pd.DataFrame|None, empty:str, max_rows:int=200) -> str:
 # %% ../nbs/55_reports.ipynb #79f7e337
 _CSS = """body{font:14px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1f2328;padding:0 16px}
 h1{margin-bottom:0}.muted{color:#57606a}.tbl{border-collapse:collapse;margin:8px 0}.tbl td,.tbl th{border:1px solid #d0d7de;padding:3px 8px;font-size:12px;text-align:right}
-.tbl th{background:#f6f8fa}section{margin:28px 0}.kv td{text-align:left}"""
+.tbl th{background:#f6f8fa}section{margin:28px 0}.kv td{text-align:left}
+.banner{border:2px solid #cf222e;background:#ffebe9;padding:8px 16px;margin:16px 0;border-radius:6px}.banner ul{margin:4px 0}"""
+
+def _banner(inp:ReportInputs) -> str:
+    "The warnings, first thing in the report (empty when there are none)."
+    if not inp.warnings: return ""
+    items = "".join(f"<li>{html.escape(str(w))}</li>" for w in inp.warnings)
+    return f"<div class='banner' role='alert'><b>Read this first</b><ul>{items}</ul></div>"
+
+def _last_bar(inp:ReportInputs) -> str:
+    return "" if inp.last_bar is None else f"{pd.Timestamp(inp.last_bar):%Y-%m-%d}"
+
+def _ledger_line(inp:ReportInputs) -> str:
+    "The ledger's head when the report was written: `tvs ledger verify` finds a ledger cut short of it."
+    h = inp.run.get("ledger_head")
+    if not h: return ""
+    return f"<br>audit ledger head at this report: seq {int(h['seq'])}, hash <code>{html.escape(str(h['hash']))}</code>"
 
 def render_html(inp:ReportInputs) -> str:
     "The report as one self-contained HTML document (plotly.js embedded once)."
@@ -150,14 +179,19 @@ def render_html(inp:ReportInputs) -> str:
     body = f"""
 <h1>Run {html.escape(str(run.get('run_id', '')))}</h1>
 <p class="muted">profile <b>{html.escape(str(run.get('profile', '')))}</b> · status <b>{html.escape(str(run.get('status', '')))}</b> ·
-manifest {html.escape(str(run.get('manifest_hash', ''))[:16])}… · report generated {utc_iso()}</p>
+manifest {html.escape(str(run.get('manifest_hash', ''))[:16])}… · data to <b>{_last_bar(inp) or "?"}</b> · report generated {utc_iso()}
+{_ledger_line(inp)}</p>
+{_banner(inp)}
 <section><h2>Performance</h2>{_table(metrics_table(inp), "no metrics")}{parts[0]}{parts[1]}{parts[2]}</section>
 <section><h2>Trading</h2>{parts[3]}{''.join(parts[4:4 + len(inp.strategies)])}</section>
 <section><h2>Monthly returns</h2>{''.join(parts[4 + len(inp.strategies):])}</section>
 <section><h2>Selection reason trail</h2>{_table(inp.selection_trail, "no selection trail (selection was not part of this run)")}</section>
 <section><h2>Data health</h2><h3>Symbols</h3>{_table(inp.load_report, "no load report")}
-<h3>Quarantined bars</h3>{_table(inp.quarantine, "nothing was quarantined")}</section>
-<section><h2>Conventions</h2>{_table(conv, "no conventions recorded")}</section>
+<h3>Quarantined bars</h3>{_table(inp.quarantine, "nothing was quarantined")}
+<h3>Unconfirmed last bars</h3>{_table(inp.unconfirmed, "every last bar is confirmed")}
+<h3>Revised bars</h3>{_table(inp.revisions, "the source revised no stored bar")}</section>
+<section><h2>Conventions</h2>{_table(conv, "no conventions recorded")}
+<h3>Universe per decision date</h3>{_table(inp.universe_coverage, "no universe coverage recorded")}</section>
 <section><h2>Notes</h2>{''.join(f'<p>{html.escape(str(n))}</p>' for n in inp.notes) or "<p class='muted'>none</p>"}</section>"""
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Run {html.escape(str(run.get('run_id', '')))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>{body}</body></html>")
@@ -166,14 +200,23 @@ def render_markdown(inp:ReportInputs) -> str:
     "A short Markdown summary: metrics, data health, conventions."
     mt = metrics_table(inp).astype(float).round(4)
     lines = [f"# Run {inp.run.get('run_id')}", "", f"profile `{inp.run.get('profile')}` · status **{inp.run.get('status')}** · "
-             f"manifest `{str(inp.run.get('manifest_hash', ''))[:16]}`", "", "## Metrics", "",
+             f"manifest `{str(inp.run.get('manifest_hash', ''))[:16]}`" + (f" · data to {_last_bar(inp)}" if inp.last_bar is not None else ""), ""]
+    if inp.run.get("ledger_head"):
+        h = inp.run["ledger_head"]
+        lines += [f"audit ledger head at this report: seq {int(h['seq'])}, hash `{h['hash']}`", ""]
+    lines += [f"> **Warning:** {w}" for w in inp.warnings] + ([""] if inp.warnings else [])
+    lines += ["## Metrics", "",
              "| allocator | " + " | ".join(_METRICS) + " |", "|---|" + "---|" * len(_METRICS)]
     lines += [f"| {n} | " + " | ".join("" if pd.isna(v) else f"{v:.4g}" for v in row) + " |" for n, row in mt.iterrows()]
     q = 0 if inp.quarantine is None else len(inp.quarantine)
     lr = inp.load_report
-    lines += ["", "## Data health", "", f"- quarantined bars: {q}"]
+    lines += ["", "## Data health", "", f"- quarantined bars: {q}",
+              f"- unconfirmed last bars: {0 if inp.unconfirmed is None else len(inp.unconfirmed)}"]
     if lr is not None and len(lr): lines += [f"- symbols {k}: {v}" for k, v in lr["status"].value_counts().items()]
     lines += ["", "## Conventions", ""] + [f"- {k}: {v}" for k, v in inp.conventions.items()]
+    if inp.universe_coverage is not None and len(inp.universe_coverage):
+        c = inp.universe_coverage
+        lines += [f"- universe per decision date: {int((c['candidates'] > 0).sum())} of {len(c)} dates had candidates"]
     return "\n".join(lines) + "\n"
 
 def write_report(inp:ReportInputs, out_dir) -> dict:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
 
-from .core import UnsafePathError, ValidationError, describe, encode_symbol
+from .core import UnsafePathError, ValidationError, describe, encode_symbol, short_repr
 
 # %% auto #0
-__all__ = ['MAX_COMPONENT_BYTES', 'MAX_PATH_CHARS', 'check_component', 'ensure_safe_path', 'safe_component', 'safe_join',
-           'validate_user_path']
+__all__ = ['MAX_COMPONENT_BYTES', 'MAX_PATH_CHARS', 'PATH_MAX', 'check_component', 'check_path_length', 'ensure_safe_path',
+           'safe_component', 'safe_join', 'validate_user_path']
 
 # %% ../nbs/01_security.ipynb #33470594
 MAX_COMPONENT_BYTES = 255
@@ -26,15 +27,37 @@ def check_component(name:str, what:str="path component") -> str:
     "Validate one path component; return it unchanged or raise `UnsafePathError`."
     if not isinstance(name, str): raise UnsafePathError(describe(what, name, "a string"))
     if name == "": raise UnsafePathError(describe(what, name, "a non-empty name"))
-    bad = [c for c in name if c in "/\\\x00" or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c in _LOOKALIKES]
+    bad = [c for c in name if c in "/\\\x00" or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") or c in _LOOKALIKES]
     if bad: raise UnsafePathError(describe(what, name, "no separators, NUL, control or look-alike characters", f"found {bad[0]!r}"))
     nfkc = unicodedata.normalize("NFKC", name)
-    if any(c in "/\\\x00" for c in nfkc): raise UnsafePathError(describe(what, name, "no character that normalizes to a separator"))
+    folded = [c for c in nfkc if c in "/\\\x00" or c in _LOOKALIKES]
+    if folded: raise UnsafePathError(describe(what, name, "no character that normalizes to a separator or a look-alike",
+                                              f"NFKC turns it into {folded[0]!r}"))
     if set(name) <= {"."} or set(nfkc) <= {"."}: raise UnsafePathError(describe(what, name, "a name that is not only dots"))
     if name != name.strip() : raise UnsafePathError(describe(what, name, "no leading or trailing whitespace"))
     if len(name.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise UnsafePathError(describe(what, name, f"at most {MAX_COMPONENT_BYTES} bytes in UTF-8"))
     return name
+
+# %% ../nbs/01_security.ipynb #8035ba4d
+def _os_path_max() -> int:
+    "The OS limit on a path in bytes, counting the final NUL (`os.pathconf`; 4096 where the OS cannot say)."
+    try: return int(os.pathconf("/", "PC_PATH_MAX"))
+    except (OSError, ValueError, AttributeError): return MAX_PATH_CHARS
+
+PATH_MAX = _os_path_max()
+
+def check_path_length(path:str, # an absolute path about to be used
+                      what:str="path", # what the path is, for the message
+                     ) -> str:
+    "Refuse a path the OS would refuse as too long: any component over 255 bytes, or the whole at `PATH_MAX` bytes or more."
+    raw = path.encode("utf-8", "surrogatepass")
+    if len(raw) >= PATH_MAX:
+        raise UnsafePathError(describe(what, path, f"at most {PATH_MAX - 1} bytes in all (the OS limit)", f"it has {len(raw)}"))
+    longest = max(map(len, raw.split(b"/")))
+    if longest > MAX_COMPONENT_BYTES:
+        raise UnsafePathError(describe(what, path, f"components of at most {MAX_COMPONENT_BYTES} bytes", f"one has {longest}"))
+    return path
 
 # %% ../nbs/01_security.ipynb #0a037ee8
 def _split(path) -> list[str]:
@@ -51,10 +74,23 @@ def _split(path) -> list[str]:
         raise UnsafePathError(describe("path", path, "a path relative to its root, not absolute or ~-expanded"))
     return [c for c in path.split("/") if c != ""] if path not in ("",) else [""]
 
+def _symlink_below(base:str, parts:list[str]) -> tuple[str, str]|None:
+    "The first existing component below `base` that is a symlink, as (path relative to `base`, link text); None if none is."
+    cur = base.rstrip("/")
+    for i, part in enumerate(parts):
+        cur = f"{cur}/{part}"
+        try: mode = os.lstat(cur).st_mode
+        except OSError: return None                # missing (or unreadable): nothing further down exists to be a link
+        if stat.S_ISLNK(mode):
+            try: to = os.readlink(cur)
+            except OSError: to = "?"
+            return "/".join(parts[:i + 1]), to
+    return None
+
 def ensure_safe_path(path, # relative path (str, Path or sequence of components) under `root`
-                     root, # the directory that must contain the result
+                     root, # the directory that must contain the result (it may itself be a symlink)
                     ) -> Path:
-    "Resolve `path` under `root`; refuse anything that would leave `root`. Returns an absolute `Path`."
+    "Join `path` under the resolved `root`; refuse anything that could leave it, including any symlink below it. Returns an absolute `Path`."
     if isinstance(root, os.PathLike): root = os.fspath(root)
     if not isinstance(root, str) or root == "" or "\x00" in root:
         raise UnsafePathError(describe("root", root, "a non-empty directory path without NUL bytes"))
@@ -62,10 +98,13 @@ def ensure_safe_path(path, # relative path (str, Path or sequence of components)
     if not parts: raise UnsafePathError(describe("path", path, "at least one component"))
     for p in parts: check_component(p)
     base = Path(root).expanduser().resolve()
-    target = base.joinpath(*parts).resolve()
-    if target != base and not target.is_relative_to(base):
-        raise UnsafePathError(describe("path", os.fspath(path) if not isinstance(path, (list, tuple)) else "/".join(parts),
-                                       f"a location inside {str(base)!r}", "a symlink on the way points outside the root"))
+    target = base.joinpath(*parts)                 # no '.', '..' or symlink below `base`: this is the resolved path
+    check_path_length(str(target))
+    link = _symlink_below(str(base), parts)
+    if link is not None:
+        raise UnsafePathError(describe("path", "/".join(parts), f"no symlink below the root {short_repr(str(base), 120)}",
+                                       f"{short_repr(link[0], 120)} is a symlink to {short_repr(link[1], 120)}; "
+                                       "use the real directory, or make the root itself the link"))
     return target
 
 # %% ../nbs/01_security.ipynb #970b4081
@@ -107,4 +146,6 @@ def validate_user_path(path, # a path given by a user (may be absolute)
         if comp in ("/",): continue
         if comp == "..": continue  # resolved below; the caller decides which root the result must lie in
         if comp != ".": check_component(comp, what)
-    return Path(path).expanduser().resolve()
+    resolved = Path(path).expanduser().resolve()   # non-strict: never raises for a missing or too-long path
+    check_path_length(str(resolved), what)
+    return resolved

@@ -15,14 +15,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..core import ContractError, LookAheadError, TVSError, ValidationError, describe
+from ..core import ContractError, LookAheadError, TVSError, ValidationError, check_utc_index, describe
 from ..data.loader import PointInTimeView, perturb_future
 from ..pipelines.allocation import Allocator, AllocationPipeline
 from .metrics import METRIC_CONVENTIONS, compute_metrics
 
 # %% auto #0
-__all__ = ['WorkspaceError', 'NumericalWorkspace', 'Simulation', 'simulate', 'BacktestResult', 'BacktestEngine', 'parity_gap',
-           'lookahead_check']
+__all__ = ['RETURNS_RULE', 'WorkspaceError', 'NumericalWorkspace', 'pending_holds', 'Simulation', 'simulate', 'BacktestResult',
+           'NotReturnsError', 'BacktestEngine', 'parity_gap', 'lookahead_check', 'as_of_check']
 
 # %% ../../nbs/42_engine.ipynb #448adba5
 class WorkspaceError(TVSError, RuntimeError):
@@ -97,13 +97,67 @@ class NumericalWorkspace:
         state = "released" if self.released else f"{self.nbytes / 2**20:.2f} MiB, generation {self.generation}"
         return f"NumericalWorkspace({self.n_assets} assets × {self.max_rows} rows: {state}, {self.stats['allocations']} allocations)"
 
+# %% ../../nbs/42_engine.ipynb #7d1c0a02
+_CONFIRMED_COLUMNS = ("symbol", "ts", "confirmed_at")
+
+def _check_confirmed(confirmed) -> pd.DataFrame:
+    "`confirmed` if it reads like `LoadReport.confirmed`: symbol, ts, confirmed_at (UTC times, each confirmation after its bar)."
+    if not isinstance(confirmed, pd.DataFrame):
+        raise ContractError(describe("confirmed", type(confirmed).__name__, "None or a DataFrame like LoadReport.confirmed (symbol, ts, confirmed_at)"))
+    missing = [c for c in _CONFIRMED_COLUMNS if c not in confirmed.columns]
+    if missing: raise ContractError(describe("confirmed columns", list(confirmed.columns)[:8], f"all of {list(_CONFIRMED_COLUMNS)}", f"missing {missing}"))
+    if not len(confirmed): return confirmed
+    for c in ("ts", "confirmed_at"):
+        dt = confirmed[c].dtype
+        if not (pd.api.types.is_datetime64_any_dtype(dt) and str(getattr(dt, "tz", None)) == "UTC"):
+            raise ContractError(describe(f"confirmed column {c!r} dtype", str(dt), "UTC timestamps (datetime64[ns, UTC])"))
+    late = ~(confirmed["confirmed_at"] > confirmed["ts"]).to_numpy()     # NaT compares False
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise ContractError(describe(f"confirmed row {i}", {"ts": str(confirmed["ts"].iloc[i]), "confirmed_at": str(confirmed["confirmed_at"].iloc[i])},
+                                     "a confirmation time (the next bar) after the suspect bar"))
+    return confirmed
+
+def pending_holds(confirmed:pd.DataFrame|None, # `LoadReport.confirmed` (symbol, ts, confirmed_at); None or empty: nothing pending
+                  index:pd.DatetimeIndex, # rows of the returns matrix (sorted, UTC)
+                  columns:pd.Index, # its columns (unique)
+                  decisions, # decision rows: the decision at row b is made at index[b] and reads rows before b
+                 ) -> list:
+    "Per decision row b: (rows, cols) of the suspect bars a load ending at `index[b]` still holds (ts < index[b] ≤ confirmed_at), or None."
+    decisions = np.asarray(decisions, dtype=np.intp)
+    if confirmed is None or not len(_check_confirmed(confirmed)): return [None] * len(decisions)
+    rows = index.get_indexer(pd.DatetimeIndex(confirmed["ts"]))
+    cols = columns.get_indexer(pd.Index(confirmed["symbol"]))
+    ok = (rows >= 0) & (cols >= 0)          # a symbol not in the matrix, a row the calendar dropped: nothing to hold
+    rows, cols = rows[ok], cols[ok]
+    stamps = index.tz_convert(None).to_numpy()           # datetime64 of the UTC times
+    ts, at = stamps[rows], pd.DatetimeIndex(confirmed["confirmed_at"]).tz_convert(None).to_numpy()[ok]
+    out = []
+    for t in stamps[decisions]:
+        m = (ts < t) & (at >= t)
+        out.append((rows[m], cols[m]) if m.any() else None)
+    return out
+
+def _hold(window:np.ndarray, # rows lo, lo+1, ... of the returns (written in place)
+          hold:tuple|None, # (rows, cols) of `pending_holds`; None: nothing
+          lo:int, # row of the returns matrix of window[0]
+         ) -> np.ndarray:
+    "`window` with the held cells that fall inside it set to NaN."
+    if hold is not None:
+        rows, cols = hold
+        inside = (rows >= lo) & (rows < lo + len(window))
+        window[rows[inside] - lo, cols[inside]] = np.nan
+    return window
+
+
 # %% ../../nbs/42_engine.ipynb #465a5874
 class _FoldView(PointInTimeView):
     "PointInTimeView of rows [lo, hi) of an already validated frame, stored in a workspace buffer (valid for one window)."
     def __init__(self, values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index, lo:int, hi:int, ws:NumericalWorkspace,
-                 name:str="returns"):
+                 name:str="returns", hold:tuple|None=None): # hold: (rows, cols) of `pending_holds`, NaN in this view
         self.name, self._n = name, hi - lo
         self._buf = ws.buf("train", (hi - lo, values.shape[1])); np.copyto(self._buf, values[lo:hi])
+        _hold(self._buf, hold, lo)
         self._ws, self._gen = ws, ws.generation
         self._full_index, self._lo, self._hi, self._cols, self._df = index, lo, hi, columns, None
 
@@ -239,6 +293,9 @@ class _DecisionJob:
     warmup: int
     workspace: bool
     poison: bool
+    holds: tuple = ()       # per fold: (rows, cols) its decision holds (`pending_holds`), or None; (): nothing pending
+
+    def hold(self, f:int) -> tuple|None: return self.holds[f] if self.holds else None
 
 def _decide_batch(job:_DecisionJob, fold_ids) -> list:
     "Decide the folds `fold_ids` with one workspace (created here, reset per window, released at the end)."
@@ -267,9 +324,12 @@ def _decide_fast(job:_DecisionJob, fold_ids:list, ws) -> list:
     frame, cols = job.frame, job.frame.columns
     def window(i:int) -> np.ndarray:
         a, b, s, e = job.folds[fold_ids[i]]
-        if ws is None: return PointInTimeView(frame.iloc[a:b], frame.index[b], name="returns").values
+        hold = job.hold(fold_ids[i])
+        if ws is None:
+            v = PointInTimeView(frame.iloc[a:b], frame.index[b], name="returns").values
+            return v if hold is None else _hold(v.copy(), hold, a)
         ws.reset()
-        return _FoldView(job.values, frame.index, cols, a, b, ws).borrow()
+        return _FoldView(job.values, frame.index, cols, a, b, ws, hold=hold).borrow()
     out = []
     for r in job.pipeline.run_many(window, len(fold_ids), cols, ws=ws):
         if isinstance(r, TVSError): out.append(_cash(len(cols), r)); continue
@@ -283,7 +343,11 @@ def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
     frame, cols = job.frame, job.frame.columns
     alloc = job.pipeline.allocator
     try:
-        view = PointInTimeView(frame.iloc[max(0, a - job.warmup):b], frame.index[b], name="returns")
+        lo, hold = max(0, a - job.warmup), job.hold(f)
+        window = frame.iloc[lo:b]
+        if hold is not None:                 # what a load ending at the decision time holds (`hold_pending`)
+            window = pd.DataFrame(_hold(window.to_numpy(dtype=np.float64, copy=True), hold, lo), index=window.index, columns=window.columns)
+        view = PointInTimeView(window, frame.index[b], name="returns")
         assets, clusters, directions, logics = list(cols), None, None, None
         if job.selector is not None and alloc.uses_selection:
             sel = job.selector.run(view)
@@ -302,10 +366,43 @@ def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
         return w, list(res.fallbacks), dict(res.excluded)
     except TVSError as err: return _cash(len(cols), err)
 
-def _int(name, v, lo, hi=None):
-    if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)):
-        raise ValidationError(describe(name, v, f"an integer ≥ {lo}" + ("" if hi is None else f" and ≤ {hi}")))
+_MAX_COUNT = 2**31 - 1      # row and batch counts: far beyond any history, and safe for numpy's int64 arithmetic
+
+def _int(name, v, lo, hi=_MAX_COUNT):
+    if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi):
+        raise ValidationError(describe(name, v, f"an integer ≥ {lo} and ≤ {hi}"))
     return int(v)
+
+class NotReturnsError(ContractError):
+    "The frame given as returns cannot be simple returns (prices, percent units, log returns)."
+
+_PRICE_LIKE_MIN = 10        # finite values a column needs before it can be judged to be prices
+_TO_RETURNS = "pass simple returns, e.g. prices_to_returns(prices) from tradingview_scraper.backtest.metrics"
+RETURNS_RULE = ("simple returns r = p_t / p_{t−1} − 1: every finite value ≥ −1 (−1 itself, a total loss, is allowed); no column "
+                f"with ≥ {_PRICE_LIKE_MIN} finite values that are all > 0 with a median above 1 (prices: a typical period more "
+                "than doubling and none ever falling); NaN and ±inf are missing values")
+
+def _check_domain(values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index):
+    "Refuse values that cannot be simple returns (`RETURNS_RULE`), naming the first offender."
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"): low = finite & (values < -1.0)
+    if low.any():
+        i, j = (int(v[0]) for v in np.nonzero(low))
+        raise NotReturnsError(describe(f"return of {repr(columns[j])[:80]} at {index[i]}", float(values[i, j]), "a simple return ≥ −1 (−100%)",
+                                       hint=f"{int(low.sum())} values below −1: percent units (divide by 100), log returns "
+                                            f"(np.expm1)? {_TO_RETURNS}"))
+    with np.errstate(invalid="ignore"): positive = np.where(finite, values > 0, True).all(axis=0)
+    suspects = np.flatnonzero(positive & (finite.sum(axis=0) >= _PRICE_LIKE_MIN))
+    medians = {str(columns[j])[:80]: float(np.median(values[finite[:, j], j])) for j in suspects}
+    priced = {c: round(m, 6) for c, m in medians.items() if m > 1.0}
+    if priced:
+        raise NotReturnsError(describe("returns columns (median)", dict(list(priced.items())[:5]), "simple returns, not prices",
+                                       hint=f"{len(priced)} columns have only positive values with a median above 1, which is "
+                                            f"what prices look like; {_TO_RETURNS}"))
+
+_PENDING_RULE = ("a suspect bar (|log move| > data.rules.print_move) confirmed only at or after a decision time is NaN in that "
+                 "decision's training, selection and synthesis windows (what a load ending then holds: hold_pending); the "
+                 "simulation earns every bar")
 
 class BacktestEngine:
     "Walk-forward backtest: decide every fold through a point-in-time view, then simulate the path in order."
@@ -343,19 +440,21 @@ class BacktestEngine:
         return [(0 if self.anchored else int(te) - self.train, int(te), int(te), int(te) + self.test) for te in ends]
 
     @staticmethod
-    def _check_returns(returns) -> pd.DataFrame:
+    def _check_returns(returns, # what `run` was given
+                       domain:bool=True, # also apply `RETURNS_RULE` to the values (False: structure only)
+                      ) -> pd.DataFrame:
+        "The engine's one input check: a UTC-indexed frame of unique numeric columns holding simple returns."
         if not isinstance(returns, pd.DataFrame): raise ContractError(describe("returns", type(returns).__name__, "a DataFrame (time × assets)"))
-        idx = returns.index
-        if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None or str(idx.tz) != "UTC":
-            raise ContractError(describe("returns index", getattr(idx, "dtype", type(idx).__name__), "a DatetimeIndex in UTC"))
-        if not idx.is_monotonic_increasing or not idx.is_unique:
-            raise ContractError(describe("returns index", "unsorted or duplicated timestamps", "strictly increasing timestamps"))
+        check_utc_index(returns.index, "returns index")
         if not returns.columns.is_unique: raise ContractError(describe("returns columns", "duplicated names", "unique asset names"))
         bad = [c for c in returns.columns if not pd.api.types.is_numeric_dtype(returns[c])]
         if bad: raise ContractError(describe("returns columns", bad[:5], "numeric columns"))
+        if domain: _check_domain(returns.to_numpy(dtype=np.float64), returns.index, returns.columns)
         return returns
 
-    def conventions(self, pipeline:AllocationPipeline, selector=None, synthesizer=None, n_folds:int|None=None) -> dict:
+    def conventions(self, pipeline:AllocationPipeline, selector=None, synthesizer=None, n_folds:int|None=None,
+                    n_held:int|None=None, # (decision, bar) cells held as pending; None: no `confirmed` given
+                   ) -> dict:
         "Every convention of a run with these settings."
         return {
             "window": "fold f trains on rows [f·step, f·step + train) ([0, f·step + train) if anchored) and tests on the next "
@@ -364,6 +463,7 @@ class BacktestEngine:
             "decision_time": "timestamp of the fold's first test row; every decision reads a PointInTimeView holding only earlier rows",
             "decision_data": "allocator: the training rows; selection and synthesis: also `warmup` rows before them",
             "warmup": self.warmup,
+            "pending_bars": _PENDING_RULE, "pending_held": n_held,
             "lag": self.lag,
             "execution": "the target trades at the close of row (first test row + lag − 1) and earns from row (first test row + lag); "
                          "until then the previous holdings keep earning (all cash before the first trade); a target is held "
@@ -374,6 +474,7 @@ class BacktestEngine:
             "cost_bps": self.cost_bps,
             "cost_model": "equity × (1 − cost_bps/1e4 × Σ|w_target − w_held|) at each trade, before that day's return; "
                           "w_held = holdings drifted to the trade (all cash at the start); holdings carried across windows",
+            "input": RETURNS_RULE,
             "missing_returns": "a NaN/inf asset return counts as 0 for a held position",
             "loss_cap": "a short's daily return is capped at +100% (its loss at its weight), a long's at −100%",
             "ruin": "if the equity reaches 0 that day's return is −100% and every later return is 0",
@@ -387,13 +488,17 @@ class BacktestEngine:
             "workspace": self.workspace, "n_batches": self.n_batches,
         }
 
-    def run(self, returns:pd.DataFrame, # daily asset returns: UTC DatetimeIndex, one column per asset, NaN where not listed
+    def run(self, returns:pd.DataFrame, # simple daily asset returns (`RETURNS_RULE`): UTC DatetimeIndex, a column per asset, NaN where not listed
             allocator:Allocator|AllocationPipeline, # the allocator (or a pipeline with caps and limits)
             selector=None, # Pillar 2 selection: .run(view) → result with .winners and .clusters
             synthesizer=None, # synthesis: .run(view, assets) → result with .returns, .atoms, .composition
+            confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of the load that gave `returns`: decisions hold what was not confirmed yet
            ) -> BacktestResult:
         "Decide every fold (batched through `map_fn`), simulate in order, compute the metrics once."
-        frame = self._check_returns(returns)
+        return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed)
+
+    def _run(self, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None) -> BacktestResult:
+        "`run` on a frame that passed `_check_returns`."
         pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
         for name, obj, meth in (("selector", selector, "run"), ("synthesizer", synthesizer, "run")):
             if obj is not None and not callable(getattr(obj, meth, None)):
@@ -401,8 +506,11 @@ class BacktestEngine:
         folds = self.folds(len(frame))
         if not folds:
             raise ValidationError(describe("history length", len(frame), f"at least train + test = {self.train + self.test} rows"))
+        holds = pending_holds(confirmed, frame.index, frame.columns, [b for a, b, s, e in folds])
+        n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
         values = frame.to_numpy(dtype=np.float64, copy=True); values.flags.writeable = False
-        job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison)
+        job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
+                           tuple(holds) if n_held else ())
         t0 = time.perf_counter()
         batches = [b.tolist() for b in np.array_split(np.arange(len(folds)), min(self.n_batches, len(folds)))]
         decided = list(self.map_fn(partial(_decide_batch, job), batches))
@@ -440,7 +548,7 @@ class BacktestEngine:
             turnover=pd.Series(sim.turnover, index=dates, name="turnover"),
             costs=pd.Series(sim.costs, index=dates, name="costs"),
             trade_dates=pd.Series(idx[trade_rows], index=dates, name="first_earning_day"),
-            metrics=metrics, conventions=self.conventions(pipeline, selector, synthesizer, len(folds)),
+            metrics=metrics, conventions=self.conventions(pipeline, selector, synthesizer, len(folds), n_held),
             folds=fold_frame, fallbacks=fallbacks, excluded=excluded,
             timings={"decide_s": t1 - t0, "simulate_s": t2 - t1})
 
@@ -457,21 +565,65 @@ def parity_gap(fast:BacktestResult, ref) -> float:
     return float(max(gaps))
 
 # %% ../../nbs/42_engine.ipynb #afceef2c
+def _perturb_confirmed(confirmed:pd.DataFrame|None, t:pd.Timestamp, rng) -> pd.DataFrame|None:
+    "What is unknown at `t` about the suspect bars, scrambled: bars at or after `t` dropped, confirmations at or after `t` moved later."
+    if confirmed is None or not len(confirmed): return confirmed
+    c = confirmed[confirmed["ts"] < t]
+    at = pd.DatetimeIndex(c["confirmed_at"])
+    later = t + pd.to_timedelta(rng.integers(0, 1000, len(at)), unit="D")
+    return c.assign(confirmed_at=at.where(at < t, later))
+
 def lookahead_check(engine:BacktestEngine, returns:pd.DataFrame, allocator, selector=None, synthesizer=None,
-                    n_dates:int=3, kinds=("nan", "huge", "shuffle"), seed:int=0) -> int:
-    "Perturb the future at `n_dates` decision dates; assert earlier decisions and returns are bitwise identical. Returns the checks made."
-    clean = engine.run(returns, allocator, selector, synthesizer)
+                    n_dates:int=3, kinds=("nan", "huge", "shuffle"), seed:int=0,
+                    confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of `returns` (passed to `run`; its future is perturbed too)
+                    dates=None, # decision dates to perturb at (None: `n_dates` drawn at random)
+                   ) -> int:
+    "Perturb the future at `n_dates` decision dates; raise `LookAheadError` unless earlier decisions and returns are bitwise identical. Returns the checks made."
+    clean = engine.run(returns, allocator, selector, synthesizer, confirmed)      # the real input passes every check, the value rule included
     rng = np.random.default_rng(seed)
-    dates = clean.weights.index[np.sort(rng.choice(np.arange(1, len(clean.weights)), min(n_dates, len(clean.weights) - 1), replace=False))]
+    if dates is None:
+        dates = clean.weights.index[np.sort(rng.choice(np.arange(1, len(clean.weights)), min(n_dates, len(clean.weights) - 1), replace=False))]
     checks = 0
-    for t in dates:
+    for t in pd.DatetimeIndex(dates):
         for kind in kinds:
-            dirty = engine.run(perturb_future(returns, t, kind, seed=int(rng.integers(1 << 30))), allocator, selector, synthesizer)
+            garbage = perturb_future(returns, t, kind, seed=int(rng.integers(1 << 30)))   # impossible values (−1e12) on purpose
+            dirty = engine._run(engine._check_returns(garbage, domain=False), allocator, selector, synthesizer, _perturb_confirmed(confirmed, t, rng))
             before = clean.weights.index <= t
             a, b = clean.weights.to_numpy()[before], dirty.weights.to_numpy()[before]
-            if a.tobytes() != b.tobytes(): raise AssertionError(f"decision at or before {t} changed when the future was perturbed ({kind})")
+            if a.tobytes() != b.tobytes(): raise LookAheadError(f"decision at or before {t} changed when the future was perturbed ({kind})")
             days = clean.returns.index < t
             if clean.returns.to_numpy()[days].tobytes() != dirty.returns.to_numpy()[days].tobytes():
-                raise AssertionError(f"a return before {t} changed when the future was perturbed ({kind})")
+                raise LookAheadError(f"a return before {t} changed when the future was perturbed ({kind})")
             checks += 1
+    return checks
+
+# %% ../../nbs/42_engine.ipynb #7d1c0b02
+def as_of_check(engine:BacktestEngine, # the backtest's engine
+                returns:pd.DataFrame, # the full-history returns matrix
+                confirmed:pd.DataFrame, # its load's `LoadReport.confirmed`
+                load_until:Callable, # t → what a load ending at t gives (a DataFrame or a PointInTimeView, e.g. DataLoader.as_of)
+                allocator, selector=None, synthesizer=None,
+                dates=None, # decision dates to check (None: every decision date at which a bar is pending)
+               ) -> int:
+    "Raise `LookAheadError` unless the decision at each date t made from a load ending at t is bitwise the full-history decision with `confirmed`. Returns the checks made."
+    full = engine.run(returns, allocator, selector, synthesizer, confirmed)
+    if dates is None:
+        folds = engine.folds(len(returns))
+        holds = pending_holds(confirmed, returns.index, returns.columns, [b for a, b, s, e in folds])
+        dates = [returns.index[b] for (a, b, s, e), h in zip(folds, holds) if h is not None]
+    checks = 0
+    for t in pd.DatetimeIndex(dates):
+        if t not in full.weights.index: raise ValidationError(describe("date", t, "a decision date of the backtest (full.weights.index)"))
+        past = load_until(t)
+        past = past.frame if isinstance(past, PointInTimeView) else past
+        rows, cols = past.index.difference(returns.index[returns.index < t]), past.columns.difference(returns.columns)
+        if len(rows) or len(cols):
+            raise ContractError(describe(f"load ending at {t}", {"rows": [str(r) for r in rows[:3]], "columns": list(cols[:3])},
+                                         "rows and columns of the full history before t"))
+        production = engine.run(past.reindex(index=returns.index, columns=returns.columns), allocator, selector, synthesizer)
+        a, b = full.weights.loc[t].to_numpy(), production.weights.loc[t].to_numpy()
+        if a.tobytes() != b.tobytes():
+            raise LookAheadError(f"the decision at {t} from a load ending at {t} differs from the backtest's "
+                                 f"(largest weight gap {np.abs(a - b).max():.3g}): were the pending bars passed as confirmed=?")
+        checks += 1
     return checks

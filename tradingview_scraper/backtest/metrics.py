@@ -11,10 +11,10 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from ..core import ValidationError, describe
+from ..core import ContractError, ValidationError, describe
 
 # %% auto #0
-__all__ = ['METRIC_CONVENTIONS', 'drawdown', 'compute_metrics']
+__all__ = ['METRIC_CONVENTIONS', 'drawdown', 'compute_metrics', 'prices_to_returns']
 
 # %% ../../nbs/40_metrics.ipynb #45e161cc
 METRIC_CONVENTIONS = MappingProxyType({
@@ -79,3 +79,32 @@ def compute_metrics(returns:pd.Series|np.ndarray, # stitched simple returns (no 
             "total_costs": 0.0 if costs is None else float(np.sum(costs)),
         }
     return {k: (v if v is None or isinstance(v, int) or math.isfinite(v) else None) for k, v in out.items()}
+
+# %% ../../nbs/40_metrics.ipynb #75967e77
+_GAPS = ("bridge", "nan")
+_FIRST_ROW = ("drop", "keep")
+
+def prices_to_returns(prices:pd.DataFrame|pd.Series, # positive prices, time × assets, sorted by time; NaN where there is no price
+                      gaps:str="bridge", # missing price inside the history: "bridge" (return from the last known price) or "nan"
+                      first_row:str="drop", # the first row has no earlier price: "drop" it or "keep" it as NaN
+                     ) -> pd.DataFrame|pd.Series:
+    "Simple returns p_t / p_prev − 1 of every column (p_prev: the previous row, or the last known price if `gaps=\"bridge\"`)."
+    if isinstance(prices, pd.Series): return prices_to_returns(prices.to_frame(), gaps, first_row).iloc[:, 0].rename(prices.name)
+    if not isinstance(prices, pd.DataFrame): raise ContractError(describe("prices", type(prices).__name__, "a DataFrame or Series of prices"))
+    if gaps not in _GAPS: raise ValidationError(describe("gaps", gaps, "'bridge' or 'nan'"))
+    if first_row not in _FIRST_ROW: raise ValidationError(describe("first_row", first_row, "'drop' or 'keep'"))
+    if not (prices.index.is_monotonic_increasing and prices.index.is_unique):
+        raise ContractError(describe("prices index", "unsorted or duplicated labels", "strictly increasing timestamps"))
+    bad = [c for c in prices.columns if not pd.api.types.is_numeric_dtype(prices[c]) or pd.api.types.is_bool_dtype(prices[c])]
+    if bad: raise ContractError(describe("prices columns", bad[:5], "numeric columns"))
+    p = prices.to_numpy(dtype=np.float64, copy=True)
+    wrong = ~np.isnan(p) & ~(np.isfinite(p) & (p > 0))
+    if wrong.any():
+        i, j = (int(v[0]) for v in np.nonzero(wrong))
+        raise ContractError(describe(f"price of {repr(prices.columns[j])[:80]} at {prices.index[i]}", float(p[i, j]),
+                                     "a positive finite price or NaN", hint=f"{int(wrong.sum())} such values in all"))
+    prev = np.full_like(p, np.nan)
+    prev[1:] = pd.DataFrame(p).ffill().to_numpy()[:-1] if gaps == "bridge" else p[:-1]
+    r = p / prev - 1.0
+    out = pd.DataFrame(r, index=prices.index, columns=prices.columns)
+    return out.iloc[1:] if first_row == "drop" else out

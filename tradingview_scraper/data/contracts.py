@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ from ..core import ContractError, Symbol, ValidationError, describe, utc_now
 from .lakehouse import OHLCV_COLUMNS, conform_ohlcv
 
 # %% auto #0
-__all__ = ['OHLCV', 'RETURNS', 'WEIGHTS', 'CANDIDATES', 'RULES', 'check', 'weekday', 'BarFlags', 'flag_bars', 'ValidationResult',
-           'IngestionValidator']
+__all__ = ['OHLCV', 'RETURNS', 'WEIGHTS', 'CANDIDATES', 'RULES', 'UNCONFIRMED_COLUMNS', 'check', 'PrintFlags', 'print_moves',
+           'weekday', 'BarFlags', 'flag_bars', 'no_unconfirmed', 'ValidationResult', 'IngestionValidator']
 
 # %% ../../nbs/11_contracts.ipynb #1195e37e
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
@@ -67,10 +68,50 @@ RULES = pd.DataFrame([
     ("ohlc_inconsistent",  1, "row",    "high < max(open, close) or low > min(open, close)"),
     ("weekend_padding",    1, "row",    "a zero-return bar on a Saturday or Sunday of a market that is closed then"),
     ("stale",              1, "row",    "the close repeats for stale_bars bars or more: the repeats after the first are dropped"),
+    ("print_error",        1, "row",    "|ln(close / previous close)| above print_move and the next close back within print_revert: a single-bar print, up or down"),
+    ("unconfirmed",        1, "hold",   "the last bar moves beyond print_move and has no next bar yet: held out of the returns matrix, not quarantined"),
     ("non_positive_price", 1, "symbol", "a price <= 0: the symbol is excluded from the returns matrix"),
-    ("toxic_move",         1, "symbol", "a close-to-close simple return above toxic_return (5.0 = +500%): the symbol is excluded"),
+    ("toxic_move",         2, "symbol", "a close-to-close simple return above toxic_return (5.0 = +500%), after print errors and unconfirmed bars are set aside: the symbol is excluded"),
 ], columns=["rule_id", "version", "level", "description"]).set_index("rule_id")
 RULES
+
+# %% ../../nbs/11_contracts.ipynb #ad15297c
+class PrintFlags(NamedTuple):
+    "Output of `print_moves`, one entry per bar."
+    move: np.ndarray         # log move against the bar before it (NaN without one)
+    error: np.ndarray        # a print error: quarantine this bar
+    unconfirmed: np.ndarray  # a suspect last bar: hold it out of the returns for now
+    confirmed: np.ndarray    # a suspect bar whose next bar did not revert it: a real move, known only once that bar exists
+
+def print_moves(c:np.ndarray, # float64 closes, grouped by symbol and in time order within a group
+                g:np.ndarray, # group (symbol) id per bar; equal ids are contiguous
+                positive:np.ndarray, # bool per bar: all its prices are > 0
+                rules:DataRules|None=None, # print_move and print_revert
+               ) -> PrintFlags:
+    "Log move of every bar and which bars are print errors, unconfirmed last bars and confirmed real moves."
+    rules = rules or DataRules()
+    if not rules.print_revert < rules.print_move:
+        raise ValidationError(describe("print_revert", rules.print_revert, f"a log move below print_move ({rules.print_move})"))
+    n = len(c)
+    lc = np.log(np.where(positive, c, 1.0))
+    same = g[1:] == g[:-1]                                  # bar i + 1 follows bar i in the same symbol
+    linked = same & positive[1:] & positive[:-1]
+    move = np.full(n, np.nan)
+    move[1:] = np.where(linked, lc[1:] - lc[:-1], np.nan)
+    suspect = np.abs(move) > rules.print_move               # NaN compares False
+    cand = np.zeros(n, bool)
+    cand[1:-1] = suspect[1:-1] & same[1:] & positive[2:] & (np.abs(lc[2:] - lc[:-2]) <= rules.print_revert)
+    i = np.flatnonzero(cand)                                # few: the run bookkeeping runs on them only
+    starts = np.r_[True, np.diff(i) != 1] if len(i) else np.zeros(0, bool)
+    run_start = np.maximum.accumulate(np.where(starts, i, 0)) if len(i) else i
+    error = np.zeros(n, bool)
+    error[i[(i - run_start) % 2 == 0]] = True               # the bar after an error is compared with the bar before it
+    last = np.r_[~same, True] if n else np.zeros(0, bool)
+    u = np.flatnonzero(suspect & last)
+    unconfirmed = np.zeros(n, bool)
+    unconfirmed[u[~error[u - 1]]] = True                    # a suspect bar has a bar before it: u >= 1
+    confirmed = suspect & ~last & ~error & ~np.r_[False, error[:-1]]
+    return PrintFlags(move, error, unconfirmed, confirmed)
 
 # %% ../../nbs/11_contracts.ipynb #f88ad2bf
 _DAY_NS = 86_400_000_000_000
@@ -79,6 +120,10 @@ def weekday(ts_ns:np.ndarray) -> np.ndarray:
     "Day of week (Monday = 0) of UTC nanosecond timestamps."
     return (np.floor_divide(ts_ns, _DAY_NS) + 3) % 7     # 1970-01-01 was a Thursday
 
+def _no_findings() -> pd.DataFrame:
+    return pd.DataFrame({"position": pd.Series(dtype="int64"), "group": pd.Series(dtype="int64"),
+                         "rule_id": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
+
 @dataclass(frozen=True)
 class BarFlags:
     "Output of `flag_bars`: what survives, who is excluded, and the quarantine findings."
@@ -86,6 +131,8 @@ class BarFlags:
     excluded: np.ndarray   # bool per group: a symbol rule fired
     weekends: np.ndarray   # bool per group: trades on weekends (given or inferred)
     found: pd.DataFrame    # position, group, rule_id, value — one row per flagged (bar, rule)
+    unconfirmed: pd.DataFrame = field(default_factory=_no_findings)  # position, group, rule_id, value (log move): held last bars, still in `keep`
+    confirmed: pd.DataFrame = field(default_factory=lambda: _no_findings().assign(decided_by=pd.Series(dtype="int64"))) # kept suspect bars, decided_by the next bar (a position)
 
 def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
               o:np.ndarray, h:np.ndarray, l:np.ndarray, c:np.ndarray, # float64 prices
@@ -103,17 +150,24 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     alive = np.arange(n) if ordered else np.lexsort((ts, gid))      # by symbol, then time; stable
     cur = {"g": gid, "t": ts, "o": o, "h": h, "l": l, "c": c}
     if not ordered: cur = {k: v[alive] for k, v in cur.items()}
+    def record(rule, mask, value, where=None):
+        "Findings of `rule` for the working bars under `mask` (`where`: a subset of the working bars)."
+        pos, grp = (alive, cur["g"]) if where is None else (alive[where], cur["g"][where])
+        val = np.asarray(value, float)
+        return pd.DataFrame({"position": pos[mask], "group": grp[mask], "rule_id": rule,
+                             "value": val[mask] if val.ndim else np.full(int(mask.sum()), float(val))})
     def drop(rule, mask, value):
         "Record the bars under `mask` for `rule` and remove them from the working arrays."
         nonlocal alive, cur
         if not mask.any(): return
-        val = np.asarray(value, float)
-        found.append(pd.DataFrame({"position": alive[mask], "group": cur["g"][mask], "rule_id": rule,
-                                   "value": val[mask] if val.ndim else np.full(int(mask.sum()), float(val))}))
+        found.append(record(rule, mask, value))
         keep = ~mask
-        alive = alive[keep]; cur = {k: v[keep] for k, v in cur.items()}
-    def prev_same_group():
-        g = cur["g"]; out = np.zeros(len(g), bool); out[1:] = g[1:] == g[:-1]; return out
+        alive = alive[keep]
+        cur = {k: v[keep] for k, v in cur.items()}
+    def prev_same_group(g):
+        out = np.zeros(len(g), bool)
+        out[1:] = g[1:] == g[:-1]
+        return out
     drop("non_finite", ~(np.isfinite(cur["o"]) & np.isfinite(cur["h"]) & np.isfinite(cur["l"]) & np.isfinite(cur["c"])), np.nan)
     g, t = cur["g"], cur["t"]
     dup = np.zeros(len(g), bool); dup[:-1] = (g[1:] == g[:-1]) & (t[1:] == t[:-1])
@@ -121,7 +175,8 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     hi_ref = np.maximum(cur["o"], cur["c"])
     drop("ohlc_inconsistent", (cur["h"] < hi_ref) | (cur["l"] > np.minimum(cur["o"], cur["c"])), cur["h"] - hi_ref)
     cc = cur["c"]
-    same = prev_same_group(); same[1:] &= cc[1:] == cc[:-1]
+    same = prev_same_group(cur["g"])
+    same[1:] &= cc[1:] == cc[:-1]
     is_wkend = weekday(cur["t"]) >= 5
     gw = cur["g"][is_wkend]
     moved_w = np.bincount(gw, weights=~same[is_wkend], minlength=n_groups)
@@ -129,23 +184,43 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     trades_wk = np.where(wk >= 0, wk == 1, (n_w > 0) & (moved_w > 0.5 * n_w))
     drop("weekend_padding", is_wkend & same & ~trades_wk[cur["g"]], 0.0)
     cc = cur["c"]
-    same = prev_same_group(); same[1:] &= cc[1:] == cc[:-1]
+    same = prev_same_group(cur["g"])
+    same[1:] &= cc[1:] == cc[:-1]
     run = np.cumsum(~same)
     run_len = np.bincount(run)[run] if len(run) else run
     drop("stale", same & (run_len >= rules.stale_bars), run_len)
     pmin = np.minimum(np.minimum(cur["o"], cur["h"]), np.minimum(cur["l"], cur["c"]))
+    move, error, held, real = print_moves(cur["c"], cur["g"], pmin > 0, rules)
+    confirmed = record("confirmed", real, move).assign(decided_by=alive[np.flatnonzero(real) + 1])
+    if error.any():                                # dropped; the rules after this one read only groups, closes and pmin
+        found.append(record("print_error", error, move))
+        keep = ~error
+        alive, move, held, pmin = alive[keep], move[keep], held[keep], pmin[keep]
+        cur = {"g": cur["g"][keep], "c": cur["c"][keep]}
+    unconfirmed = record("unconfirmed", held, move)
+    rest = ~held                                   # symbol rules see neither print errors nor the held last bars
+    g, cc = cur["g"], cur["c"]
+    if held.any(): g, cc, pmin = g[rest], cc[rest], pmin[rest]
     nonpos = pmin <= 0
-    cc = cur["c"]
     r = np.full(len(cc), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"): r[1:] = cc[1:] / cc[:-1] - 1.0
-    toxic = prev_same_group() & (r > rules.toxic_return)
-    excluded = np.zeros(n_groups, bool); excluded[cur["g"][nonpos | toxic]] = True
+    toxic = prev_same_group(g) & (r > rules.toxic_return)
+    excluded = np.zeros(n_groups, bool)
+    excluded[g[nonpos | toxic]] = True
     for rule, mask, value in (("non_positive_price", nonpos, pmin), ("toxic_move", toxic, r)):   # recorded, not dropped
-        if mask.any(): found.append(pd.DataFrame({"position": alive[mask], "group": cur["g"][mask], "rule_id": rule, "value": value[mask]}))
-    cols = {"position": pd.Series(dtype="int64"), "group": pd.Series(dtype="int64"), "rule_id": pd.Series(dtype=object), "value": pd.Series(dtype=float)}
-    return BarFlags(alive if ordered else np.sort(alive), excluded, trades_wk, pd.concat(found, ignore_index=True) if found else pd.DataFrame(cols))
+        if mask.any(): found.append(record(rule, mask, value, where=rest))
+    keep = alive if ordered else np.sort(alive)
+    return BarFlags(keep, excluded, trades_wk, pd.concat(found, ignore_index=True) if found else _no_findings(),
+                    unconfirmed.sort_values("position", ignore_index=True), confirmed.sort_values("position", ignore_index=True))
 
 # %% ../../nbs/11_contracts.ipynb #3d28f826
+UNCONFIRMED_COLUMNS = ["symbol", "ts", "value", "detail"]
+
+def no_unconfirmed() -> pd.DataFrame:
+    "An empty table of unconfirmed bars, typed (symbol, ts in UTC, value, detail)."
+    return pd.DataFrame({"symbol": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                         "value": pd.Series(dtype=float), "detail": pd.Series(dtype=object)})
+
 @dataclass(frozen=True)
 class ValidationResult:
     "Outcome of validating one symbol's bars."
@@ -156,12 +231,15 @@ class ValidationResult:
     kept: int
     dropped: int
     reasons: dict = field(default_factory=dict) # rule_id -> number of bars flagged
+    unconfirmed: pd.DataFrame = field(default_factory=no_unconfirmed) # held last bar: symbol, ts, value, detail (it is in `clean`)
 
 _DETAILS = {"non_finite": "non-finite price", "duplicate_ts": "duplicated timestamp (a later bar was kept)",
             "ohlc_inconsistent": "high < max(open, close) or low > min(open, close)",
             "weekend_padding": "zero-return weekend bar of a market closed on weekends",
             "stale": "close unchanged for {stale_bars}+ bars", "non_positive_price": "price <= 0",
-            "toxic_move": "simple return above {toxic_return:+.0%}"}
+            "print_error": "single-bar print: |ln move| above {print_move} and the next close back within {print_revert}",
+            "toxic_move": "simple return above {toxic_return:+.0%}",
+            "unconfirmed": "last bar's |ln move| above {print_move}: held out of the returns until the next bar confirms or reverts it"}
 
 class IngestionValidator:
     "Tier 1 + Tier 2 checks for bars; pure (records are returned, not written)."
@@ -181,6 +259,16 @@ class IngestionValidator:
                              "rule_version": RULES.loc[found["rule_id"], "version"].to_numpy(), "value": found["value"].to_numpy(),
                              "detail": found["rule_id"].map(details).to_numpy(), "detected_at": utc_now(),
                              "open": o[p], "high": h[p], "low": l[p], "close": c[p], "volume": v[p]})
+
+    def held(self, unconfirmed:pd.DataFrame, # `BarFlags.unconfirmed`
+             symbols:np.ndarray, # symbol name per group
+             ts:np.ndarray, # int64 UTC nanoseconds of the kernel's input bars
+            ) -> pd.DataFrame:
+        "The unconfirmed last bars as a report table: symbol, ts, value (the log move), detail."
+        p = unconfirmed["position"].to_numpy()
+        return pd.DataFrame({"symbol": pd.Series(np.asarray(symbols, dtype=object)[unconfirmed["group"].to_numpy()], dtype=object),
+                             "ts": pd.to_datetime(ts[p], utc=True).as_unit("ns"), "value": unconfirmed["value"].to_numpy(float),
+                             "detail": _DETAILS["unconfirmed"].format(**self.rules.model_dump())})[UNCONFIRMED_COLUMNS]
 
     @staticmethod
     def trades_weekends(bars:pd.DataFrame) -> bool:
@@ -206,4 +294,4 @@ class IngestionValidator:
         reasons = f.found["rule_id"].value_counts().to_dict() if len(f.found) else {}
         dropped = sum(n for k, n in reasons.items() if RULES.at[k, "level"] == "row")
         clean = b.iloc[f.keep].reset_index(drop=True)
-        return ValidationResult(sym, clean, bool(f.excluded[0]), q, len(clean), dropped, reasons)
+        return ValidationResult(sym, clean, bool(f.excluded[0]), q, len(clean), dropped, reasons, self.held(f.unconfirmed, np.array([sym], dtype=object), ts))

@@ -70,7 +70,8 @@ class SymbolOutcome:
     requested: int = 0              # bars asked for (N); 0 when up to date
     received: int = 0               # bars served
     added: int = 0                  # bars with a new timestamp stored
-    replaced: int = 0               # stored bars overwritten (the refreshed last bar, revisions)
+    replaced: int = 0               # stored bars overwritten with different values (the live bar, revisions)
+    history_revised: int = 0        # of those, bars older than the last stored one: the source rewrote history
     quarantined: int = 0            # quarantine records written
     excluded: bool = False          # a symbol-level contract rule fired (kept out of returns by the loader)
     attempts: int = 0               # chart requests made (retries included)
@@ -101,7 +102,7 @@ class HydrationReport:
         cols = [f.name for f in fields(SymbolOutcome)]
         df = pd.DataFrame([asdict(o) for o in outcomes], columns=cols)
         for c in ("last_before", "last_after"): df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[ns, UTC]")
-        for c in ("requested", "received", "added", "replaced", "quarantined", "attempts"): df[c] = df[c].astype("int64")
+        for c in ("requested", "received", "added", "replaced", "history_revised", "quarantined", "attempts"): df[c] = df[c].astype("int64")
         df["duration_s"] = df["duration_s"].astype("float64"); df["excluded"] = df["excluded"].astype(bool)
         return cls(df, **kw)
 
@@ -114,6 +115,7 @@ class HydrationReport:
         return {"symbols": len(o), "fetched": n("fetched"), "up_to_date": n("up_to_date"), "failed": n("failed"),
                 "excluded": int(o["excluded"].sum()), "bars_requested": int(o["requested"].sum()), "bars_received": received,
                 "bars_added": int(o["added"].sum()), "bars_replaced": int(o["replaced"].sum()),
+                "bars_history_revised": int(o["history_revised"].sum()),
                 "quarantined": int(o["quarantined"].sum()), "attempts": int(o["attempts"].sum()),
                 "metadata_failed": int((~o["metadata"].isin(["ok", "skipped"])).sum()),
                 "duration_s": round(self.duration_s, 6),
@@ -146,7 +148,7 @@ class HydrationReport:
     def __repr__(self):
         s = self.summary
         return (f"HydrationReport({s['symbols']} symbols: {s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed; "
-                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced, {s['quarantined']} quarantined; {s['duration_s']:.2f}s)")
+                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; {s['duration_s']:.2f}s)")
 
 # %% ../../nbs/15_hydration.ipynb #196e2f4b
 def symbols_of(items) -> tuple[list[str], list[tuple[Any, str]]]:
@@ -238,13 +240,16 @@ def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|No
         clean = _changed(res.clean[res.clean["ts"].astype("int64").isin(new_ts)], stored)
         if len(clean):
             w = self.lakehouse.write_ohlcv(o.symbol, clean, self.interval)
-            o.added, o.replaced = w.added, w.replaced
+            o.added, o.replaced, o.history_revised = w.added, w.replaced, w.history_revised
         o.quarantined, o.excluded, o.status = len(q), bool(res.excluded), "fetched"
         o.last_after = self.lakehouse.last_bar(o.symbol, self.interval)
     except TVSError as e:
         o.status, o.reason = "failed", f"{getattr(e, 'kind', type(e).__name__)}: {e}"
+    except OSError as e:    # the filesystem refused (disk full, read-only): this symbol fails, the batch goes on
+        o.status, o.reason = "failed", f"StorageError: {e}"
     except Exception as e:  # a bug or an unforeseen library error: this symbol fails, the batch goes on
-        _log.exception("hydration of %s failed unexpectedly", o.symbol)
+        _log.warning("hydration of %s failed unexpectedly: %s: %s", o.symbol, type(e).__name__, e)
+        _log.debug("hydration of %s failed unexpectedly", o.symbol, exc_info=True)   # the traceback, for a debug log
         o.status, o.reason = "failed", f"unexpected: {type(e).__name__}: {e}"
     o.duration_s = r.duration_s + (time.perf_counter() - t0)
     return o
@@ -325,8 +330,11 @@ async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame 
     s = report.summary
     error = None
     if not report.ok:
-        error = (f"hydration fetched no symbol: all {s['symbols']} failed ({', '.join(f'{k} ×{v}' for k, v in s['failure_reasons'].items())}); "
-                 f"check the network and the endpoint {self.history.url}; first error: {report.failed()['reason'].iloc[0]}")
+        reasons, first = s["failure_reasons"], report.failed()["reason"].iloc[0]
+        where = (f"the lakehouse {str(self.lakehouse.root)!r} refused the writes (disk full, read-only?)"
+                 if set(reasons) == {"StorageError"} else f"check the network and the endpoint {self.history.url}")
+        error = (f"hydration fetched no symbol: all {s['symbols']} failed ({', '.join(f'{k} ×{v}' for k, v in reasons.items())}); "
+                 f"{where}; first error: {first}")
     if ledger is not None:
         outputs = {k: content_hash(Path(p)) for k, p in report.paths.items()}
         ledger.outcome("hydrate", "succeeded" if error is None else "failed", outputs, error=error, duration_s=report.duration_s,

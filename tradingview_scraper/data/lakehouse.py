@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,56 +22,99 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core import (ContractError, CorruptDataError, DataNotFoundError, Symbol, ValidationError,
-                                      decode_symbol, describe, encode_symbol, to_utc, utc_now)
+from ..core import (ContractError, CorruptDataError, DataNotFoundError, Symbol, TVSError, ValidationError,
+                                      decode_symbol, describe, encode_symbol, to_utc, utc_now, StorageError)
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['OHLCV_COLUMNS', 'OHLCV_SCHEMA', 'INTERVALS', 'CATALOG_FIELDS', 'CATALOG_COLUMNS', 'QUARANTINE_COLUMNS', 'file_lock',
-           'atomic_write_bytes', 'atomic_write_parquet', 'read_parquet', 'conform_ohlcv', 'empty_ohlcv', 'WriteResult',
-           'Lakehouse', 'catalog_as_of', 'MetadataSnapshot']
+__all__ = ['OHLCV_COLUMNS', 'OHLCV_SCHEMA', 'INTERVALS', 'REVISION_COLUMNS', 'REVISION_SUMMARY_COLUMNS', 'CATALOG_FIELDS',
+           'CATALOG_COLUMNS', 'QUARANTINE_COLUMNS', 'stale_temp_files', 'file_lock', 'atomic_write_bytes',
+           'atomic_write_parquet', 'read_file_once', 'read_parquet', 'conform_ohlcv', 'empty_ohlcv', 'WriteResult',
+           'Lakehouse', 'revised_bars', 'catalog_as_of', 'MetadataSnapshot']
 
 # %% ../../nbs/10_lakehouse.ipynb #a6f4027b
+def _storage_error(what:str, path:Path, e:OSError, done:str="nothing was changed") -> StorageError:
+    code = errno.errorcode.get(e.errno, "") if isinstance(e.errno, int) else ""
+    return StorageError(f"cannot write {what} to {str(path)!r}: {code + ': ' if code else ''}{e}; expected a writable "
+                        f"filesystem with free space ({done})", e.errno, str(path))
+
+_TEMP_TAIL = re.compile(r"\.[a-z0-9_]{8}\.tmp")  # what `tempfile.mkstemp` adds after `.{name}`
+
+def stale_temp_files(path:Path, # the file whose temp files to list
+                    ) -> list[Path]:
+    "Temp files of `path` (`.{name}.XXXXXXXX.tmp`); under `path`'s exclusive lock none has a live writer."
+    path = Path(path)
+    if not path.parent.is_dir(): return []
+    head = f".{path.name}"
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(head) and _TEMP_TAIL.fullmatch(p.name[len(head):]))
+
 @contextlib.contextmanager
 def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar next to it)
               shared:bool=False, # a shared (reader) lock instead of an exclusive one
              ) -> Iterator[None]:
-    "Hold an exclusive (or shared) OS lock for `path` for the duration of the block."
+    """Hold an exclusive (or shared) OS lock for `path` for the duration of the block. Every writer of `path` holds
+    the exclusive lock, so its holder first removes the temp files of writers that died mid-write (SIGKILL)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        if not shared:
+            for p in stale_temp_files(path):
+                with contextlib.suppress(FileNotFoundError): p.unlink()
         yield
     finally: os.close(fd)
 
-def atomic_write_bytes(path:Path, data:bytes) -> None:
-    "Replace `path` with `data` atomically: temp file in the same directory, fsync, rename, fsync dir."
+def atomic_write_bytes(path:Path, # the file to replace
+                       data:bytes, # its new content
+                       what:str="file", # what the file holds, for messages (e.g. "bars of NASDAQ:AAPL")
+                      ) -> None:
+    """Replace `path` with `data` atomically: temp file in the same directory, fsync, rename, fsync dir. A failing
+    filesystem (ENOSPC, EACCES, ...) raises `StorageError` naming `what` and the file, with `path` untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data); f.flush(); os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try: f = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, TVSError): raise _storage_error(what, path, e) from e
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try: os.fsync(dfd)
-    finally: os.close(dfd)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try: os.fsync(dfd)
+        finally: os.close(dfd)
+    except OSError as e: raise _storage_error(what, path, e, "the file was replaced; its directory entry is not synced") from e
 
-def atomic_write_parquet(path:Path, table:pa.Table|pd.DataFrame) -> None:
+def atomic_write_parquet(path:Path, table:pa.Table|pd.DataFrame, what:str="file") -> None:
     "Serialize to Parquet in memory, then `atomic_write_bytes`."
     if isinstance(table, pd.DataFrame): table = pa.Table.from_pandas(table, preserve_index=False)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), what)
+
+def read_file_once(path:Path, what:str="file") -> pa.BufferReader:
+    """The bytes of `path` read through ONE open file: a writer's `os.replace` can never mix two versions into
+    one read (pyarrow given a path opens it more than once: footer, then row groups)."""
+    try:
+        with open(path, "rb") as f: return pa.BufferReader(f.read())
+    except FileNotFoundError: raise DataNotFoundError(describe(what, str(path), "an existing file")) from None
+    except OSError as e: raise CorruptDataError(f"cannot read {what} {str(path)!r}: {type(e).__name__}: {e}") from None
 
 def read_parquet(path:Path, what:str="file") -> pd.DataFrame:
-    "Read a Parquet file; a damaged file raises `CorruptDataError` naming it."
-    try: return pq.read_table(path).to_pandas()
-    except FileNotFoundError: raise DataNotFoundError(describe(what, str(path), "an existing file")) from None
+    "Read a Parquet file (once, see `read_file_once`); a damaged file raises `CorruptDataError` naming it."
+    buf = read_file_once(path, what)
+    try: return pq.read_table(buf).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as e:
         raise CorruptDataError(f"cannot read {what} {str(path)!r}: {type(e).__name__}: {e}") from None
 
@@ -78,11 +123,10 @@ OHLCV_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 OHLCV_SCHEMA = pa.schema([("ts", pa.timestamp("ns", tz="UTC"))] + [(c, pa.float64()) for c in OHLCV_COLUMNS[1:]])
 INTERVALS = ("1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M")
 
-def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra columns are dropped)
-                  what:str="bars", # name for messages, e.g. the symbol
-                 ) -> pd.DataFrame:
-    "Check structure (Tier 1) and cast to the lakehouse schema; sorted by `ts`, index reset."
+def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
     if not isinstance(bars, pd.DataFrame): raise ContractError(describe(what, type(bars).__name__, "a DataFrame with columns " + ", ".join(OHLCV_COLUMNS)))
+    if isinstance(bars.columns, pd.MultiIndex) or not bars.columns.is_unique:
+        raise ContractError(describe(f"{what} columns", [str(c) for c in bars.columns[:20]], "unique, flat column names " + ", ".join(OHLCV_COLUMNS)))
     missing = [c for c in OHLCV_COLUMNS if c not in bars.columns]
     if missing: raise ContractError(describe(f"{what} columns", list(bars.columns), f"all of {OHLCV_COLUMNS}", f"missing {missing}"))
     ts = bars["ts"]
@@ -92,10 +136,21 @@ def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra column
     out = pd.DataFrame({"ts": ts.dt.tz_convert("UTC").dt.as_unit("ns")})
     for c in OHLCV_COLUMNS[1:]:
         col = bars[c]
-        if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)) and not col.isna().all():
-            raise ContractError(describe(f"{what} column {c!r} dtype", str(col.dtype), "numbers (float64)"))
+        real = pd.api.types.is_numeric_dtype(col) and not (pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col))
+        if not real and not col.isna().all():
+            raise ContractError(describe(f"{what} column {c!r} dtype", str(col.dtype), "real numbers (float64)"))
         out[c] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
     return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra columns are dropped)
+                  what:str="bars", # name for messages, e.g. the symbol
+                 ) -> pd.DataFrame:
+    "Check structure (Tier 1) and cast to the lakehouse schema; sorted by `ts`, index reset. Any misfit is a `ContractError`."
+    try: return _conform(bars, what)
+    except ContractError: raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, pa.ArrowException) as e:
+        raise ContractError(describe(f"{what} frame", f"{type(e).__name__}: {e}", "the OHLCV schema " + ", ".join(OHLCV_COLUMNS) +
+                                     " (ts: UTC datetime64; the rest: real numbers)")) from None
 
 def empty_ohlcv() -> pd.DataFrame:
     "An empty frame with the lakehouse OHLCV dtypes."
@@ -110,7 +165,9 @@ class WriteResult:
     rows_before: int
     rows_after: int
     added: int     # bars whose timestamp was new
-    replaced: int  # bars that overwrote a stored bar with the same timestamp
+    replaced: int  # stored bars rewritten at the same timestamp (identical values included)
+    revised: int = 0          # replaced bars whose values changed: each recorded in `Lakehouse.revisions`
+    history_revised: int = 0  # revised bars older than the last stored one: a data event (the last one is the live bar)
 
 class Lakehouse:
     "A Parquet lakehouse rooted at one directory."
@@ -138,12 +195,52 @@ class Lakehouse:
         "The file holding `symbol`'s bars at `interval`."
         return self.path("ohlcv", f"interval={self._interval(interval)}", encode_symbol(symbol) + ".parquet")
 
+    def revisions_path(self, symbol:Symbol|str, interval:str="1d") -> Path:
+        "The file recording the previous values of `symbol`'s revised bars at `interval`."
+        return self.path("revisions", f"interval={self._interval(interval)}", encode_symbol(symbol) + ".parquet")
+
 # %% ../../nbs/10_lakehouse.ipynb #7091e3f5
+_VALUES = OHLCV_COLUMNS[1:]
+REVISION_COLUMNS = ["symbol", "interval", "ts", "kind"] + [f"old_{c}" for c in _VALUES] + [f"new_{c}" for c in _VALUES] + ["revised_at"]
+
+def _empty_revisions() -> pd.DataFrame:
+    kinds = {"ts": "datetime64[ns, UTC]", "revised_at": "datetime64[ns, UTC]", "symbol": "object", "interval": "object", "kind": "object"}
+    return pd.DataFrame({c: pd.Series(dtype=kinds.get(c, "float64")) for c in REVISION_COLUMNS})
+
+def _read_bars(path:Path, sym:Symbol, filters=None) -> pd.DataFrame:
+    "The stored bars of `sym` (one open of the file; a damaged file or a foreign schema is `CorruptDataError`)."
+    buf = read_file_once(path, f"bars of {sym}")
+    try: table = pq.read_table(buf, filters=filters or None)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise CorruptDataError(f"cannot read bars of {sym} from {str(path)!r}: {type(e).__name__}: {e}") from None
+    if not table.schema.equals(OHLCV_SCHEMA):
+        raise CorruptDataError(describe(f"schema of {str(path)!r}", str(table.schema).replace("\n", "; "), str(OHLCV_SCHEMA).replace("\n", "; ")))
+    return table.to_pandas()
+
+def revised_bars(sym:Symbol|str, # the instrument
+                 interval:str, # bar interval
+                 old:pd.DataFrame, # the stored bars
+                 new:pd.DataFrame, # the bars about to be written
+                 revised_at, # when the revision is recorded
+                ) -> pd.DataFrame:
+    "Stored bars that `new` overwrites with different values (NaN equals NaN): old and new values, `live` or `history`."
+    o, n = old.set_index("ts"), new.set_index("ts")
+    common = n.index.intersection(o.index)
+    a, b = o.loc[common, _VALUES].to_numpy(), n.loc[common, _VALUES].to_numpy()
+    ts = common[~((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)]
+    out = pd.DataFrame({"symbol": str(Symbol.parse(sym)), "interval": interval, "ts": ts,
+                        "kind": np.where(ts == old["ts"].max(), "live", "history")}, index=range(len(ts)))
+    for c in _VALUES:
+        out[f"old_{c}"], out[f"new_{c}"] = o.loc[ts, c].to_numpy(), n.loc[ts, c].to_numpy()
+    out["revised_at"] = pd.Series(to_utc(revised_at), index=out.index).astype("datetime64[ns, UTC]")
+    return out[REVISION_COLUMNS]
+
 def _write_ohlcv(self:Lakehouse, symbol:Symbol|str, # the instrument
                  bars:pd.DataFrame, # new bars (ts, open, high, low, close, volume)
                  interval:str="1d", # bar interval
                 ) -> WriteResult:
-    "Upsert `bars` into the symbol's file: merge by `ts`, newer write wins, atomic, locked."
+    """Upsert `bars` into the symbol's file: merge by `ts`, newer write wins, atomic, locked. The previous values of
+    every bar it changes are recorded first (`revisions`); if the bar file cannot be written, that record is undone."""
     sym = Symbol.parse(symbol)
     new = conform_ohlcv(bars, str(sym))
     if new["ts"].duplicated().any():
@@ -151,46 +248,109 @@ def _write_ohlcv(self:Lakehouse, symbol:Symbol|str, # the instrument
         raise ContractError(describe(f"{sym} bars", f"duplicated timestamp {dup}", "unique timestamps within one write"))
     path = self.ohlcv_path(sym, interval)
     with file_lock(path):
-        old = read_parquet(path, f"bars of {sym}") if path.exists() else empty_ohlcv()
+        old = _read_bars(path, sym) if path.exists() else empty_ohlcv()
         replaced = int(old["ts"].isin(new["ts"]).sum())
         merged = pd.concat([old[~old["ts"].isin(new["ts"])], new], ignore_index=True).sort_values("ts", kind="stable")
-        atomic_write_parquet(path, pa.Table.from_pandas(merged, schema=OHLCV_SCHEMA, preserve_index=False))
-    return WriteResult(str(sym), interval, len(old), len(merged), len(new) - replaced, replaced)
+        table = pa.Table.from_pandas(merged, schema=OHLCV_SCHEMA, preserve_index=False)
+        revs = revised_bars(sym, interval, old, new, utc_now())
+        if len(revs): self._record_revisions(sym, interval, revs, lambda: atomic_write_parquet(path, table, f"bars of {sym}"))
+        else: atomic_write_parquet(path, table, f"bars of {sym}")
+    return WriteResult(str(sym), interval, len(old), len(merged), len(new) - replaced, replaced,
+                       len(revs), int((revs["kind"] == "history").sum()))
 
-Lakehouse.write_ohlcv = _write_ohlcv
+def _record_revisions(self:Lakehouse, sym:Symbol, interval:str, revs:pd.DataFrame, write_bars) -> None:
+    "Append `revs` to the symbol's revisions file, then `write_bars()`; a failing `write_bars` restores the file."
+    rpath = self.revisions_path(sym, interval)
+    with file_lock(rpath):
+        before = read_file_once(rpath, f"revisions of {sym}").read() if rpath.exists() else None
+        prev = read_parquet(rpath, f"revisions of {sym}") if before is not None else revs.iloc[0:0]
+        atomic_write_parquet(rpath, pd.concat([prev, revs], ignore_index=True)[REVISION_COLUMNS], f"revisions of {sym}")
+        try: write_bars()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if before is None: rpath.unlink()
+                else: atomic_write_bytes(rpath, before, f"revisions of {sym}")
+            raise
+
+def _revisions(self:Lakehouse, symbol:Symbol|str|None=None, # one symbol, or None for all
+               interval:str="1d", # bar interval
+               kind:str|None=None, # "history" (data events), "live" (the last bar updated), or None for both
+              ) -> pd.DataFrame:
+    "Recorded bar revisions, oldest first: `ts`, `kind`, the old and new OHLCV values and `revised_at`."
+    if kind not in (None, "live", "history"): raise ValidationError(describe("revision kind", kind, "None, 'live' or 'history'"))
+    if symbol is not None: paths = [self.revisions_path(symbol, interval)]
+    else:
+        d = self.path("revisions", f"interval={self._interval(interval)}")
+        paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    parts = [read_parquet(p, "revisions") for p in paths if p.exists() and not p.name.startswith(".")]
+    out = pd.concat(parts, ignore_index=True) if parts else _empty_revisions()
+    if kind is not None: out = out[out["kind"] == kind]
+    return out.sort_values(["revised_at", "symbol", "ts"], kind="stable").reset_index(drop=True)
+
+REVISION_SUMMARY_COLUMNS = ["symbol", "history_revised", "live_revised", "first_ts", "last_ts", "max_close_change", "last_revised_at"]
+
+def _revision_summary(self:Lakehouse, interval:str="1d", # bar interval
+                     ) -> pd.DataFrame:
+    """One row per symbol with revisions, for a data-health table: how many history bars the source rewrote (and
+    live-bar updates), the span of the rewritten history bars, the largest relative close change among them and
+    when the latest revision was recorded."""
+    rv = self.revisions(interval=interval)
+    if not len(rv): return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(REVISION_SUMMARY_COLUMNS,
+               ["object", "int64", "int64", "datetime64[ns, UTC]", "datetime64[ns, UTC]", "float64", "datetime64[ns, UTC]"])})
+    hist = rv[rv["kind"] == "history"].assign(change=lambda r: (r["new_close"] / r["old_close"] - 1).abs())
+    g, h = rv.groupby("symbol"), hist.groupby("symbol")
+    out = pd.DataFrame({"history_revised": h.size(), "live_revised": rv[rv["kind"] == "live"].groupby("symbol").size(),
+                        "first_ts": h["ts"].min(), "last_ts": h["ts"].max(), "max_close_change": h["change"].max(),
+                        "last_revised_at": g["revised_at"].max()}).reindex(g.size().index)
+    for c in ("history_revised", "live_revised"): out[c] = out[c].fillna(0).astype("int64")
+    return out.rename_axis("symbol").reset_index()[REVISION_SUMMARY_COLUMNS]
+
+Lakehouse.write_ohlcv, Lakehouse._record_revisions, Lakehouse.revisions = _write_ohlcv, _record_revisions, _revisions
+Lakehouse.revision_summary = _revision_summary
 
 # %% ../../nbs/10_lakehouse.ipynb #ace2239e
 def _read_ohlcv(self:Lakehouse, symbol:Symbol|str, interval:str="1d", start=None, end=None) -> pd.DataFrame:
-    "Bars of `symbol` with `start <= ts < end`."
+    "Bars of `symbol` with `start <= ts < end` (the file is opened once: a concurrent upsert is never seen half-way)."
     sym = Symbol.parse(symbol)
     path = self.ohlcv_path(sym, interval)
     if not path.exists(): raise DataNotFoundError(describe("symbol", str(sym), f"a symbol stored at interval {interval} in {self.root}"))
     filters = []
     if start is not None: filters.append(("ts", ">=", to_utc(start)))
     if end is not None: filters.append(("ts", "<", to_utc(end)))
-    try: table = pq.read_table(path, filters=filters or None)
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise CorruptDataError(f"cannot read bars of {sym} from {str(path)!r}: {type(e).__name__}: {e}") from None
-    if not table.schema.equals(OHLCV_SCHEMA):
-        raise CorruptDataError(describe(f"schema of {str(path)!r}", str(table.schema).replace("\n", "; "), str(OHLCV_SCHEMA).replace("\n", "; ")))
-    return table.to_pandas()
+    return _read_bars(path, sym, filters)
+
+def _bar_files(self:Lakehouse, interval:str) -> tuple[list[Symbol], list[Path]]:
+    "(symbols, stray files) of `ohlcv/interval=...`: hidden lock and temp files are neither."
+    d = self.path("ohlcv", f"interval={self._interval(interval)}")
+    syms, stray = [], []
+    for p in (sorted(d.iterdir()) if d.is_dir() else []):
+        if p.name.startswith("."): continue
+        try:
+            if not (p.name.endswith(".parquet") and p.is_file()): raise ValidationError(p.name)
+            syms.append(decode_symbol(p.name[:-8]))
+        except ValidationError: stray.append(p)
+    return sorted(syms), stray
 
 def _symbols(self:Lakehouse, interval:str="1d") -> list[Symbol]:
-    "Every symbol stored at `interval`, sorted."
-    d = self.path("ohlcv", f"interval={self._interval(interval)}")
-    if not d.exists(): return []
-    return sorted(decode_symbol(p.name[:-8]) for p in d.iterdir() if p.name.endswith(".parquet") and not p.name.startswith("."))
+    "Every symbol stored at `interval`, sorted (stray files are skipped: see `stray_files`)."
+    return self._bar_files(interval)[0]
+
+def _stray_files(self:Lakehouse, interval:str="1d") -> list[Path]:
+    "Files in `ohlcv/interval=...` that are not a symbol's bars (e.g. `notes.txt`): never read, never fatal."
+    return self._bar_files(interval)[1]
 
 def _last_bar(self:Lakehouse, symbol:Symbol|str, interval:str="1d") -> pd.Timestamp|None:
     "Timestamp of the newest stored bar (from the data, not file times); None when nothing is stored."
     path = self.ohlcv_path(symbol, interval)
     if not path.exists(): return None
-    try: md = pq.ParquetFile(path).metadata
+    buf = read_file_once(path, f"bars of {symbol}")
+    try:
+        md = pq.ParquetFile(buf).metadata
+        if md.num_rows == 0: return None
+        hi = [md.row_group(i).column(0).statistics for i in range(md.num_row_groups)]
+        if all(s is not None and s.has_min_max for s in hi): return to_utc(max(s.max for s in hi))
+        return to_utc(pq.read_table(buf, columns=["ts"])["ts"].to_pandas().max())
     except (pa.ArrowException, OSError) as e: raise CorruptDataError(f"cannot read {str(path)!r}: {e}") from None
-    if md.num_rows == 0: return None
-    hi = [md.row_group(i).column(0).statistics for i in range(md.num_row_groups)]
-    if all(s is not None and s.has_min_max for s in hi): return to_utc(max(s.max for s in hi))
-    return to_utc(pq.read_table(path, columns=["ts"])["ts"].to_pandas().max())
 
 def _freshness(self:Lakehouse, interval:str="1d") -> pd.DataFrame:
     "Per symbol: number of bars, first and last bar time; damaged files are listed with their error."
@@ -198,11 +358,12 @@ def _freshness(self:Lakehouse, interval:str="1d") -> pd.DataFrame:
     for sym in self.symbols(interval):
         path = self.ohlcv_path(sym, interval)
         try:
-            md = pq.ParquetFile(path).metadata
-            ts = pq.read_table(path, columns=["ts"])["ts"].to_pandas()
+            buf = read_file_once(path, f"bars of {sym}")
+            md = pq.ParquetFile(buf).metadata
+            ts = pq.read_table(buf, columns=["ts"])["ts"].to_pandas()
             rows.append({"symbol": str(sym), "bars": md.num_rows, "first": ts.min() if len(ts) else pd.NaT,
                          "last": ts.max() if len(ts) else pd.NaT, "error": None})
-        except (pa.ArrowException, OSError) as e:
+        except (pa.ArrowException, OSError, CorruptDataError, DataNotFoundError) as e:
             rows.append({"symbol": str(sym), "bars": 0, "first": pd.NaT, "last": pd.NaT, "error": f"{type(e).__name__}: {e}"})
     return pd.DataFrame(rows, columns=["symbol", "bars", "first", "last", "error"])
 
@@ -217,6 +378,7 @@ def _content_manifest(self:Lakehouse) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "bytes", "sha256"])
 
 Lakehouse.read_ohlcv, Lakehouse.symbols, Lakehouse.last_bar = _read_ohlcv, _symbols, _last_bar
+Lakehouse._bar_files, Lakehouse.stray_files = _bar_files, _stray_files
 Lakehouse.freshness, Lakehouse.content_manifest = _freshness, _content_manifest
 
 # %% ../../nbs/10_lakehouse.ipynb #f5bba4ec
@@ -337,7 +499,7 @@ def _snapshot_metadata(self:Lakehouse, dest, # file to write, e.g. runs/<run_id>
 Lakehouse.snapshot_metadata = _snapshot_metadata
 
 # %% ../../nbs/10_lakehouse.ipynb #3072c397
-QUARANTINE_COLUMNS = ["symbol", "interval", "ts", "rule_id", "rule_version", "value", "detail", "detected_at",
+QUARANTINE_COLUMNS = ["symbol", "interval", "ts", "rule_id", "rule_version", "value", "detail", "detected_at", "last_seen_at",
                       "open", "high", "low", "close", "volume"]
 
 def _quarantine_path(self:Lakehouse, symbol, interval:str) -> Path:
@@ -349,34 +511,43 @@ def _norm_quarantine(records:pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=range(len(records)))
     for c in QUARANTINE_COLUMNS:
         col = records[c].reset_index(drop=True) if c in records.columns else pd.Series([None] * len(records))
-        if c in ("ts", "detected_at"): out[c] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
+        if c in ("ts", "detected_at", "last_seen_at"): out[c] = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
         elif c in ("value", "open", "high", "low", "close", "volume"): out[c] = pd.to_numeric(col, errors="coerce").astype("float64")
         elif c == "rule_version": out[c] = col.astype("int64")
         else: out[c] = pd.Series([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in col], dtype="object")
     out["detected_at"] = out["detected_at"].fillna(utc_now())
+    out["last_seen_at"] = out["last_seen_at"].fillna(out["detected_at"])
     return out
 
+def _read_quarantine(path:Path) -> pd.DataFrame:
+    "One quarantine file (files written before `last_seen_at` existed read it as `detected_at`)."
+    return _norm_quarantine(read_parquet(path, "quarantine"))
+
 def _record_quarantine(self:Lakehouse, records:pd.DataFrame) -> int:
-    "Upsert quarantine records (keyed by symbol, interval, ts, rule_id); returns how many were new."
+    """Upsert quarantine records (keyed by symbol, interval, ts, rule_id); returns how many were new. A record seen
+    before keeps its first `detected_at`; `last_seen_at` is the latest detection."""
     recs = _norm_quarantine(records)
     new_total = 0
     for (sym, interval), grp in recs.groupby(["symbol", "interval"], sort=True):
         path = self._quarantine_path(sym, interval)
         with file_lock(path):
-            old = read_parquet(path, "quarantine") if path.exists() else recs.iloc[0:0]
+            old = _read_quarantine(path) if path.exists() else recs.iloc[0:0]
             key = lambda d: d["ts"].astype("int64").astype(str) + "|" + d["rule_id"]
             new_total += int((~key(grp).isin(set(key(old)))).sum())
+            seen = lambda col: key(grp).map(dict(zip(key(old), old[col]))).astype("datetime64[ns, UTC]")
+            first, last, now = seen("detected_at"), seen("last_seen_at"), grp["detected_at"]
+            grp = grp.assign(detected_at=first.where(first < now, now), last_seen_at=last.where(last > now, now))
             merged = pd.concat([old[~key(old).isin(set(key(grp)))], grp], ignore_index=True).sort_values(["ts", "rule_id"], kind="stable")
-            atomic_write_parquet(path, merged[QUARANTINE_COLUMNS].reset_index(drop=True))
+            atomic_write_parquet(path, merged[QUARANTINE_COLUMNS].reset_index(drop=True), f"quarantine of {sym}")
     return new_total
 
 def _quarantined(self:Lakehouse, symbol=None, interval:str="1d") -> pd.DataFrame:
     "Quarantine records (of one symbol, or all) at `interval`."
     if symbol is not None:
         p = self._quarantine_path(symbol, interval)
-        return read_parquet(p, "quarantine") if p.exists() else _norm_quarantine(pd.DataFrame(columns=QUARANTINE_COLUMNS))
+        return _read_quarantine(p) if p.exists() else _norm_quarantine(pd.DataFrame(columns=QUARANTINE_COLUMNS))
     d = self.path("quarantine", f"interval={self._interval(interval)}")
-    parts = [read_parquet(p, "quarantine") for p in sorted(d.glob("*.parquet"))] if d.exists() else []
+    parts = [_read_quarantine(p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".")] if d.exists() else []
     return pd.concat(parts, ignore_index=True) if parts else _norm_quarantine(pd.DataFrame(columns=QUARANTINE_COLUMNS))
 
 def _clear_quarantine(self:Lakehouse, symbol, rule_id:str, interval:str="1d", keep_ts=None) -> int:
@@ -385,9 +556,9 @@ def _clear_quarantine(self:Lakehouse, symbol, rule_id:str, interval:str="1d", ke
     if not path.exists(): return 0
     keep = set(pd.DatetimeIndex(pd.to_datetime(list(keep_ts or []), utc=True)).as_unit("ns").asi8.tolist())
     with file_lock(path):
-        old = read_parquet(path, "quarantine")
+        old = _read_quarantine(path)
         drop = (old["rule_id"] == rule_id) & ~old["ts"].astype("int64").isin(keep)
-        if drop.any(): atomic_write_parquet(path, old[~drop].reset_index(drop=True))
+        if drop.any(): atomic_write_parquet(path, old[~drop].reset_index(drop=True), f"quarantine of {symbol}")
     return int(drop.sum())
 
 Lakehouse._quarantine_path, Lakehouse.record_quarantine = _quarantine_path, _record_quarantine

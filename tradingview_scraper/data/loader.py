@@ -19,13 +19,14 @@ import pyarrow.parquet as pq
 from ..config import DataRules
 from ..core import (ContractError, CorruptDataError, DataNotFoundError, LookAheadError, Symbol, TVSError,
                                       ValidationError, describe, to_utc)
-from .contracts import _DAY_NS, RETURNS, IngestionValidator, check, flag_bars
+from .contracts import _DAY_NS, RETURNS, IngestionValidator, check, flag_bars, no_unconfirmed
 from .lakehouse import OHLCV_SCHEMA, Lakehouse, MetadataSnapshot, atomic_write_parquet
 from ..ledger import AuditLedger, content_hash, file_hash
 from ..security import ensure_safe_path, validate_user_path
 
 # %% auto #0
-__all__ = ['PointInTimeView', 'perturb_future', 'LoadReport', 'LoadResult', 'DataLoader', 'IngestionOutput', 'IngestionStage']
+__all__ = ['PointInTimeView', 'perturb_future', 'LoadReport', 'LoadResult', 'hold_pending', 'read_bars', 'bar_file_problem',
+           'DataLoader', 'IngestionOutput', 'IngestionStage']
 
 # %% ../../nbs/12_loader.ipynb #a1213bea
 def _check_time_index(frame:pd.DataFrame, what:str="frame") -> pd.DatetimeIndex:
@@ -125,6 +126,9 @@ def _view_outputs(v:PointInTimeView) -> list:
             v[v.columns[0]]] + ([v.row(v.index[-1])] if len(v) else [])
 
 # %% ../../nbs/12_loader.ipynb #419af555
+def _no_confirmed() -> pd.DataFrame:
+    return no_unconfirmed().drop(columns="detail").assign(confirmed_at=pd.Series(dtype="datetime64[ns, UTC]"))
+
 @dataclass(frozen=True)
 class LoadReport:
     "What a load did: who is in, who is out and why, what was quarantined."
@@ -137,13 +141,18 @@ class LoadReport:
     calendar: str
     quarantine: pd.DataFrame   # every record produced by this load
     seconds: float = 0.0
+    unconfirmed: pd.DataFrame = field(default_factory=no_unconfirmed) # held last bars: symbol, ts, value, detail
+    resorted: list = field(default_factory=list) # symbols whose file held rows out of time order (sorted on read)
+    confirmed: pd.DataFrame = field(default_factory=_no_confirmed) # kept suspect bars: symbol, ts, value, confirmed_at (the next bar)
 
     def summary(self) -> pd.DataFrame:
-        "One row per requested symbol: status and reason."
-        st = {s: ("loaded", "") for s in self.loaded}
+        "One row per requested symbol: status, reason, and how many of its bars are held as unconfirmed."
+        st = {s: ("loaded", "file rows out of time order: sorted on read" if s in self.resorted else "") for s in self.loaded}
         st.update({s: ("excluded", r) for s, r in self.excluded.items()})
         st.update({s: ("error", r) for s, r in self.errors.items()})
-        return pd.DataFrame([(s, *st.get(s, ("missing", ""))) for s in self.requested], columns=["symbol", "status", "reason"])
+        held = self.unconfirmed["symbol"].value_counts() if len(self.unconfirmed) else pd.Series(dtype="int64")
+        out = pd.DataFrame([(s, *st.get(s, ("missing", ""))) for s in self.requested], columns=["symbol", "status", "reason"])
+        return out.assign(unconfirmed=out["symbol"].map(held).fillna(0).astype("int64"))
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -152,8 +161,21 @@ class LoadResult:
     report: LoadReport
 
     def as_of(self, t) -> PointInTimeView:
-        "A point-in-time view of the returns strictly before `t`."
-        return PointInTimeView(self.returns, t, name="returns")
+        "A point-in-time view of the returns strictly before `t`, holding the suspect bars not yet confirmed at `t`."
+        return PointInTimeView(hold_pending(self.returns, self.report.confirmed, t), t, name="returns")
+
+def hold_pending(returns:pd.DataFrame, # a returns matrix (UTC index, one column per symbol)
+                 confirmed:pd.DataFrame, # `LoadReport.confirmed`: symbol, ts, confirmed_at
+                 t, # decision time
+                ) -> pd.DataFrame:
+    "`returns` with every suspect bar that is confirmed only at or after `t` set to NaN: what a load ending at `t` holds."
+    t = to_utc(t)
+    c = confirmed[(confirmed["ts"] < t) & (confirmed["confirmed_at"] >= t) & confirmed["symbol"].isin(returns.columns)]
+    if not len(c): return returns
+    rows, cols = returns.index.get_indexer(pd.DatetimeIndex(c["ts"])), returns.columns.get_indexer(c["symbol"])
+    vals = returns.to_numpy(dtype=float, copy=True)
+    vals[rows[rows >= 0], cols[rows >= 0]] = np.nan         # a row the calendar policy dropped has nothing to hold
+    return pd.DataFrame(vals, index=returns.index, columns=returns.columns)
 
 def _calendar_key(sym:str, weekends:bool) -> str: return "24x7" if weekends else Symbol.parse(sym).exchange
 
@@ -180,6 +202,37 @@ class _Grid:
     def count_between(self, first:np.ndarray, last:np.ndarray) -> np.ndarray:
         "How many grid stamps lie in [first, last] for each pair."
         return np.searchsorted(self.index, last, "right") - np.searchsorted(self.index, first, "left")
+
+# %% ../../nbs/12_loader.ipynb #f041f744
+def read_bars(path, # a bar file of the lakehouse
+              end:pd.Timestamp|None=None, # keep only bars strictly before this UTC time
+             ) -> tuple[pa.Table, bool]:
+    "The bars of one file in time order, and whether the file's rows had to be sorted; a typed error names a bad file."
+    path = Path(path)
+    if not path.exists(): raise DataNotFoundError(f"no bar file {str(path)!r}")
+    try: f = pq.ParquetFile(path, pre_buffer=False)
+    except (pa.ArrowException, OSError, ValueError) as e: raise CorruptDataError(f"cannot read {str(path)!r}: {type(e).__name__}: {e}") from None
+    if not f.schema_arrow.equals(OHLCV_SCHEMA):
+        raise ContractError(f"{str(path)!r} has schema drift: expected {OHLCV_SCHEMA.names} as {[str(x) for x in OHLCV_SCHEMA.types]}, "
+                            f"got {f.schema_arrow.names} as {[str(x) for x in f.schema_arrow.types]}")
+    try: t = f.read(use_threads=False)
+    except (pa.ArrowException, OSError, ValueError) as e: raise CorruptDataError(f"cannot read {str(path)!r}: {type(e).__name__}: {e}") from None
+    if t.column("ts").null_count:
+        raise ContractError(describe(f"timestamps of {str(path)!r}", f"{t.column('ts').null_count} null", "a UTC time on every bar"))
+    ts = t.column("ts").cast(pa.int64()).to_numpy()
+    resorted = bool(np.any(ts[1:] < ts[:-1]))
+    if resorted:
+        order = np.argsort(ts, kind="stable")
+        t, ts = t.take(order), ts[order]
+    if end is not None: t = t.slice(0, int(np.searchsorted(ts, to_utc(end).value, "left")))
+    return t, resorted
+
+def bar_file_problem(path, # a bar file of the lakehouse
+                    ) -> str|None:
+    "Why the loader refuses this bar file (`'<ErrorType>: message'`), or None when it loads."
+    try: read_bars(path)
+    except (ContractError, CorruptDataError, DataNotFoundError) as e: return f"{type(e).__name__}: {e}"
+    return None
 
 # %% ../../nbs/12_loader.ipynb #30f16339
 class DataLoader:
@@ -212,28 +265,20 @@ class DataLoader:
         return -1 if session is None else int(session == "24x7")
 
     def _read(self, sym:str, interval:str, end) -> tuple:
-        "One symbol's bars as an Arrow table, or the error that names its file."
+        "One symbol's bars in time order and whether its file had to be sorted, or the error that names its file."
         path = self.lakehouse.ohlcv_path(sym, interval)
-        if not path.exists(): return sym, f"DataNotFoundError: no bars of {sym} at interval {interval} in {self.lakehouse.root}"
-        try:
-            f = pq.ParquetFile(path, pre_buffer=False)
-            if not f.schema_arrow.equals(OHLCV_SCHEMA):
-                return sym, (f"ContractError: {str(path)!r} has schema drift: expected {OHLCV_SCHEMA.names} as "
-                             f"{[str(x) for x in OHLCV_SCHEMA.types]}, got {f.schema_arrow.names} as {[str(x) for x in f.schema_arrow.types]}")
-            t = f.read(use_threads=False)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            return sym, f"CorruptDataError: cannot read {str(path)!r}: {type(e).__name__}: {e}"
-        if end is not None:   # files are sorted by ts: keep the prefix strictly before `end`
-            ts = t.column("ts").cast(pa.int64()).to_numpy()
-            t = t.slice(0, int(np.searchsorted(ts, end.value, "left")))
-        return sym, t
+        if not path.exists(): return sym, f"DataNotFoundError: no bars of {sym} at interval {interval} in {self.lakehouse.root}", False
+        try: t, resorted = read_bars(path, end)
+        except (ContractError, CorruptDataError, DataNotFoundError) as e: return sym, f"{type(e).__name__}: {e}", False
+        return sym, t, resorted
 
 # %% ../../nbs/12_loader.ipynb #3f3be5a8
 def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
-    "Read and validate a batch of symbols; returns per-symbol kept (ts, close, return), exclusions, errors, records."
+    "Read and validate a batch of symbols: per-symbol kept (ts, close, return, weekends), exclusions, errors, records, held bars, resorted files, confirmed bars."
     with ThreadPoolExecutor(self.workers) as ex: outs = list(ex.map(lambda s: self._read(s, interval, end), batch))
-    errors = {s: t for s, t in outs if isinstance(t, str)}
-    tabs = [(s, t) for s, t in outs if not isinstance(t, str)]
+    errors = {s: t for s, t, _ in outs if isinstance(t, str)}
+    tabs = [(s, t) for s, t, _ in outs if not isinstance(t, str)]
+    resorted = [s for s, t, r in outs if r]
     names = np.array([s for s, _ in tabs], dtype=object)
     table = pa.concat_tables([t for _, t in tabs]) if tabs else OHLCV_SCHEMA.empty_table()
     counts = np.array([t.num_rows for _, t in tabs], dtype=np.int64)
@@ -241,12 +286,16 @@ def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
     ts = table.column("ts").cast(pa.int64()).to_numpy()
     o, h, l, c = (table.column(k).to_numpy() for k in ("open", "high", "low", "close"))
     flags = flag_bars(ts, o, h, l, c, gid, len(tabs), np.array([self._weekends(s) for s in names], np.int8), self.rules)
-    q = IngestionValidator(self.rules, interval).records(flags.found, names, ts, o, h, l, c, table.column("volume").to_numpy())
+    validator = IngestionValidator(self.rules, interval)
+    q = validator.records(flags.found, names, ts, o, h, l, c, table.column("volume").to_numpy())
+    held = np.zeros(len(ts), bool)
+    held[flags.unconfirmed["position"].to_numpy()] = True
     keep = flags.keep
     bounds = np.searchsorted(gid[keep], np.arange(len(tabs) + 1))
     kept, excluded = {}, {}
     for i, sym in enumerate(names):
         rows = keep[bounds[i]:bounds[i + 1]]
+        rows = rows[~held[rows]]               # an unconfirmed last bar is stored but not yet a return
         if flags.excluded[i]:
             rules = sorted(set(flags.found.loc[(flags.found.group == i) & flags.found.rule_id.isin(["toxic_move", "non_positive_price"]), "rule_id"]))
             excluded[sym] = "quarantined by " + ", ".join(rules)
@@ -256,7 +305,10 @@ def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
             r = np.empty(len(cc)); r[0] = np.nan
             r[1:] = cc[1:] / cc[:-1] - 1.0
             kept[sym] = (ts[rows], cc, r, bool(flags.weekends[i]))
-    return kept, excluded, errors, q
+    fc = flags.confirmed
+    confirmed = pd.DataFrame({"symbol": pd.Series(names[fc["group"].to_numpy()], dtype=object), "ts": pd.to_datetime(ts[fc["position"].to_numpy()], utc=True),
+                              "value": fc["value"].to_numpy(float), "confirmed_at": pd.to_datetime(ts[fc["decided_by"].to_numpy()], utc=True)})
+    return kept, excluded, errors, q, validator.held(flags.unconfirmed, names, ts), resorted, confirmed
 
 def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: every stored symbol)
           start=None, # first row of the matrix (UTC, inclusive); its return uses the bar before it
@@ -269,11 +321,14 @@ def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: 
     syms = list(dict.fromkeys(str(Symbol.parse(s)) for s in (symbols if symbols is not None else self.lakehouse.symbols(interval))))
     end_ts = None if end is None else to_utc(end)
     start_ts = None if start is None else to_utc(start)
-    kept, excluded, errors, qparts = {}, {}, {}, []
+    kept, excluded, errors, qparts, uparts, resorted, cparts = {}, {}, {}, [], [], [], []
     for i in range(0, len(syms), batch_size):
-        k, x, e, q = self._validate_batch(syms[i:i + batch_size], interval, end_ts)
+        k, x, e, q, u, srt, cf = self._validate_batch(syms[i:i + batch_size], interval, end_ts)
         kept.update(k); excluded.update(x); errors.update(e)
         if len(q): qparts.append(q)
+        if len(u): uparts.append(u)
+        if len(cf): cparts.append(cf)
+        resorted += srt
     # density: compare each symbol with the bars of its calendar group over its own lifetime
     by_cal: dict = {}
     for sym, (ts, _, _, wk) in kept.items(): by_cal.setdefault(_calendar_key(sym, wk), []).append(sym)
@@ -308,7 +363,9 @@ def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: 
     if np.isinf(R).any(): raise ContractError("returns matrix contains ±inf: a price rule failed to catch a zero price")
     q = pd.concat(qparts, ignore_index=True) if qparts else pd.DataFrame()
     if self.record_quarantine and len(q): self.lakehouse.record_quarantine(q)
-    report = LoadReport(syms, cols, excluded, errors, len(returns), rows_lost, self.calendar, q, time.perf_counter() - t0)
+    held = pd.concat(uparts, ignore_index=True) if uparts else no_unconfirmed()
+    confirmed = pd.concat(cparts, ignore_index=True) if cparts else _no_confirmed()
+    report = LoadReport(syms, cols, excluded, errors, len(returns), rows_lost, self.calendar, q, time.perf_counter() - t0, held, resorted, confirmed)
     return LoadResult(returns, report)
 
 def _returns(self:DataLoader, symbols=None, start=None, end=None, interval:str="1d") -> pd.DataFrame:
@@ -358,13 +415,17 @@ class IngestionStage:
             meta = self.lakehouse.snapshot_metadata(ensure_safe_path("metadata.parquet", run_dir))
             res = DataLoader(self.lakehouse, meta, self.rules, self.calendar, self.max_gap_fraction).load(symbols, start, end, interval)
             paths = {"metadata": meta.path, "returns": ensure_safe_path("returns.parquet", run_dir),
-                     "quarantine": ensure_safe_path("quarantine.parquet", run_dir), "load_report": ensure_safe_path("load_report.parquet", run_dir)}
+                     "quarantine": ensure_safe_path("quarantine.parquet", run_dir), "load_report": ensure_safe_path("load_report.parquet", run_dir),
+                     "unconfirmed": ensure_safe_path("unconfirmed.parquet", run_dir), "confirmed": ensure_safe_path("confirmed.parquet", run_dir)}
             atomic_write_parquet(paths["returns"], res.returns.reset_index())
             atomic_write_parquet(paths["quarantine"], res.report.quarantine if len(res.report.quarantine) else pd.DataFrame({"symbol": pd.Series(dtype=str)}))
             atomic_write_parquet(paths["load_report"], res.report.summary())
+            atomic_write_parquet(paths["unconfirmed"], res.report.unconfirmed)
+            atomic_write_parquet(paths["confirmed"], res.report.confirmed)
             out.update({name: file_hash(p) for name, p in paths.items()})
             out["returns_frame"] = content_hash(res.returns)
             out["loaded"], out["excluded"], out["errors"] = len(res.report.loaded), len(res.report.excluded), len(res.report.errors)
+            out["unconfirmed"] = len(res.report.unconfirmed)
         return IngestionOutput(res.returns, meta, res.report, paths)
 
 class _nullstep:

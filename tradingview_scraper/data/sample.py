@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import CorruptDataError, ValidationError, describe
-from .lakehouse import Lakehouse, read_parquet
+from ..core import CorruptDataError, TVSError, ValidationError, describe
+from .lakehouse import Lakehouse, atomic_write_bytes, file_lock, read_parquet
 
 # %% auto #0
-__all__ = ['SAMPLE_CATALOG', 'SAMPLE_BENCHMARK', 'sample_provenance', 'load_sample_prices', 'sample_catalog', 'sample_lakehouse',
-           'SyntheticData', 'SyntheticMarket']
+__all__ = ['SAMPLE_CATALOG', 'SAMPLE_BENCHMARK', 'SAMPLE_MARKER', 'sample_provenance', 'load_sample_prices', 'sample_catalog',
+           'SampleLakehouseError', 'claim_sample_lakehouse', 'sample_lakehouse', 'SyntheticData', 'SyntheticMarket']
 
 # %% ../../nbs/13_sample.ipynb #93ee07a3
 _SAMPLE = importlib.resources.files("tradingview_scraper") / "sample"
@@ -63,26 +63,75 @@ def sample_catalog() -> pd.DataFrame:
                          "description": [("S&P 500 Index" if t == "SP500" else t) for t in c.ticker], "sector": c.sector})
 
 # %% ../../nbs/13_sample.ipynb #1615dcf1
-def sample_lakehouse(root, # lakehouse directory to fill
+SAMPLE_MARKER = "SAMPLE_LAKEHOUSE.json"   # written first into a lakehouse the sample creates: what it is, from which sample
+
+class SampleLakehouseError(TVSError):
+    "A sample profile was pointed at a lakehouse the sample did not create (nothing was written)."
+
+def _marker_family(name:str) -> bool:
+    "The marker, its lock sidecar and its temp files: all a directory holds while the sample claims it."
+    return name == SAMPLE_MARKER or name.startswith(f".{SAMPLE_MARKER}.")
+
+def _refuse(root:Path, profile:str|None, why:str) -> SampleLakehouseError:
+    who = f"profile {profile!r} (data.source: sample)" if profile else "the shipped sample"
+    return SampleLakehouseError(f"{who} refuses to seed {str(root)!r}: {why}. A sample run writes only into a lakehouse of its own "
+                                "(a new or empty directory, or one it created); point data.lakehouse_root (--lakehouse) at a new "
+                                "directory such as data/sample_lakehouse. Nothing was written.")
+
+def _check_marker(root:Path, profile:str|None, sha:str) -> None:
+    try: rec = json.loads((root / SAMPLE_MARKER).read_text())
+    except (OSError, ValueError) as e: raise _refuse(root, profile, f"its {SAMPLE_MARKER} is unreadable ({type(e).__name__})") from None
+    if not isinstance(rec, dict) or rec.get("kind") != "sample lakehouse":
+        raise _refuse(root, profile, f"its {SAMPLE_MARKER} does not describe a sample lakehouse")
+    if rec.get("sample_sha256") != sha:
+        raise _refuse(root, profile, f"it holds another sample (sha256 {str(rec.get('sample_sha256'))[:12]}…, this package ships {sha[:12]}…)")
+
+def claim_sample_lakehouse(root:Path, # the lakehouse directory
+                           profile:str|None=None, # the profile asking (named in the error)
+                          ) -> Path:
+    "Make sure `root` is the sample's own: new/empty (then mark it, before anything else is written) or marked with this sample."
+    root, sha = Path(root), sample_provenance()["sha256"]
+    if root.exists() and not root.is_dir(): raise _refuse(root, profile, "it is not a directory")
+    others = [p.name for p in root.iterdir() if not _marker_family(p.name)] if root.exists() else []
+    if not (root / SAMPLE_MARKER).exists() and others:          # refuse before writing anything, not even a lock file
+        raise _refuse(root, profile, f"it is not empty ({len(others)} entries, e.g. {sorted(others)[0]!r}) and has no {SAMPLE_MARKER}")
+    marker = root / SAMPLE_MARKER
+    with file_lock(marker):                                      # concurrent sample runs claim a new directory once
+        if marker.exists(): _check_marker(root, profile, sha)
+        elif any(not _marker_family(p.name) for p in root.iterdir()):
+            raise _refuse(root, profile, f"something else was written into it meanwhile and it has no {SAMPLE_MARKER}")
+        else:
+            atomic_write_bytes(marker, (json.dumps({"kind": "sample lakehouse", "sample_sha256": sha,
+                                                    "created_by": "tradingview_scraper.data.sample.sample_lakehouse"}, indent=1) + "\n").encode())
+    return root
+
+def sample_lakehouse(root, # lakehouse directory to fill: new or empty, or one this function created
                      symbols:list[str]|None=None, # a subset of the sample symbols (default: all)
+                     profile:str|None=None, # the profile asking (named in the error)
                     ) -> Lakehouse:
-    "Write the shipped sample into a lakehouse at `root` (idempotent) and return it."
+    """Write the shipped sample into a lakehouse of its own at `root` and return it. Refuses (`SampleLakehouseError`,
+    before writing anything) a directory it did not create; never merges sample bars into a series already stored."""
     lh = Lakehouse(root)
     px = load_sample_prices()
     if symbols is not None:
         unknown = sorted(set(symbols) - set(px.columns))
         if unknown: raise ValidationError(describe("sample symbols", unknown, f"a subset of {list(px.columns)}"))
         px = px[list(symbols)]
+    claim_sample_lakehouse(lh.root, profile)
     for sym in px.columns:
+        if lh.ohlcv_path(sym).exists(): continue                 # stored already: never spliced
         close = px[sym].dropna()
         lh.write_ohlcv(sym, pd.DataFrame({"ts": close.index, "open": close.values, "high": close.values,
                                           "low": close.values, "close": close.values, "volume": np.nan}))
     cat = sample_catalog()
-    lh.upsert_catalog(cat[cat.symbol.isin(px.columns)], as_of="1990-01-01")
+    known = set(lh.catalog(versions=True)["symbol"])
+    new = cat[cat.symbol.isin(px.columns) & ~cat.symbol.isin(known)]
+    if len(new): lh.upsert_catalog(new, as_of="1990-01-01")
     stocks = [s for s in px.columns if s != SAMPLE_BENCHMARK]
     if not lh.universe_dates("sample_sp500"):
         lh.write_universe("sample_sp500", pd.DataFrame({"symbol": stocks, "direction": "LONG", "logic": "hold"}), as_of="1990-01-01")
     return lh
+
 
 # %% ../../nbs/13_sample.ipynb #16c6f6aa
 @dataclass(frozen=True)
@@ -192,8 +241,10 @@ class SyntheticMarket:
                 ([("weekend_padding", eq[3 % len(eq)])] if eq else [])
         for kind, j in kinds:
             i = bar_in(j)
-            if kind == "toxic_move":
-                close[i, j] = close[i - 1, j] * 16.0 if i else close[i, j]; high[i, j] = close[i, j]; openp[i, j] = low[i, j] = close[i - 1, j]
+            if kind == "toxic_move":                                    # a +1500% jump that stays (a reverting spike is a print)
+                k = close[i - 1, j] * 16.0 / close[i, j] if i else 1.0
+                for a in (close, openp, high, low): a[i:, j] *= k
+                high[i, j], openp[i, j], low[i, j] = close[i, j], close[i - 1, j], close[i - 1, j]
             elif kind == "non_positive_price":
                 close[i, j] = openp[i, j] = high[i, j] = low[i, j] = 0.0
             elif kind == "stale":

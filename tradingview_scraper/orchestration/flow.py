@@ -8,21 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from ..backtest.engine import BacktestEngine
 from ..config import Profile, load_profile
-from ..core import TVSError, ValidationError, describe, utc_now
-from ..data.lakehouse import Lakehouse, MetadataSnapshot
+from ..core import TVSError, ValidationError, describe, to_utc, utc_now
+from ..data.lakehouse import Lakehouse, MetadataSnapshot, catalog_as_of
 from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
 from ..ledger import AuditLedger
-from .runner import OrchestrationRunner, RunContext, RunResult, Step
+from .runner import OrchestrationRunner, RunContext, RunResult, Step, tree_fingerprint
 from threadpoolctl import threadpool_limits
 
 from ..pipelines.allocation import AllocationPipeline, allocation_from_config
@@ -33,9 +34,11 @@ from ..reports import ReportInputs, StrategyResult, write_report
 from ..security import validate_user_path
 
 # %% auto #0
-__all__ = ['log', 'FLOW', 'build_selector', 'build_synthesizer', 'build_allocator', 'build_engine', 'UniverseSelector',
-           'step_hydrate', 'step_ingest', 'step_discover', 'step_select', 'step_synthesize', 'step_backtest',
-           'step_report', 'step_validate', 'run_flow']
+__all__ = ['UNIVERSE_POLICIES', 'SURVIVORSHIP_BIASED', 'log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW', 'build_selector',
+           'build_synthesizer', 'build_allocator', 'build_engine', 'UniverseError', 'DatedUniverse', 'build_universe',
+           'UniverseOnly', 'UniverseSelector', 'step_hydrate', 'step_ingest', 'step_discover', 'step_select',
+           'step_synthesize', 'step_backtest', 'step_report', 'step_validate', 'lakehouse_reads', 'flow_runner',
+           'run_flow']
 
 # %% ../../nbs/51_flow.ipynb #3c0c87bb
 def build_selector(profile:Profile) -> SelectionPipeline:
@@ -45,7 +48,8 @@ def build_selector(profile:Profile) -> SelectionPipeline:
                              ranking={"method": s.ranking, "weights": dict(s.feature_weights)},
                              clustering={"linkage": s.linkage, "threshold": s.cluster_threshold, "max_clusters": s.max_clusters},
                              htr={"floor": s.floor, "max_selected": s.max_selected},
-                             features={"hurst_lags": tuple(l for l in (2, 4, 8, 16, 32) if l < w)})
+                             features={"hurst_lags": tuple(l for l in (2, 4, 8, 16, 32) if l < w),
+                                       "periods_per_year": profile.backtest.periods_per_year})
 
 def build_synthesizer(profile:Profile) -> Synthesizer:
     "Synthesis configured by `profile.synthesis`."
@@ -63,33 +67,202 @@ def build_engine(profile:Profile, map_fn=map) -> BacktestEngine:
                           lag=b.lag, periods_per_year=b.periods_per_year, warmup=b.warmup, n_batches=b.n_batches,
                           workspace=b.workspace, map_fn=map_fn)
 
-# %% ../../nbs/51_flow.ipynb #ecd18cf5
-class UniverseSelector:
-    "Selection over the dated universe (candidates known strictly before `view.t`), memoized per view."
-    def __init__(self, selector:SelectionPipeline, # the selection pipeline
-                 universe:pd.DataFrame|None=None, # candidates with an `as_of` column (snapshot time); None: all columns
-                ):
-        self.selector, self.universe, self._memo = selector, universe, {}
-        if universe is not None and not {"symbol", "as_of"} <= set(universe.columns):
-            raise ValidationError(describe("universe columns", list(universe.columns), "at least symbol and as_of"))
+# %% ../../nbs/51_flow.ipynb #b7e3102c
+UNIVERSE_POLICIES = {"as_known": "only universe snapshots stored strictly before each decision date; dates without one hold nothing",
+                     "catalog": "offline discovery on the point-in-time catalog as of each decision date",
+                     "present_day": "today's list for every decision date"}
+SURVIVORSHIP_BIASED = "survivorship-biased"
+
+class UniverseError(TVSError):
+    "The universe policy leaves the backtest no decision date with candidates."
+
+_UNIVERSE_COLUMNS = ["date", "symbol", "direction", "logic"]
+_COVERAGE_COLUMNS = ["date", "snapshot", "source", "candidates"]
+
+@dataclass(frozen=True)
+class DatedUniverse:
+    "The candidates each decision date may use, built by one explicit policy, and where each date's list came from."
+    policy: str             # as_known | catalog | present_day
+    table: pd.DataFrame     # date, symbol, direction, logic: the candidates of each decision date
+    coverage: pd.DataFrame  # one row per decision date: date, snapshot (NaT: none used), source, candidates
+    basis: str = "screens"  # what the lists are: the profile's screens, or (no screens) the catalog / every column
+
+    def __post_init__(self):
+        if self.policy not in UNIVERSE_POLICIES: raise ValidationError(describe("universe policy", self.policy, f"one of {list(UNIVERSE_POLICIES)}"))
+        for name, cols in (("table", _UNIVERSE_COLUMNS), ("coverage", _COVERAGE_COLUMNS)):
+            df = getattr(self, name)
+            if not isinstance(df, pd.DataFrame) or list(df.columns) != cols:
+                raise ValidationError(describe(f"dated universe {name} columns", list(getattr(df, "columns", [])), f"exactly {cols}"))
+
+    @property
+    def biased(self) -> bool:
+        "True when later knowledge leaks into earlier dates (present_day)."
+        return self.policy == "present_day"
+
+    @property
+    def label(self) -> str:
+        "The policy as every report shows it."
+        return f"{self.policy} ({SURVIVORSHIP_BIASED}: today's list for every decision date)" if self.biased else self.policy
+
+    @property
+    def held(self) -> pd.DatetimeIndex:
+        "Decision dates with at least one candidate."
+        return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] > 0, "date"])
+
+    @property
+    def empty_dates(self) -> pd.DatetimeIndex:
+        "Decision dates with no candidate (they hold nothing)."
+        return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] == 0, "date"])
+
+    def candidates(self, t) -> pd.DataFrame:
+        "symbol, direction, logic of the latest decision date ≤ `t` (empty before the first one)."
+        t = to_utc(t)
+        known = self.table[self.table["date"] <= t]
+        if known.empty: return self.table.iloc[:0][["symbol", "direction", "logic"]].reset_index(drop=True)
+        return known[known["date"] == known["date"].max()][["symbol", "direction", "logic"]].reset_index(drop=True)
+
+    def describe(self) -> dict:
+        "Policy and coverage as conventions: which dates had a universe, from which snapshot dates."
+        cov, n = self.coverage, len(self.coverage)
+        snaps = pd.DatetimeIndex(cov["snapshot"].dropna().unique()).sort_values()
+        used = f"from {len(snaps)} snapshot date(s) {snaps[0]:%Y-%m-%d} … {snaps[-1]:%Y-%m-%d}" if len(snaps) else \
+               f"from {', '.join(sorted(set(cov.loc[cov['candidates'] > 0, 'source'])) or ['nothing'])}"
+        return {"universe_policy": self.label, "universe_basis": self.basis,
+                "universe_coverage": f"{len(self.held)} of {n} decision dates had a universe ({used}); {len(self.empty_dates)} held nothing"}
+
+    def warnings(self) -> list[str]:
+        "What a reader must know about this universe (also printed by the CLI)."
+        out = []
+        if self.biased: out.append(f"universe policy present_day is {SURVIVORSHIP_BIASED}: today's list was used for every decision date")
+        if len(self.empty_dates):
+            e = self.empty_dates
+            out.append(f"{len(e)} decision dates held nothing ({self.policy}): no universe was known before them "
+                       f"({e[0]:%Y-%m-%d} … {e[-1]:%Y-%m-%d})")
+        return out
+
+    def require(self) -> DatedUniverse:
+        "Self, or a `UniverseError` naming the policy and the dates when no decision date has a candidate."
+        if len(self.held): return self
+        d = pd.DatetimeIndex(self.coverage["date"])
+        span = f"{len(d)} decision dates {d[0]:%Y-%m-%d} … {d[-1]:%Y-%m-%d}" if len(d) else "no decision dates"
+        hint = {"as_known": "no universe snapshot was stored before any of them: on a first run the screens' snapshot is dated today. "
+                            "Keep running daily, or set discovery.universe_policy to 'catalog' (offline screens) or 'present_day' (survivorship-biased)",
+                "catalog": "the offline screens found nothing in the catalog before any of them: check the screens and the catalog's dates",
+                "present_day": "no universe snapshot is stored for the screens: hydrate first (online screens)"}[self.policy]
+        raise UniverseError(describe("universe policy", self.policy, f"at least one of {span} with candidates", hint))
 
     def __repr__(self):
-        u = "every column" if self.universe is None else f"dated universe of {self.universe['as_of'].nunique()} dates"
-        return f"UniverseSelector({self.selector!r}, {u})"
+        return f"DatedUniverse({self.label!r}, {len(self.held)}/{len(self.coverage)} dates with candidates, basis={self.basis!r})"
 
-    def candidates(self, view:PointInTimeView) -> pd.DataFrame|None:
-        if self.universe is None: return None
-        known = self.universe[self.universe["as_of"] < view.t]
-        if known.empty: return known.iloc[:0][["symbol", "direction", "logic"]]
-        latest = known[known["as_of"] == known["as_of"].max()]
-        return latest[latest["symbol"].isin(view.columns)].drop_duplicates("symbol")[["symbol", "direction", "logic"]].reset_index(drop=True)
+
+# %% ../../nbs/51_flow.ipynb #09cc6dee
+_NOTHING = pd.DataFrame({"symbol": [], "direction": [], "logic": []})
+
+def _catalog_lists(lake:Lakehouse, dates, columns, policy:str):
+    "No screens: every symbol the catalog knew before each date (present_day: every column)."
+    versions = lake.catalog(versions=True)
+    for t in dates:
+        syms = sorted(columns) if policy == "present_day" else list(catalog_as_of(versions, t).index)
+        yield t, pd.DataFrame({"symbol": syms, "direction": "LONG", "logic": "hold"}), pd.NaT, \
+              "every column" if policy == "present_day" else "catalog before the date"
+
+def _offline_lists(lake:Lakehouse, screens, dates, interval:str):
+    "The screens run offline as of each date (catalog versions and bars strictly before it)."
+    found = DiscoveryPipeline(screens=screens, interval=interval, contracts="first").run_many(lake, dates)
+    for t in dates: yield t, found[t], pd.NaT, "offline discovery as of the date"
+
+def _snapshot_lists(lake:Lakehouse, screens, dates, latest:bool):
+    "Per date, each screen's latest stored snapshot strictly before it (`latest`: its latest snapshot of any date)."
+    stored, read = {s.name: lake.universe_dates(s.name) for s in screens}, {}
+    def snapshot(s, d):
+        if (s.name, d) not in read:
+            read[(s.name, d)] = lake.universe_as_of(s.name, d + pd.Timedelta(1, "ns")).assign(direction=s.direction, logic=s.logic)
+        return read[(s.name, d)]
+    for t in dates:
+        used = {s.name: ds[-1] for s in screens if (ds := [d for d in stored[s.name] if latest or d < t])}
+        parts = [snapshot(s, used[s.name]) for s in screens if s.name in used]
+        yield t, pd.concat(parts, ignore_index=True) if parts else _NOTHING, max(used.values(), default=pd.NaT), \
+              "latest stored snapshot (any date)" if latest else "stored snapshot before the date"
+
+def _today_lists(lake:Lakehouse, screens, dates, today, interval:str):
+    "The screens run offline once, as of `today`, for every date."
+    found = DiscoveryPipeline(screens=screens, interval=interval).run(lake, today).candidates
+    for t in dates: yield t, found, today, "offline screens as of today"
+
+def build_universe(policy:str, # "as_known", "catalog" or "present_day" (discovery.universe_policy)
+                   lake:Lakehouse, # where the snapshots, the catalog and the bars live
+                   screens, # the profile's screens (config.Screen); empty: the catalog's symbols
+                   dates, # decision dates of the backtest
+                   columns=None, # symbols with returns: lists are restricted to them (present_day without screens: all of them)
+                   source:str="catalog", # discovery.source: where present_day's list comes from (stored snapshots, or offline screens)
+                   today=None, # present_day with source "catalog": when the offline screens run (default: now)
+                   interval:str="1d", # bar interval of the offline screens
+                  ) -> DatedUniverse:
+    "The dated universe of the backtest by `policy`, with per-date coverage; never None, possibly empty (see `require`)."
+    if policy not in UNIVERSE_POLICIES: raise ValidationError(describe("universe policy", policy, f"one of {list(UNIVERSE_POLICIES)}"))
+    if source not in ("scanner", "catalog"): raise ValidationError(describe("discovery source", source, "'scanner' or 'catalog'"))
+    dates, screens = pd.DatetimeIndex([to_utc(t) for t in dates]), list(screens)
+    cols = None if columns is None else set(map(str, columns))
+    if not screens:
+        if policy == "present_day" and cols is None:
+            raise ValidationError(describe("columns", None, "the symbols with returns (present_day without screens)"))
+        basis = "every column (no screens)" if policy == "present_day" else "catalog symbols known before each date (no screens)"
+        lists = _catalog_lists(lake, dates, cols, policy)
+    elif policy == "catalog":
+        basis, lists = "screens (offline, on the point-in-time catalog)", _offline_lists(lake, screens, dates, interval)
+    elif policy == "present_day" and source == "catalog":
+        now = to_utc(utc_now() if today is None else today)
+        basis, lists = "screens (offline, as of today)", _today_lists(lake, screens, dates, now, interval)
+    else:
+        basis, lists = "screens (stored snapshots)", _snapshot_lists(lake, screens, dates, latest=policy == "present_day")
+    frames, cov = [], []
+    for t, cand, snapshot, what in lists:
+        c = cand.drop_duplicates("symbol")
+        rows = pd.DataFrame({"date": t, "symbol": c["symbol"].astype(str).to_numpy(), "direction": c["direction"].astype(str).to_numpy(),
+                             "logic": c["logic"].astype(str).to_numpy()})
+        if cols is not None: rows = rows[rows["symbol"].isin(cols)]
+        frames.append(rows)
+        cov.append((t, snapshot, what if len(rows) else "none", len(rows)))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in _UNIVERSE_COLUMNS})
+    table = table.astype({"symbol": str, "direction": str, "logic": str}).assign(date=lambda d: pd.to_datetime(d["date"], utc=True))
+    coverage = pd.DataFrame(cov, columns=_COVERAGE_COLUMNS).astype({"candidates": "int64"})
+    coverage["date"], coverage["snapshot"] = pd.to_datetime(coverage["date"], utc=True), pd.to_datetime(coverage["snapshot"], utc=True)
+    return DatedUniverse(policy, table.reset_index(drop=True), coverage, basis)
+
+
+# %% ../../nbs/51_flow.ipynb #ecd18cf5
+@dataclass(frozen=True)
+class UniverseOnly:
+    "What a decision without Selection takes (`selection.enabled=False`): every candidate of the universe."
+    winners: list      # the candidates with returns in the view
+    directions: dict   # winner → "LONG"/"SHORT"
+    logics: dict       # winner → synthesis logic tag
+    clusters: None = None
+
+class UniverseSelector:
+    "Selection (or, without one, the universe itself) over a `DatedUniverse` (each decision date's candidates), memoized per view."
+    def __init__(self, selector:SelectionPipeline|None, # the selection pipeline; None: every candidate is a winner
+                 universe:DatedUniverse, # the candidates of every decision date (build_universe)
+                ):
+        if not isinstance(universe, DatedUniverse):
+            raise ValidationError(describe("universe", type(universe).__name__, "a DatedUniverse (build_universe); there is no 'every column' default"))
+        self.selector, self.universe, self._memo = selector, universe, {}
+
+    def __repr__(self): return f"UniverseSelector({'no selection' if self.selector is None else repr(self.selector)}, {self.universe!r})"
+
+    def candidates(self, view:PointInTimeView) -> pd.DataFrame:
+        "The universe's candidates at `view.t` that have returns in the view."
+        c = self.universe.candidates(view.t)
+        return c[c["symbol"].isin(view.columns)].reset_index(drop=True)
 
     def run(self, view:PointInTimeView, candidates=None, ledger=None):
-        v = view.values
-        key = (view.t.value, tuple(view.columns), hashlib.sha1(np.ascontiguousarray(v).tobytes()).hexdigest())
-        if key not in self._memo:
-            self._memo[key] = self.selector.run(view, self.candidates(view) if candidates is None else candidates, ledger=ledger)
+        c = self.candidates(view) if candidates is None else candidates
+        if self.selector is None:
+            return UniverseOnly(list(c["symbol"]), dict(zip(c["symbol"], c["direction"])), dict(zip(c["symbol"], c["logic"])))
+        key = (view.t.value, tuple(view.columns), hashlib.sha1(np.ascontiguousarray(view.values).tobytes()).hexdigest())
+        if key not in self._memo: self._memo[key] = self.selector.run(view, c, ledger=ledger)
         return self._memo[key]
+
 
 # %% ../../nbs/51_flow.ipynb #608a3b34
 log = logging.getLogger("tradingview_scraper.flow")
@@ -97,22 +270,30 @@ log = logging.getLogger("tradingview_scraper.flow")
 def _lakehouse(ctx:RunContext) -> Lakehouse:
     return Lakehouse(ctx.params.get("lakehouse_root") or ctx.profile.data.lakehouse_root)
 
-def _hydrate_chunk(symbols:list, lakehouse_root:str, profile:Profile, endpoint:dict|None) -> pd.DataFrame:
+def _now(ctx:RunContext) -> pd.Timestamp:
+    "The run's clock: `run_flow(now=...)` (a replayed day), else the wall clock."
+    return to_utc(ctx.params["now"]) if ctx.params.get("now") else utc_now()
+
+def _warn(ctx:RunContext, *messages:str) -> None:
+    "Add warnings to the run summary (the CLI prints them; the report shows them)."
+    ctx.summary["warnings"] = list(dict.fromkeys([*ctx.summary.get("warnings", []), *messages]))
+
+def _hydrate_chunk(symbols:list, lakehouse_root:str, profile:Profile, endpoint:dict|None, now:str|None=None) -> pd.DataFrame:
     "One parallel unit of hydration: its symbols' outcomes (writes go to the shared lakehouse, under its locks)."
     from tradingview_scraper.data.hydration import HydrationError, hydrate
-    try: return hydrate(symbols, lakehouse_root, profile=profile, endpoint=endpoint, progress=False).outcomes
+    try: return hydrate(symbols, lakehouse_root, profile=profile, endpoint=endpoint, now=now, progress=False).outcomes
     except HydrationError as e:
         if e.report is not None: return e.report.outcomes
         raise
 
 def step_hydrate(ctx:RunContext) -> dict:
     """Fetch missing history from TradingView when the profile enables hydration: online screens first (stored as
-    dated universe snapshots), then chart history for every screened and stored symbol, in chunks of
-    `hydration.chunk` symbols through the run's executor (so a Ray run fans hydration out across workers)."""
+    dated universe snapshots stamped with the run's clock), then chart history for every screened and stored symbol,
+    in chunks of `hydration.chunk` symbols through the run's executor (so a Ray run fans hydration out across workers)."""
     p = ctx.profile
     if not p.hydration.enabled: return {"hydration": {"skipped": "hydration disabled by the profile"}}
     from tradingview_scraper.data.hydration import HydrationReport
-    lake, endpoint = _lakehouse(ctx), ctx.params.get("endpoint")
+    lake, endpoint, now = _lakehouse(ctx), ctx.params.get("endpoint"), _now(ctx)
     symbols = [str(s) for s in lake.symbols(p.data.interval)]
     t0, started = pd.Timestamp.now(tz="UTC"), utc_now()
     try:
@@ -121,12 +302,13 @@ def step_hydrate(ctx:RunContext) -> dict:
             with ScannerClient.from_profile(p, **({"base_url": endpoint["scanner_url"]} if endpoint else {})) as sc:
                 for s in p.discovery.screens:
                     found = sc.scan(s.market, s.columns, s.filters, s.sort_by, s.sort_order, s.limit)
-                    lake.write_universe(s.name, found.assign(direction=s.direction, logic=s.logic))
+                    lake.write_universe(s.name, found.assign(direction=s.direction, logic=s.logic), as_of=now)
                     symbols += list(found["symbol"])
         symbols = sorted(set(symbols))
         if not symbols: raise TVSError("hydration found no symbols: no online screen returned any and the lakehouse is empty")
         chunks = [symbols[i:i + p.hydration.chunk] for i in range(0, len(symbols), p.hydration.chunk)]
-        parts = ctx.executor.map(partial(_hydrate_chunk, lakehouse_root=str(lake.root), profile=p, endpoint=endpoint), chunks)
+        parts = ctx.executor.map(partial(_hydrate_chunk, lakehouse_root=str(lake.root), profile=p, endpoint=endpoint,
+                                         now=now.isoformat()), chunks)
         report = HydrationReport(pd.concat(parts, ignore_index=True), p.data.interval, p.data.history_bars, started,
                                  (pd.Timestamp.now(tz="UTC") - t0).total_seconds(), endpoint or {})
         report.write(ctx.run_dir)
@@ -136,58 +318,58 @@ def step_hydrate(ctx:RunContext) -> dict:
             raise TVSError(f"hydration failed ({e}); the profile says stop (hydration.on_failure=stop). "
                            "Set hydration.on_failure=continue to run on the data already in the lakehouse.") from e
         log.warning("hydration failed, continuing on the lakehouse as the profile allows: %s", e)
+        _warn(ctx, f"hydration failed, the run used the data already in the lakehouse: {e}")
         return {"hydration": {"failed": str(e), "continued": True}}
     return {"hydration": {**report.summary, "chunks": len(chunks)}, "outcomes": report.outcomes}
 
 def step_ingest(ctx:RunContext) -> dict:
-    "Lakehouse → validated returns with the run's metadata snapshot (the shipped sample first, if the profile says so)."
+    """Lakehouse → validated returns with the run's metadata snapshot (a sample profile first seeds its own sample
+    lakehouse, and refuses any other); also the last bars the contracts could not confirm yet, and the suspect bars
+    they confirmed (with the bar that confirmed each: the backtest holds them for decisions made before it)."""
     p = ctx.profile
     lake = _lakehouse(ctx)
-    if p.data.source == "sample": sample_lakehouse(lake.root)
+    if p.data.source == "sample": sample_lakehouse(lake.root, profile=p.name)
     out = IngestionStage.from_profile(p, lake).run(ctx.run_dir, start=p.data.start, interval=p.data.interval)
     if out.returns.shape[1] == 0: raise TVSError(f"no usable symbols in {lake.root}: {out.report.summary().to_dict('records')[:5]}")
     q = out.report.quarantine
+    ctx.summary["last_bar"] = f"{out.returns.index[-1]:%Y-%m-%d}"
     return {"returns": out.returns, "load_report": out.report.summary(),
-            "quarantine": q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)})}
+            "quarantine": q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)}),
+            "unconfirmed": out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
+            "confirmed": out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
+            "revisions": lake.revision_summary(p.data.interval),   # bars the source rewrote (previous values kept in revisions/)
+            "stray_files": {"files": sorted(f.name for f in lake.stray_files(p.data.interval))}}
+
+def _universe(ctx:RunContext, returns:pd.DataFrame, dates) -> DatedUniverse:
+    "The dated universe of the profile's policy for `dates` (decisions on `returns`)."
+    p = ctx.profile
+    return build_universe(p.discovery.universe_policy, _lakehouse(ctx), p.discovery.screens, dates, columns=returns.columns,
+                          source=p.discovery.source, today=_decision_day(returns, ctx.load("ingest", "unconfirmed")),
+                          interval=p.data.interval)
 
 def step_discover(ctx:RunContext) -> dict:
-    "Candidates from the profile's screens on the catalog known before the end of the data; stored as a dated snapshot."
+    """Today's candidates: the profile's screens on the catalog known before the day after the last bar (stored as a
+    dated snapshot), or — online screens, or no screens — today's entry of the profile's dated universe."""
     p, lake = ctx.profile, _lakehouse(ctx)
     returns = ctx.load("ingest", "returns")
-    t = returns.index[-1] + pd.Timedelta(days=1)
+    t = _decision_day(returns, ctx.load("ingest", "unconfirmed"))
     if p.discovery.source == "scanner" or not p.discovery.screens:   # online screens were stored by hydrate
-        disc = DiscoveryPipeline()
-        cand = disc.universe_as_of(lake, t)
-        return {"candidates": cand if cand is not None else pd.DataFrame({"symbol": list(returns.columns), "direction": "LONG", "logic": "hold"}),
-                "trail": pd.DataFrame({"note": ["online screens: candidates from stored universe snapshots"]})}
+        u = _universe(ctx, returns, [t])
+        return {"candidates": u.candidates(t), "trail": u.coverage.assign(note=f"today's entry of the {u.label} universe ({u.basis})")}
     res = DiscoveryPipeline.from_config(p.discovery).run(lake, t, store=True)
     return {"candidates": res.candidates, "trail": res.trail}
 
-def _universe(ctx:RunContext, dates:pd.DatetimeIndex) -> pd.DataFrame|None:
-    """The dated universe for the backtest, one entry per decision date: the stored snapshots of the profile's
-    screens when there are any before that date, otherwise the offline discovery run as of that date (catalog
-    versions and bars strictly before it). Stamped just before the date, so a decision at t sees it."""
-    p, lake = ctx.profile, _lakehouse(ctx)
-    if not p.discovery.screens: return None
-    stored = {s.name: lake.universe_dates(s.name) for s in p.discovery.screens}
-    need = [t for t in dates if not any(d < t for ds in stored.values() for d in ds)]
-    offline = (DiscoveryPipeline.from_config(p.discovery, contracts="first").run_many(lake, need)
-               if need and p.discovery.source == "catalog" else {})
-    frames = []
-    for t in dates:
-        known = [lake.universe_as_of(s.name, t).assign(direction=s.direction, logic=s.logic) for s in p.discovery.screens
-                 if any(d < t for d in stored[s.name])]
-        if known: cand = pd.concat(known, ignore_index=True)
-        elif t in offline: cand = offline[t]
-        else: continue
-        frames.append(cand[["symbol", "direction", "logic"]].assign(as_of=t - pd.Timedelta(1, "ns")))
-    return pd.concat(frames, ignore_index=True) if frames else None
+def _decision_day(returns:pd.DataFrame, unconfirmed:pd.DataFrame) -> pd.Timestamp:
+    "The day after the latest bar the load read, held (unconfirmed) bars included: a row whose every bar is held is not in `returns`."
+    last = returns.index[-1]
+    if len(unconfirmed): last = max(last, pd.Timestamp(unconfirmed["ts"].max()))
+    return last + pd.Timedelta(days=1)
 
 def step_select(ctx:RunContext) -> dict:
-    "Today's selection: a view strictly before the day after the last bar."
+    "Today's selection: a view strictly before the day after the last bar (held ones included), over today's candidates (none: no winners)."
     returns, cand = ctx.load("ingest", "returns"), ctx.load("discover", "candidates")
-    view = PointInTimeView(returns, returns.index[-1] + pd.Timedelta(days=1), "returns")
-    c = cand[cand["symbol"].isin(returns.columns)][["symbol", "direction", "logic"]].drop_duplicates("symbol") if len(cand) else None
+    view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
+    c = cand[cand["symbol"].isin(returns.columns)][["symbol", "direction", "logic"]].drop_duplicates("symbol").reset_index(drop=True)
     res = build_selector(ctx.profile).run(view, c, ledger=ctx.ledger)
     return {"trail": res.trail, "winners": {"winners": res.winners, "stage": res.stage, "reason": res.reason,
                                             "directions": res.directions, "logics": res.logics}}
@@ -196,64 +378,95 @@ def step_synthesize(ctx:RunContext) -> dict:
     "Atoms and composition of today's winners."
     returns, w = ctx.load("ingest", "returns"), ctx.load("select", "winners")
     if not w["winners"]: return {"atoms": pd.DataFrame({"atom_id": pd.Series(dtype=str)}), "composition": pd.DataFrame()}
-    view = PointInTimeView(returns, returns.index[-1] + pd.Timedelta(days=1), "returns")
+    view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
     res = build_synthesizer(ctx.profile).run(view, w["winners"], w["directions"], w["logics"], ledger=ctx.ledger)
     return {"atoms": res.atoms, "composition": res.composition}
 
-def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe, selector=None) -> dict:
+def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:DatedUniverse, selector=None,
+                   confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars: each decision holds those pending then
+                  ) -> dict:
     "One grid cell: the walk-forward backtest of allocator `name` (runs in any executor)."
     in_loop = name not in ("market",)
-    sel = (selector or UniverseSelector(build_selector(profile), universe)) if in_loop and profile.selection.enabled else None
-    syn = build_synthesizer(profile) if sel is not None and profile.synthesis.enabled else None
+    sel = (selector or UniverseSelector(build_selector(profile) if profile.selection.enabled else None, universe)) if in_loop else None
+    syn = build_synthesizer(profile) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
     with threadpool_limits(limits=1, user_api="blas"):   # small matrices: BLAS threads only fight each other (and other cells)
-        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn)
+        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed)
     return {"name": name, "returns": res.returns, "weights": res.weights, "turnover": res.turnover, "costs": res.costs,
             "metrics": res.metrics, "conventions": res.conventions, "fallbacks": [(str(d), s, r) for d, s, r in res.fallbacks],
             "timings": res.timings}
 
 def step_backtest(ctx:RunContext) -> dict:
-    "Every allocator of the profile (and the benchmark) as grid cells through the run's executor."
+    """Every allocator of the profile (and the benchmark) as grid cells through the run's executor, on the dated
+    universe of the profile's policy, each decision holding the suspect bars not yet confirmed at its time (as the
+    load of that day did); refuses to start (`UniverseError`) when no decision date has a universe."""
     p = ctx.profile
     returns = ctx.load("ingest", "returns")
     names = list(dict.fromkeys(list(p.allocation.optimizers) + ["market" if p.allocation.benchmark in returns.columns else "benchmark"]))
     engine = build_engine(p)
-    universe = _universe(ctx, pd.DatetimeIndex([returns.index[s] for _, _, s, _ in engine.folds(len(returns))]))
-    shared = UniverseSelector(build_selector(p), universe) if ctx.executor.name == "serial" else None   # one memo for every cell
-    cells = ctx.executor.map(partial(_backtest_cell, returns=returns, profile=p, universe=universe, selector=shared), names)
+    universe = _universe(ctx, returns, pd.DatetimeIndex([returns.index[s] for _, _, s, _ in engine.folds(len(returns))])).require()
+    info, warnings = universe.describe(), universe.warnings()
+    _warn(ctx, *warnings)
+    shared = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe) if ctx.executor.name == "serial" else None   # one memo for every cell
+    cells = ctx.executor.map(partial(_backtest_cell, returns=returns, profile=p, universe=universe, selector=shared,
+                                     confirmed=ctx.load("ingest", "confirmed")), names)
     out = {"oos_returns": pd.DataFrame({c["name"]: c["returns"] for c in cells}),
            "turnover": pd.DataFrame({c["name"]: c["turnover"] for c in cells}),
            "costs": pd.DataFrame({c["name"]: c["costs"] for c in cells}),
            "metrics": {c["name"]: c["metrics"] for c in cells},
-           "conventions": {**cells[0]["conventions"], "allocators": names, "executor": ctx.executor.name},
+           "conventions": {**cells[0]["conventions"], **info, "allocators": names, "executor": ctx.executor.name},
            "fallbacks": {c["name"]: c["fallbacks"] for c in cells},
-           "timings": {c["name"]: c["timings"] for c in cells}}
+           "timings": {c["name"]: c["timings"] for c in cells},
+           "universe_coverage": universe.coverage, "warnings": warnings}
     for c in cells: out[f"weights_{c['name']}"] = c["weights"]
     return out
 
+def _run_warnings(ctx:RunContext, last_bar:pd.Timestamp) -> list[str]:
+    "Everything the reader must see first: failed hydration (with the data's last bar), the universe's warnings."
+    out = []
+    hyd = ctx.load("hydrate", "hydration")
+    if hyd.get("failed"):
+        out.append(f"hydration failed and the run continued on the data already in the lakehouse (last bar {last_bar:%Y-%m-%d}): {hyd['failed']}")
+    rev = ctx.load("ingest", "revisions")
+    if len(rev) and int(rev["history_revised"].sum()):
+        hist = rev[rev["history_revised"] > 0]
+        out.append(f"the source revised {int(hist['history_revised'].sum())} stored bars deep in history ({len(hist)} symbols, e.g. "
+                   f"{hist['symbol'].iloc[0]}); their previous values are kept in the lakehouse's revisions/")
+    stray = ctx.load("ingest", "stray_files")["files"]
+    if stray: out.append(f"{len(stray)} stray files in the lakehouse's bar directory were skipped: {', '.join(stray[:5])}")
+    return out + list(ctx.load("backtest", "warnings"))
+
 def step_report(ctx:RunContext) -> dict:
-    "Render the HTML report and the Markdown summary into `reports/`."
+    "Render the HTML report and the Markdown summary into `reports/` (warnings on top); warnings and last bar into the run summary."
     p = ctx.profile
     oos, metrics, conv = ctx.load("backtest", "oos_returns"), ctx.load("backtest", "metrics"), ctx.load("backtest", "conventions")
+    last_bar = ctx.load("ingest", "returns").index[-1]
     bench = "market" if "market" in oos.columns else "benchmark"
     strategies = [StrategyResult(n, oos[n], ctx.load("backtest", f"weights_{n}"), ctx.load("backtest", "turnover")[n].dropna(),
                                  ctx.load("backtest", "costs")[n].dropna(), metrics[n]) for n in oos.columns if n != bench]
     fb = ctx.load("backtest", "fallbacks")
     notes = [f"{n}: {len(v)} fallbacks recorded (see artifacts/backtest/fallbacks.json)" for n, v in fb.items() if v]
-    inputs = ReportInputs(run={"run_id": ctx.run_id, "profile": p.name, "manifest_hash": p.manifest_hash, "status": "succeeded"},
+    warnings = _run_warnings(ctx, last_bar)
+    inputs = ReportInputs(run={"run_id": ctx.run_id, "profile": p.name, "manifest_hash": p.manifest_hash, "status": "succeeded",
+                               "ledger_head": ctx.ledger.head()},
                           strategies=strategies, benchmark=oos[bench], benchmark_name=p.allocation.benchmark if bench == "market" else "equal weight (benchmark)",
                           conventions={**conv, "covariance": p.allocation.covariance, "hrp_linkage": p.allocation.hrp_linkage,
                                        "hrp_optimal_ordering": p.allocation.hrp_optimal_ordering, "calendar": p.data.calendar},
                           selection_trail=ctx.load("select", "trail"), quarantine=ctx.load("ingest", "quarantine"),
-                          load_report=ctx.load("ingest", "load_report"), notes=notes)
+                          load_report=ctx.load("ingest", "load_report"), notes=notes, periods_per_year=p.backtest.periods_per_year,
+                          warnings=warnings, last_bar=last_bar, unconfirmed=ctx.load("ingest", "unconfirmed"),
+                          revisions=ctx.load("ingest", "revisions"),
+                          universe_coverage=ctx.load("backtest", "universe_coverage"))
     paths = write_report(inputs, ctx.path("reports"))
     ctx.summary.update({f"sharpe_{n}": (None if metrics[n].get("sharpe") is None else round(metrics[n]["sharpe"], 3)) for n in oos.columns})
+    ctx.summary.update(warnings=warnings, last_bar=f"{last_bar:%Y-%m-%d}")
     return {"report": {k: str(Path(v).relative_to(ctx.run_dir)) for k, v in paths.items()}}
 
 def step_validate(ctx:RunContext) -> dict:
     "Checks a reader relies on: intact ledger, finite weights, defined metrics, a report on disk."
     checks, problems = {}, []
     v = AuditLedger.for_run(ctx.run_dir).verify()
-    checks["ledger"] = str(v); v.ok or problems.append(f"ledger: {v}")
+    checks["ledger"] = str(v)
+    if not v.ok: problems.append(f"ledger: {v}")
     oos = ctx.load("backtest", "oos_returns")
     for n in oos.columns:
         w = ctx.load("backtest", f"weights_{n}")
@@ -267,12 +480,48 @@ def step_validate(ctx:RunContext) -> dict:
     if problems: raise TVSError("validation failed: " + "; ".join(problems))
     return {"checks": checks}
 
-FLOW = (Step("hydrate", step_hydrate), Step("ingest", step_ingest), Step("discover", step_discover, ("ingest",)),
-        Step("select", step_select, ("ingest", "discover")), Step("synthesize", step_synthesize, ("ingest", "select")),
-        Step("backtest", step_backtest, ("ingest",)), Step("report", step_report, ("backtest", "select", "ingest")),
+def lakehouse_reads(*parts:str) -> Callable:
+    "A `Step.reads` function: content hashes of these parts of the run's lakehouse (`{interval}` is the profile's)."
+    def reads(ctx:RunContext) -> dict:
+        root, interval = _lakehouse(ctx).root, ctx.profile.data.interval
+        named = [p.format(interval=interval) for p in parts]
+        return {f"lakehouse:{p}": tree_fingerprint(root, p) for p in named}
+    return reads
+
+BARS, CATALOG, UNIVERSES = "ohlcv/interval={interval}", "catalog", "universe"
+
+FLOW = (Step("hydrate", step_hydrate),
+        Step("ingest", step_ingest, reads=lakehouse_reads(BARS, CATALOG)),
+        Step("discover", step_discover, ("ingest",), reads=lakehouse_reads(BARS, CATALOG, UNIVERSES)),
+        Step("select", step_select, ("ingest", "discover")),
+        Step("synthesize", step_synthesize, ("ingest", "select")),
+        Step("backtest", step_backtest, ("ingest",), reads=lakehouse_reads(BARS, CATALOG, UNIVERSES)),
+        Step("report", step_report, ("hydrate", "backtest", "select", "ingest")),
         Step("validate", step_validate, ("backtest", "report")))
 
+
 # %% ../../nbs/51_flow.ipynb #4acb5332
+def flow_runner(profile:str|Profile="canary", # profile name or a resolved Profile
+                run_id:str|None=None, # resume / name a run; None: a new id
+                runs_root=None, # where run directories live (None: the profile's)
+                lakehouse_root=None, # lakehouse directory (None: the profile's)
+                executor=None, # "serial", "ray", an executor object (None: the profile's)
+                overrides:Mapping|None=None, # explicit settings, e.g. {"backtest.cost_bps": 2}
+                manifest=None, # your own manifest file
+                env:Mapping|None=None, # environment for TVS_* overrides (None: os.environ)
+                endpoint:Mapping|None=None, # hydration endpoint URLs (a replay server); None: the profile's
+                now=None, # the run's clock for hydration (screens' snapshot time, history up to it); None: the wall clock
+                steps=FLOW, # the flow
+               ) -> OrchestrationRunner:
+    "The runner of the research flow for one profile (not started: `.run()` runs it)."
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, manifest=manifest, env=env, overrides=overrides)
+    lake = str(validate_user_path(prof.data.lakehouse_root if lakehouse_root is None else lakehouse_root, "lakehouse root"))
+    params = {"lakehouse_root": lake,
+              "endpoint": None if endpoint is None else {k: str(endpoint[k]) for k in ("scanner_url", "websocket_url")},
+              "now": None if now is None else to_utc(now).isoformat()}
+    return OrchestrationRunner(prof, steps, runs_root=runs_root, run_id=run_id, executor=executor, params=params,
+                               identity={"lakehouse": lake})   # a run reads one lakehouse: a resume may not switch it
+
 def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
              run_id:str|None=None, # resume / name a run; None: a new id
              runs_root=None, # where run directories live (None: the profile's)
@@ -282,10 +531,9 @@ def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
              manifest=None, # your own manifest file
              env:Mapping|None=None, # environment for TVS_* overrides (None: os.environ)
              endpoint:Mapping|None=None, # hydration endpoint URLs (a replay server); None: the profile's
+             now=None, # the run's clock for hydration (screens' snapshot time, history up to it); None: the wall clock
              steps=FLOW, # the flow
             ) -> RunResult:
     "Run the research flow for one profile; returns the run (raises `RunFailed` after recording a failure)."
-    prof = profile if isinstance(profile, Profile) else load_profile(profile, manifest=manifest, env=env, overrides=overrides)
-    params = {"lakehouse_root": None if lakehouse_root is None else str(validate_user_path(lakehouse_root, "lakehouse root")),
-              "endpoint": None if endpoint is None else {k: str(endpoint[k]) for k in ("scanner_url", "websocket_url")}}
-    return OrchestrationRunner(prof, steps, runs_root=runs_root, run_id=run_id, executor=executor, params=params).run()
+    return flow_runner(profile, run_id, runs_root, lakehouse_root, executor, overrides, manifest, env, endpoint, now, steps).run()
+

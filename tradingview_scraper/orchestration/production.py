@@ -18,7 +18,9 @@ import tradingview_scraper
 from ..config import load_profile
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, utc_iso
 from ..data.lakehouse import atomic_write_bytes
-from .runner import RunFailed, STATUS_FILE, _write_status, new_run_id, read_status
+from .flow import flow_runner
+from .runner import (PARTIAL_PREFIX, STATUS_FILE, RunBusy, RunFailed, RunRefused, _lock_held,
+                                                      _production_busy, _write_status, new_run_id, production_lock, read_status, run_lock)
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
@@ -38,13 +40,53 @@ def _html(src:Path, dest:Path) -> None:
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(src, as_version=4))
     atomic_write_bytes(dest, body.encode("utf-8"))
 
-def _failed_cell(nb_path:Path) -> tuple[int|None, str]:
-    "Index and error of the first cell that raised, from papermill's executed copy."
-    nb = nbformat.read(nb_path, as_version=4)
-    for i, c in enumerate(nb.cells):
-        for o in c.get("outputs", []):
-            if o.get("output_type") == "error": return i, f"{o.get('ename')}: {o.get('evalue')}"
-    return None, "unknown error"
+_REFUSALS = ("RunRefused", "RunBusy")   # the flow refused to start: the run is not this attempt's to change
+
+def _preflight(runner, sources:list[Path]) -> dict|None:
+    "Refuse a busy or incompatible run before anything is written; the status of a succeeded run with nothing to redo."
+    run_dir = runner.run_dir
+    if not run_dir.exists(): return None
+    if _lock_held(run_dir) or _production_busy(run_dir):
+        raise RunBusy(f"run {runner.run_id!r} is already running in another process")
+    runner.check_resumable()
+    if not ensure_safe_path(STATUS_FILE, run_dir).exists(): return None
+    st = read_status(run_dir)
+    done = all(ensure_safe_path(["notebooks", s.name], run_dir).exists() for s in sources)
+    if st.get("status") == "succeeded" and done and all(p["action"] == "skip" for p in runner.plan()): return st
+    return None
+
+def _record_failure(run_dir:Path, st:dict, src:Path, cell, err:str) -> None:
+    "Mark the run failed in its notebook (under the run's lock: never over another process's run)."
+    with run_lock(run_dir):
+        p = ensure_safe_path(STATUS_FILE, run_dir)
+        st = read_status(run_dir) if p.exists() else st
+        if st.get("status") != "failed":   # the failure happened outside the flow's steps: record it here
+            st.update(status="failed", ended_at=utc_iso(), failed_step=f"notebook {src.name}", error=err)
+        st["failed_notebook"] = {"notebook": src.name, "cell": cell, "error": err, "executed": f"notebooks/{src.name}"}
+        _write_status(run_dir, st)
+
+# %% ../../nbs/52_production.ipynb #0d6817fc
+def _execute(src:Path, run_dir:Path, params:dict, kernel_name:str, blank:dict) -> None:
+    "Execute one notebook into a partial copy; publish it (and its HTML) when it finished or failed in its own right."
+    out = ensure_safe_path(["notebooks", src.name], run_dir)
+    partial = ensure_safe_path(["notebooks", PARTIAL_PREFIX + src.name], run_dir)
+    try:
+        pm.execute_notebook(str(src), str(partial), parameters=params, kernel_name=kernel_name, language="python",
+                            progress_bar=False, cwd=str(Path.cwd()), log_output=False)
+    except pm.PapermillExecutionError as e:
+        err = f"{e.ename}: {e.evalue}"
+        if e.ename in _REFUSALS:
+            partial.unlink(missing_ok=True)
+            raise (RunBusy if e.ename == "RunBusy" else RunRefused)(err) from None
+        os.replace(partial, out)
+        _html(out, out.with_suffix(".html"))
+        _record_failure(run_dir, blank, src, e.exec_count, err)
+        raise RunFailed(f"run {run_dir.name!r} failed in {src.name}, cell {e.exec_count}: {err}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _html(partial, out.with_suffix(".html"))
+    os.replace(partial, out)
 
 def run_production(profile:str="canary", # profile name
                    run_id:str|None=None, # resume / name a run (validated); None: a new id
@@ -63,26 +105,17 @@ def run_production(profile:str="canary", # profile name
     rid = safe_component(run_id, "run_id") if run_id is not None else new_run_id(prof)
     if executor not in (None, "serial", "ray"): raise ValidationError(describe("executor", executor, "'serial' or 'ray'"))
     root = validate_user_path(runs_root, "runs root")
-    run_dir = ensure_safe_path(rid, root)
+    lake = None if lakehouse_root is None else str(validate_user_path(lakehouse_root, "lakehouse root"))
     params = {"run_id": rid, "profile": prof.name, "runs_root": str(root), "executor": executor, "overrides": json.dumps(dict(overrides or {})),
-              "lakehouse_root": None if lakehouse_root is None else str(validate_user_path(lakehouse_root, "lakehouse root")),
-              "manifest": None if manifest is None else str(validate_user_path(manifest, "manifest path")), **dict(extra_parameters or {})}
+              "lakehouse_root": lake, "manifest": None if manifest is None else str(validate_user_path(manifest, "manifest path")),
+              **dict(extra_parameters or {})}
     sources = production_notebooks(notebooks)       # everything is validated before anything is written
+    runner = flow_runner(prof, run_id=rid, runs_root=root, lakehouse_root=lake, executor="serial")
+    done = _preflight(runner, sources)
+    if done is not None: return done                # succeeded before, and nothing it read has changed
+    run_dir = runner.run_dir
     ensure_safe_path(["notebooks"], run_dir).mkdir(parents=True, exist_ok=True)
-    for src in sources:
-        out = ensure_safe_path(["notebooks", src.name], run_dir)
-        try:
-            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel_name, language="python", progress_bar=False,
-                                cwd=str(Path.cwd()), log_output=False)
-        except pm.PapermillExecutionError as e:
-            _html(out, out.with_suffix(".html"))
-            cell, err = e.exec_count, f"{e.ename}: {e.evalue}"
-            st = read_status(run_dir) if ensure_safe_path(STATUS_FILE, run_dir).exists() else {"run_id": rid, "profile": prof.name,
-                  "manifest_hash": prof.manifest_hash, "started_at": utc_iso(), "steps": {}}
-            if st.get("status") != "failed":   # the failure happened outside the flow's steps: record it here
-                st.update(status="failed", ended_at=utc_iso(), failed_step=f"notebook {src.name}", error=err)
-            st["failed_notebook"] = {"notebook": src.name, "cell": cell, "error": err, "executed": f"notebooks/{src.name}"}
-            _write_status(run_dir, st)
-            raise RunFailed(f"run {rid!r} failed in {src.name}, cell {cell}: {err}") from None
-        _html(out, out.with_suffix(".html"))
+    blank = {"run_id": rid, "profile": prof.name, "manifest_hash": prof.manifest_hash, "started_at": utc_iso(), "steps": {}}
+    with production_lock(run_dir):
+        for src in sources: _execute(src, run_dir, params, kernel_name, blank)
     return read_status(run_dir)

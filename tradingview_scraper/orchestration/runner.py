@@ -18,19 +18,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..config import Profile
-from ..core import TVSError, ValidationError, describe, utc_iso, utc_now
+from ..core import CorruptDataError, TVSError, ValidationError, describe, utc_iso, utc_now
 from ..data.lakehouse import atomic_write_bytes, atomic_write_parquet, read_parquet
 from ..ledger import AuditLedger, canonical_json, content_hash, file_hash
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['STATUS_FILE', 'LOCK_FILE', 'new_run_id', 'SerialExecutor', 'RayExecutor', 'make_executor', 'Step', 'RunContext',
-           'read_status', 'RunFailed', 'RunResult', 'OrchestrationRunner', 'list_runs']
+__all__ = ['STATUS_FILE', 'LOCK_FILE', 'PRODUCTION_LOCK', 'PARTIAL_PREFIX', 'new_run_id', 'SerialExecutor', 'RayExecutor',
+           'make_executor', 'Step', 'RunContext', 'tree_fingerprint', 'run_lock', 'production_lock', 'read_status',
+           'RunFailed', 'RunBusy', 'RunRefused', 'RunResult', 'OrchestrationRunner', 'list_runs']
 
 # %% ../../nbs/50_runner.ipynb #50ce4c0d
 def new_run_id(profile:Profile, now=None) -> str:
@@ -103,6 +106,7 @@ class Step:
     name: str
     fn: Callable
     requires: tuple = ()
+    reads: Callable|None = None # `ctx -> {label: content hash}` of what the step reads outside the run (lakehouse files)
     def __post_init__(self): safe_component(self.name, "name")
 
 class RunContext:
@@ -111,7 +115,9 @@ class RunContext:
         self.run_id, self.run_dir, self.profile, self.ledger, self.executor = run_id, run_dir, profile, ledger, executor
         self.params = dict(params or {})
         self.summary: dict = {}    # key figures a step wants in the status record (and the runs index)
+        self.loaded: dict = {}     # "step/name" → sha256 of every artifact loaded since the runner last cleared it
         self._cache: dict = {}
+        self._sha: dict = {}
         self._cleanups: list = []
         self.log = logging.getLogger("tradingview_scraper.run")
 
@@ -120,31 +126,39 @@ class RunContext:
         return ensure_safe_path(list(parts), self.run_dir)
 
     def artifact_path(self, step:str, name:str, kind:str) -> Path:
-        return self.path("artifacts", safe_component(step), safe_component(name) + (".parquet" if kind == "parquet" else ".json"))
+        suffix = ".parquet" if kind == "parquet" else ".json"
+        return self.path("artifacts", safe_component(step), safe_component(name) + suffix)
 
     def save(self, step:str, name:str, obj:Any) -> dict:
         "Persist one output atomically; returns its record {path, kind, sha256}."
         if isinstance(obj, (pd.DataFrame, pd.Series)):
-            df = obj.to_frame() if isinstance(obj, pd.Series) else obj
-            p = self.artifact_path(step, name, "parquet")
-            atomic_write_parquet(p, _to_table(df))
             kind = "series" if isinstance(obj, pd.Series) else "parquet"
+            table = pa.Table.from_pandas(_to_table(obj.to_frame() if kind == "series" else obj), preserve_index=False)
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KIND_KEY: kind.encode()})
+            p = self.artifact_path(step, name, "parquet")
+            atomic_write_parquet(p, table)
         else:
             p = self.artifact_path(step, name, "json")
             atomic_write_bytes(p, canonical_json(obj).encode("utf-8"))
             kind = "json"
         self._cache[(step, name)] = obj
-        return {"path": p.relative_to(self.run_dir).as_posix(), "kind": kind, "sha256": file_hash(p)}
+        self._sha[(step, name)] = file_hash(p)
+        return {"path": p.relative_to(self.run_dir).as_posix(), "kind": kind, "sha256": self._sha[(step, name)]}
 
     def load(self, step:str, name:str) -> Any:
-        "An output of an earlier step (from memory, or from its artifact)."
-        if (step, name) in self._cache: return self._cache[(step, name)]
+        "An output of an earlier step (from memory, or from its artifact); the read is recorded in `loaded`."
+        if (step, name) not in self._cache: self._read(step, name)
+        self.loaded[f"{step}/{name}"] = self._sha[(step, name)]
+        return self._cache[(step, name)]
+
+    def _read(self, step:str, name:str) -> None:
         for kind in ("parquet", "json"):
             p = self.artifact_path(step, name, kind)
-            if p.exists():
-                obj = _from_table(read_parquet(p, f"artifact {step}/{name}")) if kind == "parquet" else json.loads(p.read_text())
-                self._cache[(step, name)] = obj
-                return obj
+            if not p.exists(): continue
+            if kind == "parquet": obj = _from_table(read_parquet(p, f"artifact {step}/{name}"), _stored_kind(p))
+            else: obj = json.loads(p.read_text())
+            self._cache[(step, name)], self._sha[(step, name)] = obj, file_hash(p)
+            return
         raise TVSError(describe("artifact", f"{step}/{name}", f"an output of step {step!r} in {str(self.run_dir)!r}", "did that step run?"))
 
     def on_cleanup(self, fn:Callable) -> None:
@@ -165,17 +179,46 @@ def _to_table(df:pd.DataFrame) -> pd.DataFrame:
     out.index = out.index.set_names(names)
     return out.reset_index().rename(columns={n: f"__index__{n}" for n in names})
 
-def _from_table(df:pd.DataFrame) -> pd.DataFrame|pd.Series:
+_KIND_KEY = b"tvs_artifact_kind"   # Parquet schema metadata: "series" or "parquet" (a DataFrame)
+
+def _stored_kind(p:Path) -> str:
+    "What was saved at `p`: a Series comes back as a Series, exactly as it is served from memory."
+    return ((pq.read_schema(p).metadata or {}).get(_KIND_KEY) or b"parquet").decode()
+
+def _from_table(df:pd.DataFrame, kind:str="parquet") -> pd.DataFrame|pd.Series:
     idx = [c for c in df.columns if c.startswith("__index__")]
-    out = df.set_index(idx) if idx else df
-    out.index.names = [None if n.startswith("__index__") and n[9:].startswith("__index_level_") else n[9:] for n in idx] if idx else out.index.names
-    return out
+    out = df
+    if idx:
+        out = df.set_index(idx)
+        out.index.names = [None if n[9:].startswith("__index_level_") else n[9:] for n in idx]
+    return out.iloc[:, 0] if kind == "series" else out
+
+# %% ../../nbs/50_runner.ipynb #eb246e6d
+def _visible_files(base:Path, d:Path) -> list[Path]:
+    "Regular files under `d`, sorted, without hidden files or anything below a hidden directory."
+    if not d.is_dir(): return []
+    return sorted(p for p in d.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(base).parts))
+
+def tree_fingerprint(root, # the directory (it need not exist yet)
+                     *parts:str, # sub-directories to cover, e.g. "ohlcv/interval=1d" (default: all of `root`)
+                    ) -> str:
+    "SHA-256 over the relative names and contents of the visible files under `root` (or its `parts`)."
+    base = validate_user_path(root, "directory")
+    h = hashlib.sha256(b"tvs-tree-v1\x00")
+    for part in parts or (".",):
+        d = base if part == "." else ensure_safe_path(part.split("/"), base)
+        files = _visible_files(base, d)
+        h.update(f"part:{part}:{len(files)}\x00".encode())
+        for p in files: h.update(p.relative_to(base).as_posix().encode() + b"\x00" + bytes.fromhex(file_hash(p)))
+    return h.hexdigest()
 
 # %% ../../nbs/50_runner.ipynb #e29b353a
 STATUS_FILE, LOCK_FILE = "status.json", ".run.lock"
+PRODUCTION_LOCK, PARTIAL_PREFIX = ".production.lock", ".partial-"   # in notebooks/: a papermill run, a notebook still executing
 
-def _lock_held(run_dir:Path) -> bool:
-    p = ensure_safe_path(LOCK_FILE, run_dir)
+def _lock_held(run_dir:Path, name=LOCK_FILE) -> bool:
+    "Does a live process hold the lock file `name` (relative to `run_dir`)?"
+    p = ensure_safe_path(name, run_dir)
     if not p.exists(): return False
     fd = os.open(p, os.O_RDWR)
     try:
@@ -184,14 +227,49 @@ def _lock_held(run_dir:Path) -> bool:
     except BlockingIOError: return True
     finally: os.close(fd)
 
+@contextlib.contextmanager
+def run_lock(run_dir:Path, # the run directory (must exist)
+             name=LOCK_FILE, # which lock: the run's, or the production lock (["notebooks", PRODUCTION_LOCK])
+            ) -> Iterator[None]:
+    "Hold the run's lock for the block, or raise `RunBusy` at once when another process holds it."
+    fd = os.open(ensure_safe_path(name, run_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: raise RunBusy(f"run {run_dir.name!r} is already running in another process") from None
+        yield
+    finally: os.close(fd)
+
+def _read_json(p:Path, what:str) -> dict:
+    "A run's JSON record; a damaged one raises `CorruptDataError` naming the file."
+    try: obj = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptDataError(f"{what} {str(p)!r} is damaged ({type(e).__name__}); the run cannot be read or resumed") from None
+    if not isinstance(obj, dict): raise CorruptDataError(describe(what, str(p), "a JSON object"))
+    return obj
+
+def production_lock(run_dir:Path) -> contextlib.AbstractContextManager:
+    "Held by `run_production` while it executes the run's notebooks."
+    return run_lock(run_dir, ["notebooks", PRODUCTION_LOCK])
+
+def _production_busy(run_dir:Path) -> bool: return _lock_held(run_dir, ["notebooks", PRODUCTION_LOCK])
+
+def _unfinished_notebooks(run_dir:Path) -> list[str]:
+    d = ensure_safe_path("notebooks", run_dir)
+    return sorted(p.name[len(PARTIAL_PREFIX):] for p in d.glob(PARTIAL_PREFIX + "*.ipynb")) if d.is_dir() else []
+
 def read_status(run_dir) -> dict:
-    "The run's status record, with a dead `running` run reported as `failed` (interrupted)."
+    "The run's status record, with a dead run reported as `failed` (interrupted) and a run succeeded only when its notebooks are."
     run_dir = validate_user_path(run_dir, "run directory")
     p = ensure_safe_path(STATUS_FILE, run_dir)
     if not p.exists(): raise TVSError(describe("run directory", str(run_dir), f"a run directory with {STATUS_FILE}"))
-    st = json.loads(p.read_text())
+    st = _read_json(p, "status record")
     if st.get("status") == "running" and not _lock_held(run_dir):
         st.update(status="failed", error=st.get("error") or "interrupted: the process running this step died", interrupted=True)
+    unfinished = _unfinished_notebooks(run_dir) if st.get("status") == "succeeded" else []
+    if unfinished and _production_busy(run_dir): st.update(status="running")
+    elif unfinished:
+        st.update(status="failed", interrupted=True, failed_step=f"notebook {unfinished[0]}",
+                  error=f"interrupted: the production notebook {unfinished[0]} did not finish")
     return st
 
 def _write_status(run_dir:Path, st:dict) -> None:
@@ -199,7 +277,13 @@ def _write_status(run_dir:Path, st:dict) -> None:
 
 # %% ../../nbs/50_runner.ipynb #54fafd33
 class RunFailed(TVSError):
-    "A step of a run failed; the run directory records which and why."
+    "A step of a run failed, or the run may not start; the run directory records which and why."
+
+class RunBusy(RunFailed):
+    "Another process holds the run's lock."
+
+class RunRefused(RunFailed):
+    "The run may not be resumed this way (other settings or inputs); nothing was written."
 
 @dataclass
 class RunResult:
@@ -222,6 +306,7 @@ class OrchestrationRunner:
                  run_id:str|None=None, # resume or name a run; None: a new id
                  executor=None, # "serial", "ray", an executor object, or None for the profile's
                  params:dict|None=None, # extra run parameters visible to steps (e.g. lakehouse root)
+                 identity:dict|None=None, # what else makes the run itself (e.g. the lakehouse): a resume must match it
                 ):
         if not isinstance(profile, Profile): raise ValidationError(describe("profile", type(profile).__name__, "a resolved Profile (load_profile)"))
         names = [s.name for s in steps]
@@ -236,47 +321,161 @@ class OrchestrationRunner:
         self.run_dir = ensure_safe_path(self.run_id, self.runs_root)
         self.executor = executor if executor is not None and not isinstance(executor, str) else make_executor(profile, executor)
         self.params = dict(params or {})
+        self.identity = json.loads(canonical_json(identity or {}))
 
-    def _open(self) -> tuple[AuditLedger, dict]:
-        manifest = ensure_safe_path("manifest.json", self.run_dir)
-        ledger = AuditLedger.for_run(self.run_dir)
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            if old["manifest_hash"] != self.profile.manifest_hash:
-                raise RunFailed(f"run {self.run_id!r} was started with manifest {old['manifest_hash'][:12]}…, not "
-                                f"{self.profile.manifest_hash[:12]}… (profile {self.profile.name!r}): start a new run instead of resuming")
-            st = json.loads(ensure_safe_path(STATUS_FILE, self.run_dir).read_text()) if ensure_safe_path(STATUS_FILE, self.run_dir).exists() else {}
-            ledger.append("event", {"event": "resume", "previous_status": st.get("status"), "params": self.params})
-        else:
-            atomic_write_bytes(manifest, (json.dumps({"run_id": self.run_id, "profile": self.profile.name,
-                                                      "manifest_hash": self.profile.manifest_hash,
-                                                      "manifest": json.loads(self.profile.to_json())}, indent=2, sort_keys=True) + "\n").encode())
-            ledger.genesis(self.run_id, self.profile.name, self.profile.manifest_hash, params=self.params)
-            st = {}
-        for d in ("artifacts", "reports", "notebooks", "logs"): ensure_safe_path(d, self.run_dir).mkdir(exist_ok=True)
-        return ledger, st
+# %% ../../nbs/50_runner.ipynb #e740951b
+def _check_resumable(self:OrchestrationRunner) -> dict|None:
+    "The existing run's manifest record (None for a new run); raises `RunFailed` if this runner may not resume it."
+    p = ensure_safe_path("manifest.json", self.run_dir)
+    if not p.exists(): return None
+    old = _read_json(p, "run manifest")
+    if old.get("manifest_hash") != self.profile.manifest_hash:
+        raise RunRefused(f"run {self.run_id!r} was started with manifest {str(old.get('manifest_hash'))[:12]}…, not "
+                        f"{self.profile.manifest_hash[:12]}… (profile {self.profile.name!r}): start a new run instead of resuming")
+    if old.get("identity", {}) != self.identity:
+        diff = {k: (old.get("identity", {}).get(k), self.identity.get(k)) for k in set(old.get("identity", {})) | set(self.identity)
+                if old.get("identity", {}).get(k) != self.identity.get(k)}
+        said = "; ".join(f"{k}: the run has {a!r}, this resume asks for {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise RunRefused(f"run {self.run_id!r} cannot be resumed with other inputs ({said}): start a new run instead")
+    return old
 
-    def _done(self, st:dict, step:Step) -> bool:
-        "Did `step` succeed before, with every artifact still matching its recorded hash?"
-        rec = st.get("steps", {}).get(step.name)
-        if not rec or rec.get("status") != "succeeded": return False
-        for out in rec.get("outputs", {}).values():
-            p = ensure_safe_path(out["path"], self.run_dir)
-            if not p.exists() or file_hash(p) != out["sha256"]: return False
-        return True
+def _open(self:OrchestrationRunner) -> tuple[AuditLedger, dict]:
+    "Create the run (manifest + genesis) or reopen it (a `resume` event); returns the ledger and the previous status."
+    ledger = AuditLedger.for_run(self.run_dir)
+    if self.check_resumable() is not None:
+        p = ensure_safe_path(STATUS_FILE, self.run_dir)
+        st = _read_json(p, "status record") if p.exists() else {}
+        ledger.append("event", {"event": "resume", "previous_status": st.get("status"), "params": self.params})
+    else:
+        record = {"run_id": self.run_id, "profile": self.profile.name, "manifest_hash": self.profile.manifest_hash,
+                  "identity": self.identity, "manifest": json.loads(self.profile.to_json())}
+        atomic_write_bytes(ensure_safe_path("manifest.json", self.run_dir), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        ledger.genesis(self.run_id, self.profile.name, self.profile.manifest_hash, params=self.params, identity=self.identity)
+        st = {}
+    for d in ("artifacts", "reports", "notebooks", "logs"): ensure_safe_path(d, self.run_dir).mkdir(exist_ok=True)
+    return ledger, st
 
-    def run(self) -> RunResult:
-        "Run (or resume) the flow; raises `RunFailed` after recording a failure."
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(ensure_safe_path(LOCK_FILE, self.run_dir), os.O_RDWR | os.O_CREAT, 0o644)
-        try: fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise RunFailed(f"run {self.run_id!r} is already running in another process") from None
-        ensure_safe_path("logs", self.run_dir).mkdir(exist_ok=True)
-        handler = logging.FileHandler(ensure_safe_path(["logs", "run.log"], self.run_dir))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("tradingview_scraper").addHandler(handler)
+OrchestrationRunner.check_resumable, OrchestrationRunner._open = _check_resumable, _open
+
+# %% ../../nbs/50_runner.ipynb #c2131e93
+def _current_reads(step:Step, ctx:RunContext) -> dict:
+    "The step's outside inputs now, labelled `read:<label>`."
+    return {} if step.reads is None else {f"read:{k}": v for k, v in sorted(step.reads(ctx).items())}
+
+def _stale(self:OrchestrationRunner, st:dict, step:Step, ctx:RunContext) -> str|None:
+    "Why `step` must run (again); None when it succeeded before and nothing it read or wrote has changed."
+    rec = st.get("steps", {}).get(step.name)
+    if not rec: return "it has not run yet"
+    if rec.get("status") != "succeeded": return f"its last attempt ended {rec.get('status')!r}"
+    for name, out in sorted(rec.get("outputs", {}).items()):
+        p = ensure_safe_path(out["path"], self.run_dir)
+        if not p.exists(): return f"its output {name!r} is missing"
+        if file_hash(p) != out["sha256"]: return f"its output {name!r} was changed on disk"
+    inputs = rec.get("inputs")
+    if inputs is None: return "the run has no record of what it read"
+    if inputs.get("manifest") != self.profile.manifest_hash: return "the manifest changed"
+    for key, h in sorted(inputs.items()):
+        if not key.startswith("artifact:"): continue
+        up, name = key[9:].split("/", 1)
+        out = st.get("steps", {}).get(up, {}).get("outputs", {}).get(name)
+        if out is None or out["sha256"] != h: return f"the artifact it read, {up}/{name}, changed"
+    now = _current_reads(step, ctx)
+    was = {k: v for k, v in inputs.items() if k.startswith("read:")}
+    for key in sorted(set(now) | set(was)):
+        if now.get(key) != was.get(key): return f"what it read outside the run changed: {key[5:]}"
+    return None
+
+def _plan(self:OrchestrationRunner) -> list[dict]:
+    "What `run()` would do now, step by step — `{step, action: 'skip'|'run', reason}` — without writing anything."
+    self.check_resumable()
+    p = ensure_safe_path(STATUS_FILE, self.run_dir)
+    st = _read_json(p, "status record") if p.exists() else {}
+    ctx = RunContext(self.run_id, self.run_dir, self.profile, None, self.executor, self.params)
+    plan, cascade = [], None
+    for step in self.steps:
+        reason = cascade or self._stale(st, step, ctx)
+        plan.append({"step": step.name, "action": "skip" if reason is None else "run", "reason": reason or "unchanged"})
+        if reason is not None and cascade is None: cascade = f"an earlier step ({step.name}) runs again"
+    return plan
+
+OrchestrationRunner._stale, OrchestrationRunner.plan = _stale, _plan
+
+# %% ../../nbs/50_runner.ipynb #d41b4577
+def _attach_log(run_dir:Path) -> tuple[logging.Handler, int]:
+    "Send the package's log records (INFO and up) to `logs/run.log` for the run; returns the handler and the old level."
+    ensure_safe_path("logs", run_dir).mkdir(exist_ok=True)
+    handler = logging.FileHandler(ensure_safe_path(["logs", "run.log"], run_dir), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    pkg = logging.getLogger("tradingview_scraper")
+    old = pkg.level
+    if pkg.getEffectiveLevel() > logging.INFO: pkg.setLevel(logging.INFO)
+    pkg.addHandler(handler)
+    return handler, old
+
+def _detach_log(handler:logging.Handler, old_level:int) -> None:
+    pkg = logging.getLogger("tradingview_scraper")
+    pkg.removeHandler(handler)
+    pkg.setLevel(old_level)
+    handler.close()
+
+def _anchor(st:dict, ledger:AuditLedger) -> dict:
+    "The status record with the ledger's head (seq and hash of its last record): what `tvs ledger verify` checks against."
+    st["ledger_head"] = ledger.head()
+    return st
+
+# %% ../../nbs/50_runner.ipynb #6010edf6
+def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledger:AuditLedger) -> None:
+    "Run one step: intent, the function, its artifacts, what it read, the outcome; a failure is recorded, then raised."
+    st["steps"][step.name] = {"status": "running", "started_at": utc_iso()}
+    _write_status(self.run_dir, _anchor(st, ledger))
+    ctx.loaded = {}
+    ledger.intent(step.name, params={"requires": list(step.requires)})
+    ctx.log.info("step %s: started", step.name)
+    t0 = time.perf_counter()
+    try:
+        produced = step.fn(ctx) or {}
+        saved = {name: ctx.save(step.name, name, obj) for name, obj in produced.items()}
+        inputs = {"manifest": self.profile.manifest_hash, **{f"artifact:{k}": v for k, v in sorted(ctx.loaded.items())},
+                  **_current_reads(step, ctx)}
+    except BaseException as e:
+        err, secs = f"{type(e).__name__}: {e}", round(time.perf_counter() - t0, 3)
+        ledger.outcome(step.name, "failed", {}, error=err, duration_s=secs)
+        st["steps"][step.name].update(status="failed", ended_at=utc_iso(), error=err, seconds=secs)
+        st.update(status="failed", ended_at=utc_iso(), failed_step=step.name, error=err)
+        _write_status(self.run_dir, _anchor(st, ledger))
+        ctx.log.error("step %s: failed after %.1f s: %s", step.name, secs, err)
+        what = "interrupted" if isinstance(e, (KeyboardInterrupt, _Terminated)) else "failed"
+        raise RunFailed(f"run {self.run_id!r} {what} in step {step.name!r}: {err}") from e
+    secs = round(time.perf_counter() - t0, 3)
+    ledger.outcome(step.name, "succeeded", {n: r["sha256"] for n, r in saved.items()}, duration_s=secs, inputs=inputs)
+    st["steps"][step.name].update(status="succeeded", ended_at=utc_iso(), outputs=saved, inputs=inputs, seconds=secs)
+    st["summary"] = {**st.get("summary", {}), **ctx.summary}
+    _write_status(self.run_dir, _anchor(st, ledger))
+    ctx.log.info("step %s: succeeded in %.1f s", step.name, secs)
+
+def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger) -> None:
+    "Every step in order: skipped when nothing it read or wrote changed, else run — and then every step after it."
+    cascade = None
+    for step in self.steps:
+        reason = cascade or self._stale(st, step, ctx)
+        if reason is None:
+            outs = {k: v["sha256"] for k, v in st["steps"][step.name]["outputs"].items()}
+            ledger.outcome(step.name, "skipped", outs, reason="resumed: it succeeded before and nothing it read or wrote changed")
+            _write_status(self.run_dir, _anchor(st, ledger))
+            ctx.log.info("step %s: skipped (unchanged since it succeeded)", step.name)
+            continue
+        if st["steps"].get(step.name, {}).get("status") == "succeeded":
+            ledger.append("event", {"event": "rerun", "step": step.name, "reason": reason})
+            ctx.log.info("step %s: runs again because %s", step.name, reason)
+        self._run_step(step, ctx, st, ledger)
+        cascade = cascade or f"an earlier step ({step.name}) ran again"
+
+def _run(self:OrchestrationRunner) -> RunResult:
+    "Run (or resume) the flow; raises `RunFailed` after recording a failure (a refused resume writes nothing: `_open` checks first)."
+    self.run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(self.run_dir):
+        handler, old_level = _attach_log(self.run_dir)
         old_term = None
         if threading.current_thread() is threading.main_thread():
             def _on_term(signum, frame): raise _Terminated(f"signal {signum}")
@@ -285,38 +484,18 @@ class OrchestrationRunner:
         try:
             ledger, prev = self._open()
             ctx = RunContext(self.run_id, self.run_dir, self.profile, ledger, self.executor, self.params)
+            ctx.log.info("run %s: profile %s, attempt %d, executor %s", self.run_id, self.profile.name,
+                         prev.get("attempts", 0) + 1, self.executor.name)
             st = {"run_id": self.run_id, "profile": self.profile.name, "manifest_hash": self.profile.manifest_hash,
                   "status": "running", "started_at": prev.get("started_at", utc_iso()), "attempt_started_at": utc_iso(),
                   "ended_at": None, "executor": self.executor.name, "attempts": prev.get("attempts", 0) + 1,
                   "steps": prev.get("steps", {}), "failed_step": None, "error": None, "summary": prev.get("summary", {})}
-            _write_status(self.run_dir, st)
-            for step in self.steps:
-                if self._done(st, step):
-                    ledger.outcome(step.name, "skipped", {k: v["sha256"] for k, v in st["steps"][step.name]["outputs"].items()},
-                                   reason="resumed: already succeeded and artifacts unchanged")
-                    continue
-                st["steps"][step.name] = {"status": "running", "started_at": utc_iso()}
-                _write_status(self.run_dir, st)
-                t0 = time.perf_counter()
-                try:
-                    with ledger.step(step.name, params={"requires": list(step.requires)}) as out:
-                        produced = step.fn(ctx) or {}
-                        saved = {name: ctx.save(step.name, name, obj) for name, obj in produced.items()}
-                        out.update({name: rec["sha256"] for name, rec in saved.items()})
-                except BaseException as e:
-                    err = f"{type(e).__name__}: {e}"
-                    st["steps"][step.name].update(status="failed", ended_at=utc_iso(), error=err, seconds=round(time.perf_counter() - t0, 3))
-                    st.update(status="failed", ended_at=utc_iso(), failed_step=step.name, error=err)
-                    _write_status(self.run_dir, st)
-                    ctx.log.error("step %s failed: %s", step.name, err)
-                    if isinstance(e, (KeyboardInterrupt, _Terminated)): raise RunFailed(f"run {self.run_id!r} interrupted in step {step.name!r}: {err}") from e
-                    raise RunFailed(f"run {self.run_id!r} failed in step {step.name!r}: {err}") from e
-                st["steps"][step.name].update(status="succeeded", ended_at=utc_iso(), outputs=saved, seconds=round(time.perf_counter() - t0, 3))
-                st["summary"] = {**st.get("summary", {}), **ctx.summary}
-                _write_status(self.run_dir, st)
-            st.update(status="succeeded", ended_at=utc_iso())
-            _write_status(self.run_dir, st)
+            _write_status(self.run_dir, _anchor(st, ledger))
+            self._steps(ctx, st, ledger)
             ledger.append("event", {"event": "run_succeeded"})
+            st.update(status="succeeded", ended_at=utc_iso())
+            _write_status(self.run_dir, _anchor(st, ledger))
+            ctx.log.info("run %s: succeeded", self.run_id)
             return RunResult(self.run_id, self.run_dir, st, ctx)
         finally:
             for fn in reversed(ctx._cleanups if ctx else []):
@@ -324,8 +503,9 @@ class OrchestrationRunner:
                 except Exception as e: logging.getLogger("tradingview_scraper.run").warning("cleanup hook failed: %s", e)
             with contextlib.suppress(Exception): self.executor.close()
             if old_term is not None: signal.signal(signal.SIGTERM, old_term)
-            logging.getLogger("tradingview_scraper").removeHandler(handler); handler.close()
-            os.close(lock_fd)
+            _detach_log(handler, old_level)
+
+OrchestrationRunner._run_step, OrchestrationRunner._steps, OrchestrationRunner.run = _run_step, _steps, _run
 
 # %% ../../nbs/50_runner.ipynb #95e7d046
 def list_runs(runs_root) -> pd.DataFrame:
@@ -333,6 +513,9 @@ def list_runs(runs_root) -> pd.DataFrame:
     root = validate_user_path(runs_root, "runs root")
     rows = []
     for d in sorted(root.iterdir()) if root.exists() else []:
+        if d.is_symlink():
+            rows.append({"run_id": d.name, "status": "refused: a symlink inside the runs root"})
+            continue
         if not d.is_dir() or not (d / STATUS_FILE).exists(): continue
         try: st = read_status(d)
         except (TVSError, ValueError) as e:

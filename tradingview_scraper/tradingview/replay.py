@@ -24,7 +24,7 @@ import pandas as pd
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from ..core import Symbol, ValidationError, describe, to_utc
+from ..core import Symbol, TVSError, ValidationError, describe, to_utc
 from .stream import (HEARTBEAT, OHLCV_COLUMNS, SESSION_RESOLUTIONS, MalformedFrameError,
                                                     _overnight_start, decode_frame, encode_frame, to_resolution)
 
@@ -169,10 +169,12 @@ def synthetic_market(n_symbols:int=8, # how many instruments
                      n_bars:int=500, # daily bars per instrument
                      seed:int=0, # random seed (same seed, same market)
                      end="2024-06-28", # date of the last bar
+                     exchange:str|None=None, # e.g. "SYNTH": every symbol becomes `SYNTH:<ticker>` (None: familiar names, for fixtures)
                     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     "Fixture `(table, bars)`: a screener table indexed by symbol and `{symbol: OHLCV frame}` of daily bars."
     for name, v in (("n_symbols", n_symbols), ("n_bars", n_bars)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValidationError(describe(name, v, "a positive integer"))
+    if exchange is not None: Symbol(exchange, "X")   # validates the exchange
     rng = np.random.default_rng(seed)
     end = to_utc(end).normalize()
     syms = _NAMED[:n_symbols] + [f"BINANCE:SYN{i:04d}USDT" if i % 3 == 0 else f"{'NASDAQ' if i % 2 else 'NYSE'}:SYN{i:04d}"
@@ -182,6 +184,7 @@ def synthetic_market(n_symbols:int=8, # how many instruments
     rows, bars = [], {}
     for k, s in enumerate(syms):
         crypto = s.startswith("BINANCE:")
+        if exchange is not None: s = f"{exchange}:{s.split(':')[1]}"
         days = crypto_days if crypto else stock_days
         p0 = float(np.exp(rng.uniform(np.log(5), np.log(500 if not crypto else 50000))))
         r = rng.normal(0.0003, 0.035 if crypto else 0.018, n_bars)
@@ -219,7 +222,7 @@ class ReplayServer:
                  http_port:int=0, # 0: an ephemeral port
                  ws_port:int=0, # 0: an ephemeral port
                  heartbeat_s:float=10.0, # seconds between heartbeats
-                 echo_timeout_s:float|None=None, # close a connection whose heartbeat is not echoed in time (None: max(1, 3 heartbeats))
+                 echo_timeout_s:float|None=None, # close a connection whose heartbeat is not echoed in time (None: max(30 s, 3 heartbeats))
                  chunk_bars:int=1000, # bars per timescale_update
                  messages_per_frame:int=3, # messages packed into one WebSocket frame
                  cap:int|None=None, # most bars served per series (None: 3000 daily, 8500 intraday)
@@ -236,12 +239,13 @@ class ReplayServer:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0: raise ValidationError(describe(name, v, "a positive number"))
         self.host, self.http_port, self.ws_port = host, http_port, ws_port
         self.heartbeat_s = float(heartbeat_s)
-        self.echo_timeout_s = float(echo_timeout_s) if echo_timeout_s is not None else max(1.0, 3 * self.heartbeat_s)
+        self.echo_timeout_s = float(echo_timeout_s) if echo_timeout_s is not None else max(30.0, 3 * self.heartbeat_s)
         self.chunk_bars, self.messages_per_frame = int(chunk_bars), int(messages_per_frame)
         self.cap = cap if cap is not None else DEFAULT_CAPS["session" if self.resolution in SESSION_RESOLUTIONS else "intraday"]
         self.latency_s, self.compression = float(latency_s), compression
         self.faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)   # notified when a WebSocket connection ends
         self._sessions: list[list[str]] = []
         self._requests: list[dict] = []
         self._http_log: list[tuple[str, str, int]] = []
@@ -275,14 +279,10 @@ class ReplayServer:
     def http_log_(self) -> list[tuple[str, str, int]]:
         "Every HTTP request: (method, path, status)."
         with self._lock: return list(self._http_log)
-    def settle(self, timeout_s:float=2.0) -> bool:
+    def settle(self, timeout_s:float=60.0, # a hang guard only: returns as soon as the last connection ends
+              ) -> bool:
         "Wait until every WebSocket connection has been served to its end (so `sessions_` is complete)."
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            with self._lock:
-                if self._active == 0: return True
-            time.sleep(0.005)
-        return False
+        with self._settled: return self._settled.wait_for(lambda: self._active == 0, timeout_s)
     def reset_records(self) -> None:
         with self._lock: self._sessions.clear(); self._requests.clear(); self._http_log.clear()
 
@@ -383,7 +383,9 @@ async def _ws_handler(server:ReplayServer, ws) -> None:
     except ConnectionClosed: pass
     finally:
         for t in tasks: t.cancel()
-        with server._lock: server._active -= 1
+        with server._settled:
+            server._active -= 1
+            server._settled.notify_all()
 
 async def _heartbeats(server:ReplayServer, c:_Conn) -> None:
     loop = asyncio.get_running_loop()
@@ -525,7 +527,8 @@ def _start(self:ReplayServer) -> ReplayServer:
         self._ws.close(); await self._ws.wait_closed()
     self._loop = asyncio.new_event_loop()
     self._thread = threading.Thread(target=self._loop.run_until_complete, args=(main(),), name="replay-ws", daemon=True)
-    self._thread.start(); ready.wait(10)
+    self._thread.start()
+    if not ready.wait(60): raise TVSError("the replay WebSocket server did not start within 60 s")   # a hang guard
     if failure: self._thread.join(); self._thread = None; raise failure[0]
     handler = _http_handler(self)
     self._httpd = http.server.ThreadingHTTPServer((self.host, self.http_port), handler)
@@ -548,9 +551,11 @@ ReplayServer.__enter__ = lambda self: self.start()
 ReplayServer.__exit__ = lambda self, *exc: self.stop()
 
 # %% ../../nbs/22_replay.ipynb #671d157a
-def _synthetic(cls, n_symbols:int=8, n_bars:int=500, seed:int=0, end="2024-06-28", **kwargs) -> ReplayServer:
-    "A (not yet started) server over `synthetic_market(n_symbols, n_bars, seed, end)`."
-    table, bars = synthetic_market(n_symbols, n_bars, seed, end)
+def _synthetic(cls, n_symbols:int=8, n_bars:int=500, seed:int=0, end="2024-06-28",
+               exchange:str="SYNTH", # the demo's exchange: synthetic prices never under a real symbol
+               **kwargs) -> ReplayServer:
+    "A (not yet started) server over `synthetic_market(n_symbols, n_bars, seed, end, exchange)`."
+    table, bars = synthetic_market(n_symbols, n_bars, seed, end, exchange)
     return cls(table, bars, **kwargs)
 ReplayServer.synthetic = classmethod(_synthetic)
 
