@@ -242,3 +242,11 @@ def test_enospc_while_writing_a_run_is_one_error_line(tmp_path, full_disk):
     assert "Traceback" not in r.stderr, r.stderr[-4000:]
     last = r.stderr.rstrip().splitlines()[-1]           # (a Jupyter kernel may have logged its start-up warnings before)
     assert last.startswith("tvs: error: run 'full': No space left on device (see "), r.stderr[-2000:]
+
+
+def test_data_start_after_the_data_is_a_typed_failure(tmp_path):
+    r = tvs("run", "--profile", "development", "--run-id", "late", "--runs-root", str(tmp_path / "runs"),
+            "--lakehouse", str(tmp_path / "lake"), "--set", "data.start=2030-01-01")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("tvs: error:") and "data.start '2030-01-01'" in last and "2022-12-28" in last, last

@@ -330,6 +330,10 @@ def step_ingest(ctx:RunContext) -> dict:
     lake = _lakehouse(ctx)
     if p.data.source == "sample": sample_lakehouse(lake.root, profile=p.name)
     out = IngestionStage.from_profile(p, lake).run(ctx.run_dir, start=p.data.start, interval=p.data.interval)
+    if len(out.returns) == 0:
+        last = lake.freshness(p.data.interval)["last"].max()
+        raise TVSError(describe("data.start", p.data.start, f"a date before the data's last bar ({'none stored' if pd.isna(last) else f'{last:%Y-%m-%d}'})",
+                                f"no bars at or after it in {lake.root}"))
     if out.returns.shape[1] == 0: raise TVSError(f"no usable symbols in {lake.root}: {out.report.summary().to_dict('records')[:5]}")
     q = out.report.quarantine
     ctx.summary["last_bar"] = f"{out.returns.index[-1]:%Y-%m-%d}"
