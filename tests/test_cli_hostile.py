@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tree_digest
 from tradingview_scraper.config import load_profile
 from tradingview_scraper.orchestration.runner import OrchestrationRunner, Step
 
@@ -39,15 +40,6 @@ def assert_answered(r: subprocess.CompletedProcess, *, code=None, says=None):
     if says is not None: assert says in r.stderr, r.stderr[:2000]
 
 
-def digest(root: Path) -> dict:
-    "Every entry under `root` (links not followed): its kind and, for files, a hash of the bytes."
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            out[str(p.relative_to(root))] = ("link", os.readlink(p)) if p.is_symlink() else \
-                ("dir",) if p.is_dir() else ("file", hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
 
 
 @pytest.fixture
@@ -115,11 +107,11 @@ def test_control_characters_are_refused_and_never_echoed_raw(tmp_path, args):
 
 def test_a_run_id_linked_to_another_run_is_refused(runs):
     (runs / "r2").symlink_to(runs / "r1", target_is_directory=True)
-    before = digest(runs)
+    before = tree_digest(runs)
     for args in (["run", "--profile", "development", "--run-id", "r2", "--runs-root", str(runs)],
                  ["runs", "show", "r2", "--runs-root", str(runs)]):
         assert_answered(tvs(*args), code=2, says="'r2' is a symlink")
-    assert digest(runs) == before
+    assert tree_digest(runs) == before
 
 
 def test_runs_list_names_a_linked_run_without_reading_through_it(runs, tmp_path):
@@ -138,19 +130,19 @@ def test_runs_list_names_a_linked_run_without_reading_through_it(runs, tmp_path)
 def test_runs_show_on_a_truncated_status(runs, cut):
     p = runs / "r1" / "status.json"
     p.write_bytes(p.read_bytes()[:cut])
-    before = digest(runs)
+    before = tree_digest(runs)
     assert_answered(tvs("runs", "show", "r1", "--runs-root", str(runs)), code=2, says="status.json")
-    assert digest(runs) == before
+    assert tree_digest(runs) == before
 
 
 @pytest.mark.parametrize("cut", [0, 1, 20])
 def test_resuming_a_run_with_a_truncated_manifest(runs, tmp_path, cut):
     p = runs / "r1" / "manifest.json"
     p.write_bytes(p.read_bytes()[:cut])
-    before = digest(runs)
+    before = tree_digest(runs)
     r = tvs("run", "--profile", "development", "--run-id", "r1", "--runs-root", str(runs), "--lakehouse", str(tmp_path / "lake"))
     assert_answered(r, code=2, says="manifest.json")
-    assert digest(runs) == before
+    assert tree_digest(runs) == before
 
 
 def test_runs_show_when_the_status_is_a_directory(runs):

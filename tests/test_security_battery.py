@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tree_digest
 from tradingview_scraper.core import UnsafePathError
 from tradingview_scraper.security import ensure_safe_path, safe_component
 
@@ -87,15 +88,6 @@ def bars(n=5, start="2024-01-01", px=100.0):
     return pd.DataFrame({"ts": ts, "open": px, "high": px, "low": px, "close": px, "volume": 1.0})
 
 
-def tree_digest(root: Path) -> dict:
-    "Every entry under `root` (links not followed): its kind and, for files, a hash of the bytes."
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            out[str(p.relative_to(root))] = ("link", os.readlink(p)) if p.is_symlink() else \
-                ("dir",) if p.is_dir() else ("file", hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
 
 
 def test_a_symbol_file_linked_to_another_symbols_is_refused(tmp_path):
