@@ -242,3 +242,5 @@ def test_data_start_after_the_data_is_a_typed_failure(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     last = r.stderr.rstrip().splitlines()[-1]
     assert last.startswith("tvs: error:") and "data.start '2030-01-01'" in last and "2022-12-28" in last, last
+    assert "IPKernelApp" not in r.stderr, r.stderr[-2000:]     # the kernel's own chatter goes to the run's logs, not the console
+    assert "IPKernelApp" in (tmp_path / "runs" / "late" / "logs" / "kernel.log").read_text()

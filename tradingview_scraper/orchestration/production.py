@@ -12,6 +12,7 @@ from typing import Mapping
 
 import nbformat
 import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
 
 import tradingview_scraper
@@ -66,13 +67,25 @@ def _record_failure(run_dir:Path, st:dict, src:Path, cell, err:str) -> None:
         _write_status(run_dir, st)
 
 # %% ../../nbs/52_production.ipynb #0d6817fc
+def _kernel_logging_to(log_path:Path) -> type:
+    "A kernel manager whose kernel writes its stderr (start-up and shutdown chatter) to `log_path`, not to the console."
+    class RunKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log_path, "ab") as log:        # the kernel keeps its own copy of the descriptor
+                kw["stderr"] = log
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+    return RunKernelManager
+
 def _execute(src:Path, run_dir:Path, params:dict, kernel_name:str, blank:dict) -> None:
     "Execute one notebook into a partial copy; publish it (and its HTML) when it finished or failed in its own right."
     out = ensure_safe_path(["notebooks", src.name], run_dir)
     partial = ensure_safe_path(["notebooks", PARTIAL_PREFIX + src.name], run_dir)
+    ensure_safe_path("logs", run_dir).mkdir(exist_ok=True)
+    kernel_log = ensure_safe_path(["logs", "kernel.log"], run_dir)
     try:
         pm.execute_notebook(str(src), str(partial), parameters=params, kernel_name=kernel_name, language="python",
-                            progress_bar=False, cwd=str(Path.cwd()), log_output=False)
+                            progress_bar=False, cwd=str(Path.cwd()), log_output=False,
+                            kernel_manager_class=_kernel_logging_to(kernel_log))
     except pm.PapermillExecutionError as e:
         err = f"{e.ename}: {e.evalue}"
         if e.ename in _REFUSALS:
