@@ -83,4 +83,6 @@ def child():
 
 
 def pytest_configure(config):
+    "Markers of the system tests: `live` ones need the network (`pytest -m live`); `slow` ones run with `make pytest FLAGS=slow`."
     config.addinivalue_line("markers", "live: talks to the real TradingView service; opt-in with `pytest -m live`")
+    config.addinivalue_line("markers", "slow: long system tests; `make pytest FLAGS=slow` (or `make test FLAGS=slow`) runs them")

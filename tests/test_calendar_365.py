@@ -1,6 +1,7 @@
 """One annualization everywhere: a 24/7 market run with `backtest.periods_per_year=365` — every number of the
-report's metrics table (allocators and benchmark, in report.html and summary.md) and every point of its rolling
-Sharpe equals `compute_metrics` / the rolling formula with 365, and Selection is configured with 365 too."""
+report's metrics table (allocators and benchmark, in report.html and summary.md), read back from its formatted text
+(percentages, negative drawdowns, ratios, bps), equals `compute_metrics` with 365 to the shown precision, every point
+of its rolling Sharpe equals the rolling formula with 365, and Selection is configured with 365 too."""
 import base64
 import json
 import math
@@ -15,8 +16,10 @@ from tradingview_scraper.backtest.metrics import compute_metrics
 from tradingview_scraper.data.lakehouse import Lakehouse
 from tradingview_scraper.data.sample import SyntheticMarket
 from tradingview_scraper.orchestration.flow import run_flow
+from tradingview_scraper.reports import METRIC_COLUMNS
 
-METRICS = ["sharpe", "ann_return", "ann_vol", "max_drawdown", "sortino", "calmar", "turnover"]
+METRICS = list(METRIC_COLUMNS)          # cagr, total_return, ann_return, ann_vol, sharpe, sortino, calmar, max_drawdown, turnover, costs_bps
+LABELS = [label for label, _ in METRIC_COLUMNS.values()]
 PPY = 365
 SPIKE = "BINANCE:CR00003USDT"
 SETTINGS = {"data.source": "lakehouse", "data.start": None, "discovery.screens": [], "backtest.periods_per_year": PPY,
@@ -57,8 +60,36 @@ def values(y) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in y], dtype=float)
 
 
-def fmt(v) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+def shown(cell: str, kind: str):
+    """The number a formatted cell shows, in the metric's own convention, and half a unit of its last digit:
+    "12.34%" → (0.1234, 5e-5); a drawdown "-47.77%" → (0.4777, 5e-5) (shown negative, stored as a positive fall);
+    "1.00" → (1.0, 0.005); bps "21.1" → (21.1, 0.05); "—" → (None, 0)."""
+    if cell == "—": return None, 0.0
+    if kind in ("pct", "drawdown"):
+        assert re.fullmatch(r"-?[\d,]+\.\d\d%", cell), cell
+        v = float(cell[:-1].replace(",", "")) / 100
+        if kind == "drawdown":
+            assert v <= 0 and (v < 0 or cell == "0.00%"), cell                   # a drawdown is shown negative
+            v = -v
+        return v, 0.5e-4
+    pattern, half = {"ratio": (r"-?[\d,]+\.\d\d", 0.005), "bps": (r"-?[\d,]+\.\d", 0.05)}[kind]
+    assert re.fullmatch(pattern, cell), (kind, cell)
+    return float(cell.replace(",", "")), half
+
+
+def expected_value(m: dict, key: str, ppy: int):
+    if key == "costs_bps": return m["total_costs"] / (m["n_periods"] / ppy) * 1e4
+    return m[key]
+
+
+def check_row(cells: list, m: dict, ppy: int, name: str):
+    "Every formatted cell of one table row shows the metric of `m` (to its precision)."
+    assert len(cells) == len(METRICS), (name, cells)
+    for cell, (key, (_, kind)) in zip(cells, METRIC_COLUMNS.items()):
+        v, half = shown(cell, kind)
+        want = expected_value(m, key, ppy)
+        if want is None: assert v is None, (name, key, cell)
+        else: assert v is not None and abs(v - want) <= half + 1e-12 * abs(want), (name, key, cell, want)
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +112,27 @@ def test_every_report_number_uses_365(run):
     expected = {n: compute_metrics(oos[n], PPY, turnover[n].dropna(), costs[n].dropna()) for n in ("equal_weight", "min_variance")}
     expected["equal weight (benchmark)"] = compute_metrics(oos["benchmark"].dropna().to_numpy(), PPY)
     for n in ("equal_weight", "min_variance"):
-        for k in METRICS: assert metrics[n][k] == pytest.approx(expected[n][k], rel=1e-12, abs=1e-15), (n, k)
+        for k in [*METRICS[:-1], "total_costs", "n_periods"]: assert metrics[n][k] == pytest.approx(expected[n][k], rel=1e-12, abs=1e-15), (n, k)
     html = (run.run_dir / "reports" / "report.html").read_text()
     parser = Tables()
     parser.feed(html[html.index("<h2>Performance"):])
     table = parser.tables[0]
-    assert table[0][1:] == METRICS
+    assert table[0] == ["allocator"] + LABELS
     rows = {r[0]: r[1:] for r in table[1:]}
     assert set(rows) == set(expected)
-    for name, cells in rows.items():
-        assert cells == [fmt(expected[name][k]) for k in METRICS], name
+    for name, cells in rows.items(): check_row(cells, expected[name], PPY, name)
+    shown_mv = dict(zip(LABELS, rows["min_variance"]))
+    assert all(shown_mv[k].endswith("%") for k in ("CAGR", "total return", "ann. return", "ann. volatility", "turnover / yr"))
+    assert shown_mv["max drawdown"].startswith("-")                                   # a drawdown reads negative
     bench_252 = compute_metrics(oos["benchmark"].dropna().to_numpy(), 252)
-    assert rows["equal weight (benchmark)"][0] != fmt(bench_252["sharpe"])          # the check can tell 365 from 252
+    with pytest.raises(AssertionError):                                                # the check can tell 365 from 252
+        check_row(rows["equal weight (benchmark)"], bench_252, 252, "benchmark at 252")
     md = (run.run_dir / "reports" / "summary.md").read_text()
-    md_rows = {line.split(" | ")[0][2:]: [c.strip() for c in line.strip(" |").split(" | ")[1:]] for line in md.splitlines()
-               if line.startswith("| ") and not line.startswith("| allocator")}
-    for name in expected: assert md_rows[name] == [fmt(round(expected[name][k], 4)) if expected[name][k] is not None else "" for k in METRICS], name
+    section = md[md.index("## Metrics"):md.index("## Data health")]
+    md_rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in section.splitlines() if line.startswith("| ")]
+    assert md_rows[0] == ["allocator"] + LABELS
+    md_rows = {r[0]: r[1:] for r in md_rows[1:]}
+    assert md_rows == rows                                                             # the summary shows the same cells
     assert f"- periods_per_year: {PPY}" in md
     rolling = [(d, l) for d, l in figures(html) if "Rolling Sharpe" in json.dumps(l.get("title"))]
     assert len(rolling) == 1 and f"√{PPY}" in rolling[0][1]["title"]["text"]

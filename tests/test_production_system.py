@@ -22,6 +22,9 @@ print(r.status["status"])
 """
 
 
+NOISE = ("Kernel is running over TCP without encryption", "is not able to be represented")   # jupyter_client / nbconvert
+
+
 def flow(profile, run_id, runs, lake, overrides=None, executor=None, wait=True):
     args = [sys.executable, "-c", FLOW, profile, run_id, str(runs), str(lake), json.dumps(overrides or {})] + ([executor] if executor else [])
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -53,6 +56,11 @@ def test_tvs_run_executes_the_production_notebook(tmp_path, tvs):
     injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     assert injected and "papermill-1" in "".join(injected[0]["source"])
     assert AuditLedger.for_run(run).verify().ok
+    assert [w for w in NOISE if w in r.stderr] == [], r.stderr          # no kernel or nbconvert chatter for the user
+    assert "without encryption" not in (run / "logs" / "kernel.log").read_text()   # the kernel's sockets are encrypted
+    html = (run / "notebooks" / "flow.html").read_text()
+    assert 'class="plotly-graph-div" id="tvs-figure-0"' in html and html.count("plotly.js v") == 1   # the equity figure, drawn
+    assert "cdnjs" not in html and 'src="http' not in html                                          # and readable offline
     listing = tvs("runs", "list", "--runs-root", str(tmp_path / "runs"))
     assert listing.returncode == 0 and "papermill-1" in listing.stdout and "succeeded" in listing.stdout
 
@@ -192,3 +200,22 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
     assert hyd["chunks"] == -(-hyd["symbols"] // 4) >= 2 and hyd["fetched"] == hyd["symbols"]     # fanned out in chunks, all merged
     assert (run.run_dir / "hydration" / "outcomes.parquet").exists() and len(run.load("hydrate", "outcomes")) == hyd["symbols"]
     assert set(run.load("ingest", "returns").columns) == {str(s) for s in lake.symbols()} - set(run.load("ingest", "load_report").query("status != 'loaded'")["symbol"])
+
+
+def test_part_of_the_flow_then_the_rest_through_the_production_notebook(tmp_path):
+    """`run_production(until=...)` then `steps=[...]`: the parameters reach the notebook's `run_flow`, the run is partial
+    until its last steps ran, and the executed notebook shows what has run and says what has not."""
+    from tradingview_scraper.orchestration.production import run_production
+    runs, lake = tmp_path / "runs", tmp_path / "lake"
+    st = run_production("development", run_id="part", runs_root=runs, lakehouse_root=lake, env={}, until="select")
+    assert st["status"] == "partial" and "select" in st["steps"] and "backtest" not in st["steps"]
+    nb = (runs / "part" / "notebooks" / "flow.ipynb").read_text()
+    assert "winners" in nb and "step `backtest` has not run in this run (partial)" in nb
+    html = (runs / "part" / "notebooks" / "flow.html").read_text()
+    assert "tvs-figure-0" not in html and "has not run in this run (partial)" in html   # no backtest: no equity figure
+    rest = [s for s in ("synthesize", "backtest", "portfolio", "report", "validate") if s not in st["steps"]]
+    st = run_production("development", run_id="part", runs_root=runs, lakehouse_root=lake, env={}, steps=rest)
+    assert {s: st["steps"][s]["status"] for s in rest} == dict.fromkeys(rest, "succeeded")
+    html = (runs / "part" / "notebooks" / "flow.html").read_text()
+    assert 'id="tvs-figure-0"' in html and "has not run in this run (partial)" not in html and (runs / "part" / "reports" / "report.html").exists()
+    assert run_production("development", run_id="part", runs_root=runs, lakehouse_root=lake, env={})["status"] == "succeeded"

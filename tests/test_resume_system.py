@@ -19,6 +19,7 @@ from tradingview_scraper.orchestration.runner import RunFailed, read_status
 # The development profile reading a lakehouse the test seeds itself (data.source=lakehouse: the run never seeds it).
 SETTINGS = {"data.source": "lakehouse", "allocation.optimizers": ["equal_weight", "min_variance"]}
 RESULT_STEPS = ("ingest", "discover", "select", "synthesize", "backtest")
+NAMES = [s.name for s in FLOW]          # hydrate, ingest, ..., validate: the flow's steps in order
 
 
 def tree_bytes(d: Path) -> dict:
@@ -54,19 +55,17 @@ def test_changed_bar_reruns_ingest_and_everything_after(tmp_path, lake):
     shutil.copytree(lake, lake_copy)
     runs = tmp_path / "runs"
     go("r", runs, lake_copy)
-    assert [p["action"] for p in flow_runner(go_profile(), run_id="r", runs_root=runs, lakehouse_root=lake_copy).plan()] == ["skip"] * 8
+    assert [p["action"] for p in flow_runner(go_profile(), run_id="r", runs_root=runs, lakehouse_root=lake_copy).plan()] == ["skip"] * len(NAMES)
     lh = Lakehouse(lake_copy)
     bars = lh.read_ohlcv("NASDAQ:AAPL")
     row = bars.iloc[[len(bars) - 40]].copy()
     row[["open", "high", "low", "close"]] *= 1.01          # one bar revised in the lakehouse after the run
     lh.write_ohlcv("NASDAQ:AAPL", row)
     plan = flow_runner(go_profile(), run_id="r", runs_root=runs, lakehouse_root=lake_copy).plan()
-    assert [(p["step"], p["action"]) for p in plan] == [("hydrate", "skip")] + [(s, "run") for s in
-                                                       ("ingest", "discover", "select", "synthesize", "backtest", "report", "validate")]
+    assert [(p["step"], p["action"]) for p in plan] == [("hydrate", "skip")] + [(s, "run") for s in NAMES[1:]]
     assert plan[1]["reason"].startswith("what it read outside the run changed: lakehouse")
     go("r", runs, lake_copy)
-    assert outcomes_since_last_resume(runs / "r") == {"hydrate": "skipped", **{s: "succeeded" for s in
-                                                      ("ingest", "discover", "select", "synthesize", "backtest", "report", "validate")}}
+    assert outcomes_since_last_resume(runs / "r") == {"hydrate": "skipped", **{s: "succeeded" for s in NAMES[1:]}}
     go("fresh", runs, lake_copy)
     assert results(runs / "r") == results(runs / "fresh")
     # the revision is a data event the run reports, not a silent overwrite
@@ -90,7 +89,7 @@ def test_tampered_upstream_artifact_reruns_from_its_step(tmp_path, lake):
     cand = runs / "t" / "artifacts" / "discover" / "candidates.parquet"
     cand.write_bytes(cand.read_bytes()[:-8] + b"\x00" * 8)
     plan = flow_runner(go_profile(), run_id="t", runs_root=runs, lakehouse_root=lake).plan()
-    assert [p["action"] for p in plan] == ["skip", "skip"] + ["run"] * 6
+    assert [p["action"] for p in plan] == ["skip", "skip"] + ["run"] * (len(NAMES) - 2)
     assert plan[2]["reason"] == "its output 'candidates' was changed on disk"
     go("t", runs, lake)
     assert outcomes_since_last_resume(runs / "t")["ingest"] == "skipped"
@@ -132,3 +131,39 @@ def test_killed_after_the_flow_but_before_the_notebook_finished_reads_failed(tmp
     (runs / "k" / "notebooks" / ".partial-flow.ipynb").write_text("{}")   # what a kill mid-papermill leaves behind
     st = read_status(runs / "k")
     assert st["status"] == "failed" and "flow.ipynb did not finish" in st["error"]
+
+
+def test_stage_by_stage_gives_the_results_of_one_run(tmp_path, lake):
+    """`until` then `only`, step by step as the old root scripts ran the stages, ends with the artifacts of one whole run;
+    a step whose requirements have not run is refused before anything is written, and the ledger says what was asked."""
+    runs = tmp_path / "runs"
+    runner = lambda: flow_runner(go_profile(), run_id="staged", runs_root=runs, lakehouse_root=lake)
+    with pytest.raises(RunFailed, match=r"needs ingest, but in this run ingest: it has not run yet") as refused:
+        runner().run(only=["backtest"])
+    assert "until='ingest'" in str(refused.value) and not (runs / "staged").exists()
+    st = runner().run(until="select").status
+    assert st["status"] == "partial" and st["requested"]["steps"] == ["hydrate", "ingest", "discover", "select"]
+    assert sorted(p.name for p in (runs / "staged" / "artifacts").iterdir()) == ["discover", "hydrate", "ingest", "select"]
+    assert read_status(runs / "staged")["status"] == "partial"
+    later = NAMES[NAMES.index("select") + 1:-1]                        # one stage at a time, all but the last
+    for step in later:
+        assert runner().run(only=[step]).status["status"] == "partial"
+    final = runner().run()
+    assert final.status["status"] == "succeeded" and final.status["requested"] is None
+    last = outcomes_since_last_resume(runs / "staged")
+    assert last == {**{s: "skipped" for s in NAMES[:-1]}, NAMES[-1]: "succeeded"}, last
+    go("whole", runs, lake)
+    assert results(runs / "staged") == results(runs / "whole")
+    asked = [r["data"] for r in AuditLedger.for_run(runs / "staged").records() if r["data"].get("event") == "request"]
+    assert [a.get("until") or a["only"] for a in asked] == ["select", *[[s] for s in later]]
+    assert AuditLedger.for_run(runs / "staged").verify().ok
+
+
+def test_unknown_step_names_are_refused_listing_the_steps(tmp_path, lake):
+    from tradingview_scraper.orchestration.runner import UnknownStep
+    runs = tmp_path / "runs"
+    for ask in ({"until": "selct"}, {"only": ["ingest", "natural_selection"]}):
+        with pytest.raises(UnknownStep) as e:
+            flow_runner(go_profile(), run_id="typo", runs_root=runs, lakehouse_root=lake).run(**ask)
+        assert "one of the flow's steps: " + ", ".join(s.name for s in FLOW) in str(e.value)
+    assert not runs.exists()

@@ -5,27 +5,34 @@
 # %% ../nbs/58_cli.ipynb #98a299e3
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import sys
+import threading
+
+from typing import Callable
 
 import click
 import pandas as pd
 
 import tradingview_scraper
 from .config import load_profile, parse_setting
-from .core import TVSError, ValidationError, describe
+from .core import DataNotFoundError, TVSError, ValidationError, describe
 from .data.loader import bar_file_problem
 from .data.lakehouse import Lakehouse
 from .ledger import AuditLedger, verify_run
-from .orchestration.runner import list_runs, read_status
+from .orchestration.runner import (PROGRESS_FILE, Progress, ProgressFollower, compare_runs, list_runs,
+                                                      read_status)
 from .security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_ERROR', 'main', 'run_cmd', 'hydrate_cmd', 'ledger', 'ledger_verify', 'runs',
-           'runs_list', 'runs_show', 'lakehouse', 'lakehouse_status', 'lakehouse_quarantine']
+           'runs_list', 'runs_show', 'runs_compare', 'latest_portfolio_run', 'portfolio', 'portfolio_show',
+           'portfolio_diff', 'lakehouse', 'lakehouse_status', 'lakehouse_quarantine', 'lakehouse_import']
 
 # %% ../nbs/58_cli.ipynb #75be2072
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -76,6 +83,40 @@ def _parse_sets(sets) -> dict:
     "Parse `--set key=value` options into overrides (bounded safe YAML values: see `config.parse_setting`)."
     return dict(parse_setting(s, "--set") for s in sets)
 
+def _parse_steps(text:str|None) -> list[str]|None:
+    "`--steps a,b` as step names (`run_production` checks them against the flow)."
+    if text is None: return None
+    names = [s.strip() for s in text.split(",")]
+    if not all(names): raise ValidationError(describe("--steps", text, "step names separated by commas, e.g. ingest,discover"))
+    return names
+
+def _parse_capital(text:str|None) -> float|None:
+    "`--capital X` as a finite number > 0."
+    if text is None: return None
+    try: value = float(text)
+    except ValueError: value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(describe("--capital", text, "a number > 0: the portfolio's value in its currency, e.g. 100000"))
+    return value
+
+def _progress_display(mode:str) -> Progress:
+    "The display `--progress` asks for; `auto` decides from the environment (CI) and whether stderr is a terminal."
+    return Progress.auto(sys.stderr) if mode == "auto" else Progress(mode, sys.stderr)
+
+@contextlib.contextmanager
+def _following(path, # the run's progress file (it need not exist yet)
+               show:Callable, # the display
+              ):
+    "Show the progress events a run appends to `path` while the block runs (a follower thread), and the last ones after it."
+    follower = ProgressFollower(path, show)
+    stop = threading.Event()
+    thread = threading.Thread(target=follower.follow, args=(stop,), name="tvs-progress", daemon=True)
+    thread.start()
+    try: yield follower
+    finally:
+        stop.set()
+        thread.join()
+
 def _echo_warnings(st) -> None:
     "Print the warnings a run recorded (`summary.warnings`), one `tvs: warning:` line each on stderr."
     summary = st.get("summary") if isinstance(st, dict) else None
@@ -84,9 +125,13 @@ def _echo_warnings(st) -> None:
     for w in warnings if isinstance(warnings, list) else []: click.echo(f"tvs: warning: {_printable(w)}", err=True)
 
 def _run_failed(run_dir, message:str) -> None:
-    "Report a failed run: its recorded warnings, then a `tvs: error:` line; exit 1."
-    try: _echo_warnings(read_status(run_dir))
-    except (TVSError, ValueError, OSError): pass      # no (readable) status record: nothing more to say
+    "Report a failed run: its recorded warnings, then one `tvs: error:` line (the failed step's own error when the status names one); exit 1."
+    try: st = read_status(run_dir)
+    except (TVSError, ValueError, OSError): st = {}   # no (readable) status record: nothing more to say
+    step, err = st.get("failed_step"), st.get("error")
+    if isinstance(step, str) and isinstance(err, str) and not step.startswith("notebook "):
+        message = f"run {run_dir.name!r} failed in step {step!r}: {err}"
+    if not (isinstance(err, str) and err.startswith(DataNotFoundError.__name__)): _echo_warnings(st)   # no data: the error says it all
     click.echo(f"tvs: error: {_printable(message)}", err=True)
     sys.exit(EXIT_FAILED)
 
@@ -98,66 +143,109 @@ def _run_failed(run_dir, message:str) -> None:
 @click.option("--lakehouse", default=None, help="lakehouse directory (default: the profile's)")
 @click.option("--manifest", default=None, help="your own manifest file")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="explicit setting override (repeatable)")
-@click.option("--notebooks", default=None, help="directory of production notebooks (default: nbs/production)")
-def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, notebooks):
+@click.option("--notebooks", default=None, help="directory of production notebooks (default: the shipped ones)")
+@click.option("--holdings", default=None, metavar="FILE", help="current holdings (CSV or Parquet: symbol + weight or quantity)")
+@click.option("--capital", default=None, metavar="X", help="portfolio value, for notional and share quantities")
+@click.option("--until", default=None, metavar="STEP", help="run the flow up to and including STEP")
+@click.option("--steps", default=None, metavar="A,B", help="run only these steps (their requirements must have run in this run)")
+@click.option("--progress", type=click.Choice(["auto", "lines", "terminal", "off"]), default="auto", show_default=True,
+              help="how steps are shown on stderr: auto = lines in CI or without a terminal, else live lines and bars")
+def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, notebooks, holdings, capital, until, steps, progress):
     "Run the research flow of a profile as papermill-executed production notebooks."
     from tradingview_scraper.orchestration.production import run_production
     from tradingview_scraper.orchestration.runner import RunFailed, new_run_id
-    overrides = _parse_sets(sets)
+    overrides, only, cap = _parse_sets(sets), _parse_steps(steps), _parse_capital(capital)
     safe_component(profile, "profile")
     if run_id is None: run_id = new_run_id(load_profile(profile, manifest=manifest, overrides=overrides))  # named here, so a failure can point at it
     else: run_id = safe_component(run_id, "run_id")
     run_dir = ensure_safe_path(run_id, validate_user_path(runs_root, "runs root"))
     try:
-        st = run_production(profile, run_id=run_id, runs_root=runs_root, lakehouse_root=lakehouse, executor=executor,
-                            manifest=manifest, overrides=overrides, notebooks=notebooks)
+        with _following(ensure_safe_path(["logs", PROGRESS_FILE], run_dir), _progress_display(progress)):
+            st = run_production(profile, run_id=run_id, runs_root=runs_root, lakehouse_root=lakehouse, executor=executor,
+                                manifest=manifest, overrides=overrides, notebooks=notebooks, holdings=holdings, capital=cap,
+                                until=until, steps=only)
     except RunFailed as e: _run_failed(run_dir, str(e))
     except OSError as e:                                                       # the disk filled up, a permission was refused, ...
         _run_failed(run_dir, f"{_os_error_line(f'run {run_id!r}', e)} (see {run_dir / 'logs'})")
     except TVSError: raise                                                     # bad input: exit 2
     except Exception as e:                                                     # the notebook kernel died, ...
         _run_failed(run_dir, f"run {run_id!r} failed: {type(e).__name__}: {e} (see {run_dir / 'logs'})")
-    if st.get("status") != "succeeded":
+    done = ("succeeded", "partial") if until is not None or only is not None else ("succeeded",)
+    if st.get("status") not in done:
         _run_failed(run_dir, f"run {run_id!r} ended {st.get('status')!r}" + (f" in {st['failed_step']}" if st.get("failed_step") else "")
                     + (f": {st['error']}" if st.get("error") else ""))
     click.echo(f"run {st['run_id']} {st['status']}")
-    if (st.get("summary") or {}).get("last_bar"): click.echo(f"data through: {_printable(st['summary']['last_bar'], 40)}")
-    click.echo(f"report: {run_dir / 'reports' / 'report.html'}")
-    click.echo(f"notebooks: {run_dir / 'notebooks'}")
+    if st["status"] == "partial":
+        asked = (st.get("requested") or {}).get("steps") or []
+        click.echo(_printable(f"steps run: {', '.join(map(str, asked))}; the next run of the whole flow resumes it", 500))
+        click.echo(f"artifacts: {run_dir / 'artifacts'}")
+    else:
+        if (st.get("summary") or {}).get("last_bar"): click.echo(f"data through: {_printable(st['summary']['last_bar'], 40)}")
+        click.echo(f"report: {run_dir / 'reports' / 'report.html'}")
+        click.echo(f"notebooks: {run_dir / 'notebooks'}")
     _echo_warnings(st)
 
 # %% ../nbs/58_cli.ipynb #dc203492
+def _endpoint_url(value:str, option:str, schemes:tuple) -> str:
+    "A `--scanner-url`/`--websocket-url` value: an absolute URL of one of `schemes`, printable, bounded."
+    ok = isinstance(value, str) and len(value) <= 2000 and value.isprintable() and " " not in value and \
+         value.split("://", 1)[0] in schemes and len(value.split("://", 1)) == 2 and value.split("://", 1)[1] != ""
+    if not ok: raise ValidationError(describe(option, value, f"an absolute {' or '.join(schemes)} URL, e.g. {schemes[0]}://127.0.0.1:8765"))
+    return value
+
+def _as_of(text:str|None):
+    "`--as-of` as a UTC time (None: now)."
+    from tradingview_scraper.core import to_utc
+    if text is None: return None
+    try: t = to_utc(text)
+    except (ValueError, TypeError, OverflowError): t = None
+    if t is None or pd.isna(t): raise ValidationError(describe("--as-of", text, "a date or time, e.g. 2026-12-01 or 2026-12-01T21:00:00Z"))
+    return t
+
 @main.command("hydrate")
 @click.option("--endpoint", type=click.Choice(["live", "local"]), default="live", show_default=True,
-              help="live: the profile's TradingView URLs; local: the loopback replay server (offline demo)")
-@click.option("--profile", default="production", show_default=True, help="profile (data.interval, data.history_bars, hydration.*)")
+              help="live: the profile's TradingView URLs (or --scanner-url/--websocket-url); local: a loopback replay server (offline demo)")
+@click.option("--scanner-url", default=None, help="screener URL of another endpoint, e.g. a running replay server (with --websocket-url)")
+@click.option("--websocket-url", default=None, help="chart websocket URL of that endpoint (with --scanner-url)")
+@click.option("--as-of", default=None, metavar="TIME", help="the run's clock: what is up to date and the snapshots' date (default: now)")
+@click.option("--profile", default="production", show_default=True, help="profile (data.*, hydration.*, discovery.screens)")
 @click.option("--lakehouse", default=None, help="lakehouse directory (default: the profile's)")
-@click.option("--symbol", "symbols", multiple=True, help="EXCHANGE:TICKER to hydrate (repeatable)")
+@click.option("--symbol", "symbols", multiple=True, help="EXCHANGE:TICKER to hydrate (repeatable); default: screened + stored")
 @click.option("--run-dir", default=None, help="write the coverage report here")
 @click.option("--local-symbols", default=12, show_default=True, type=click.IntRange(1, 5000), help="local endpoint: symbols served")
 @click.option("--local-bars", default=750, show_default=True, type=click.IntRange(2, 20000), help="local endpoint: daily bars per symbol")
-def hydrate_cmd(endpoint, profile, lakehouse, symbols, run_dir, local_symbols, local_bars):
-    "Fetch missing history into the lakehouse (validated, atomic, resumable)."
+def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, lakehouse, symbols, run_dir, local_symbols, local_bars):
+    "Fetch the profile's screens and missing history into the lakehouse (validated, atomic, resumable)."
     from tradingview_scraper.core import Symbol, utc_now
-    from tradingview_scraper.data.hydration import HydrationError, hydrate
+    from tradingview_scraper.data.hydration import HydrationError, hydrate_profile
     from tradingview_scraper.tradingview.replay import ReplayServer
+    if (scanner_url is None) != (websocket_url is None):
+        raise ValidationError(describe("endpoint", scanner_url or websocket_url, "both --scanner-url and --websocket-url (one endpoint)"))
+    if scanner_url is not None and endpoint == "local":
+        raise ValidationError(describe("--endpoint", endpoint, "live with --scanner-url/--websocket-url (local starts its own server)"))
+    urls = None if scanner_url is None else {"scanner_url": _endpoint_url(scanner_url, "--scanner-url", ("http", "https")),
+                                             "websocket_url": _endpoint_url(websocket_url, "--websocket-url", ("ws", "wss"))}
+    now = _as_of(as_of)
     prof = load_profile(safe_component(profile, "profile"))
     lake = Lakehouse(lakehouse or prof.data.lakehouse_root)
-    syms = [str(Symbol.parse(s)) for s in symbols]
+    syms = [str(Symbol.parse(s)) for s in symbols] or None
     rd = None if run_dir is None else validate_user_path(run_dir, "run directory")
+    bars = Progress.auto(sys.stderr).mode != "lines"          # a bar over the symbols on a terminal; none in CI or a pipe
     try:
         if endpoint == "local":
-            with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=utc_now().normalize()) as srv:
-                report = hydrate(syms or list(srv.table.index), lake, prof, endpoint=srv, run_dir=rd)
+            with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=(utc_now() if now is None else now).normalize()) as srv:
+                report = hydrate_profile(prof, lake, endpoint=srv, now=now, symbols=syms or list(srv.table.index), run_dir=rd, progress=bars)
         else:
-            report = hydrate(syms or [str(s) for s in lake.symbols(prof.data.interval)], lake, prof, run_dir=rd)
+            report = hydrate_profile(prof, lake, endpoint=urls, now=now, symbols=syms, run_dir=rd, progress=bars)
     except HydrationError as e:                     # the hydration ran and failed: a failure (exit 1), not a bad argument
         click.echo(f"tvs: error: {_printable(str(e))}", err=True)
         sys.exit(EXIT_FAILED)
+    for name, sc in sorted((report.screens or {}).items()):
+        click.echo(_printable(f"screen {name}: {sc.get('symbols')} symbols stored as the universe snapshot of {sc.get('as_of')}", 500))
     s = report.summary
     click.echo(f"{s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed of {s['symbols']} symbols; "
                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} revised in history), "
-               f"{s['quarantined']} quarantined, into {lake.root}")
+               f"{s['quarantined']} quarantined, into {lake.root} in {report.duration_s:.1f} s")
     if s["bars_history_revised"]:
         click.echo(f"tvs: warning: the source rewrote {s['bars_history_revised']} stored bars of history; their previous values "
                    f"are in {lake.root / 'revisions'} (Lakehouse.revisions(kind='history'))", err=True)
@@ -185,18 +273,31 @@ def ledger_verify(run_dir:str, require_anchor:bool):
     sys.exit(EXIT_OK if v.ok else EXIT_FAILED)
 
 # %% ../nbs/58_cli.ipynb #52d2fcfe
+def _echo_table(df:pd.DataFrame, limit:int=200, what:str="rows") -> None:
+    "Print a frame as text, at most `limit` rows, data printed with control characters escaped."
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.max_colwidth", 60):
+        for line in df.head(limit).to_string(index=False).splitlines(): click.echo(_printable(line, 2000))
+    if len(df) > limit: click.echo(f"… {len(df) - limit} more {what}")
+
 @main.group()
 def runs():
-    "List and inspect run directories."
+    "List, inspect and compare run directories."
+
+_LIST_COLUMNS = ["run_id", "profile", "status", "asked", "overrides", "first_oos", "last_oos", "failed_step"]
 
 @runs.command("list")
 @click.option("--runs-root", default="runs", show_default=True, help="directory holding the run directories")
-def runs_list(runs_root:str):
-    "One line per run: id, profile, status, failing step and key metrics."
+@click.option("--last", default=50, show_default=True, type=click.IntRange(1, 100_000), help="show the N latest runs (by run id)")
+def runs_list(runs_root:str, last:int):
+    "One line per run: id, profile, status, what was asked, overrides, period, failing step and Sharpe per allocator."
     df = list_runs(validate_user_path(runs_root, "runs root"))
-    if df.empty: click.echo(f"no runs in {runs_root}"); return
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        click.echo(df.to_string(index=False))
+    if df.empty:
+        click.echo(f"no runs in {_printable(runs_root, 300)}")
+        return
+    cols = [c for c in _LIST_COLUMNS if c in df.columns] + sorted(c for c in df.columns if c.startswith("sharpe_"))
+    shown = df[cols].tail(last).astype(object)
+    _echo_table(shown.where(shown.notna(), "—"), limit=last)
+    if len(df) > last: click.echo(f"({len(df) - last} older runs not shown: --last {len(df)})")
 
 @runs.command("show")
 @click.argument("run_id")
@@ -206,6 +307,80 @@ def runs_show(run_id:str, runs_root:str):
     st = read_status(ensure_safe_path(safe_component(run_id, "run_id"), validate_user_path(runs_root, "runs root")))
     click.echo(json.dumps(st, indent=2, sort_keys=True, default=str))
     sys.exit(EXIT_OK if st["status"] == "succeeded" else EXIT_FAILED)
+
+@runs.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--runs-root", default="runs", show_default=True)
+def runs_compare(run_a:str, run_b:str, runs_root:str):
+    "The settings that differ between RUN_A and RUN_B, their periods, and their metrics side by side."
+    c = compare_runs(validate_user_path(runs_root, "runs root"), run_a, run_b)
+    for rid, (first, last) in c.periods.items(): click.echo(_printable(f"{rid}: out of sample {first or '—'} … {last or '—'}", 500))
+    if c.settings.empty: click.echo("settings: identical")
+    else:
+        click.echo(f"settings that differ ({len(c.settings)}):")
+        _echo_table(c.settings.rename(columns={"a": run_a, "b": run_b}), what="settings")
+    if c.metrics.empty: click.echo("metrics: none recorded (no backtest in either run)")
+    else:
+        click.echo("metrics:")
+        m = c.metrics.rename(columns={"a": run_a, "b": run_b}) if run_a != run_b else c.metrics
+        _echo_table(m.round(4), limit=400, what="metrics")
+
+# %% ../nbs/58_cli.ipynb #e5f2a002
+def _echo_text(text:str, max_lines:int=500) -> None:
+    "Print text line by line, control characters escaped, at most `max_lines` lines."
+    lines = str(text).splitlines()
+    for line in lines[:max_lines]: click.echo(_printable(line, 2000))
+    if len(lines) > max_lines: click.echo(f"… {len(lines) - max_lines} more lines (--max-lines)")
+
+def latest_portfolio_run(runs_root) -> Path:
+    "The run directory under `runs_root` that ended last among the succeeded runs with a `portfolio/`."
+    root, best = validate_user_path(runs_root, "runs root"), None
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.is_symlink() or not d.is_dir() or not (d / "portfolio").is_dir(): continue
+        try: st = read_status(d)
+        except (TVSError, ValueError, OSError): continue           # a broken run is not the latest portfolio
+        key = (str(st.get("ended_at") or ""), d.name)
+        if st.get("status") == "succeeded" and (best is None or key > best[0]): best = (key, d)
+    if best is None:
+        raise DataNotFoundError(describe("runs root", str(root), "a succeeded run with a portfolio/ in it", "run `tvs run` first, or name the run"))
+    return best[1]
+
+def _portfolio_dir(run:str|None, runs_root:str) -> Path:
+    "The run directory of RUN (a run id under `runs_root`), or the latest one with a portfolio; refused without a portfolio/."
+    if run is None: return latest_portfolio_run(runs_root)
+    d = ensure_safe_path(safe_component(run, "run_id"), validate_user_path(runs_root, "runs root"))
+    if not ensure_safe_path("portfolio", d).is_dir():
+        raise DataNotFoundError(describe("run", run, f"a run under {str(runs_root)!r} with a portfolio/ (today's portfolio step ran)"))
+    return d
+
+@main.group()
+def portfolio():
+    "Today's portfolio and trade list of a run."
+
+@portfolio.command("show")
+@click.argument("run", required=False)
+@click.option("--runs-root", default="runs", show_default=True)
+@click.option("--width", default=100, show_default=True, type=click.IntRange(40, 400), help="text width")
+@click.option("--max-lines", default=500, show_default=True, type=click.IntRange(1, 1_000_000))
+def portfolio_show(run:str|None, runs_root:str, width:int, max_lines:int):
+    "Print the target weights and the trade list of RUN (default: the latest run with a portfolio)."
+    from tradingview_scraper.portfolio import format_portfolio, load_portfolio
+    d = _portfolio_dir(run, runs_root)
+    click.echo(f"run {d.name}")
+    _echo_text(format_portfolio(load_portfolio(d), width=width), max_lines)
+
+@portfolio.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--runs-root", default="runs", show_default=True)
+@click.option("--max-lines", default=500, show_default=True, type=click.IntRange(1, 1_000_000))
+def portfolio_diff(run_a:str, run_b:str, runs_root:str, max_lines:int):
+    "How the target weights changed from RUN_A to RUN_B, per allocator and symbol."
+    from tradingview_scraper.portfolio import diff_portfolios, format_diff, load_portfolio
+    a, b = _portfolio_dir(run_a, runs_root), _portfolio_dir(run_b, runs_root)
+    click.echo(f"{a.name} → {b.name}")
+    _echo_text(format_diff(diff_portfolios(load_portfolio(a), load_portfolio(b))), max_lines)
 
 # %% ../nbs/58_cli.ipynb #d06f6de6
 @main.group()
@@ -235,3 +410,29 @@ def lakehouse_quarantine(root:str, interval:str, symbol:str|None):
     q = Lakehouse(root).quarantined(symbol, interval)
     if q.empty: click.echo("nothing is quarantined"); return
     click.echo(q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]].to_string(index=False))
+
+@lakehouse.command("import")
+@click.argument("path")
+@click.option("--root", default="data/lakehouse", show_default=True, help="lakehouse directory")
+@click.option("--layout", type=click.Choice(["auto", "long", "wide"]), default="auto", show_default=True,
+              help="long: symbol, ts, open, high, low, close[, volume] rows; wide: ts and one close column per symbol")
+@click.option("--tz", default=None, help="time zone of timestamps written without one, e.g. America/New_York")
+@click.option("--exchange", default=None, help="exchange of bare tickers, e.g. NASDAQ (AAPL → NASDAQ:AAPL)")
+@click.option("--interval", default="1d", show_default=True)
+@click.option("--max-rejected", default=20, show_default=True, type=click.IntRange(0, 100_000), help="rejected rows shown")
+def lakehouse_import(path:str, root:str, layout:str, tz:str|None, exchange:str|None, interval:str, max_rejected:int):
+    "Import your own prices from PATH into the lakehouse: what was stored, and every rejected row's reason."
+    from tradingview_scraper.data.imports import import_file
+    src, lake = validate_user_path(path, "import file"), validate_user_path(root, "lakehouse root")
+    report = import_file(src, lake, layout=layout, tz=tz, interval=interval, exchange=exchange)
+    s, stored, rejected = report.summary, report.stored, report.rejected
+    kept = sum(int(s.get(k) or 0) for k in ("added", "replaced", "unchanged"))     # bars the lakehouse now holds from this file
+    click.echo(f"{kept} bars of {len(stored)} symbols in {lake} ({s.get('added', 0)} added, {s.get('replaced', 0)} replaced, "
+               f"{s.get('unchanged', 0)} unchanged); {len(rejected)} of {s.get('rows', '?')} rows rejected, "
+               f"{s.get('quarantined', 0)} bars quarantined by the contracts")
+    if len(stored): _echo_table(stored, limit=50, what="symbols")
+    if len(rejected) and max_rejected:
+        click.echo("rejected rows:")
+        _echo_table(rejected, limit=max_rejected, what="rejected rows")
+    if kept: click.echo(f"import report: {report.write()['summary'].parent}")
+    sys.exit(EXIT_OK if kept else EXIT_FAILED)

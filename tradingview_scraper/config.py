@@ -28,8 +28,8 @@ from .security import safe_component, validate_user_path
 __all__ = ['SETTING_MAX', 'Interval', 'FilterValue', 'UniversePolicy', 'MAX_TEXT_BYTES', 'MAX_VALUE_BYTES', 'MAX_DEPTH',
            'MAX_NODES', 'MAX_INT_CHARS', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'MAX_ERROR_LINES',
            'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen', 'DiscoveryConfig', 'SelectionConfig',
-           'SynthesisConfig', 'AllocationConfig', 'BacktestConfig', 'OrchestrationConfig', 'Profile', 'safe_yaml',
-           'check_tree', 'parse_setting', 'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain',
+           'SynthesisConfig', 'AllocationConfig', 'BacktestConfig', 'PortfolioConfig', 'OrchestrationConfig', 'Profile',
+           'safe_yaml', 'check_tree', 'parse_setting', 'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain',
            'env_overrides', 'load_profile']
 
 # %% ../nbs/02_config.ipynb #0413960a
@@ -184,7 +184,7 @@ class BacktestConfig(_Section):
     holding: Literal["fixed", "drift"] = "drift"
     cost_bps: float = Field(0.0, ge=0, le=10_000)         # cost per unit of one-way turnover, in basis points (≤ 100%)
     lag: int = Field(0, ge=0, le=SETTING_MAX)                  # rows between decision and the first earning row
-    periods_per_year: int = Field(252, ge=1, le=SETTING_MAX)
+    periods_per_year: int | None = Field(None, ge=1, le=SETTING_MAX) # annualization; None: read from the data's calendar (252 exchange days, 365 for 24/7)
     warmup: int = Field(0, ge=0, le=SETTING_MAX)               # extra rows before the training window selection/synthesis may read
     n_batches: int = Field(1, ge=1, le=SETTING_MAX)            # decision batches (parallel units for the executor)
     workspace: bool = True                       # reuse a NumericalWorkspace per batch
@@ -194,6 +194,16 @@ class BacktestConfig(_Section):
         if self.lag >= min(self.step or self.test, self.test):
             raise ValueError(f"lag ({self.lag}) must be smaller than min(step, test) = {min(self.step or self.test, self.test)}")
         return self
+
+class PortfolioConfig(_Section):
+    "Today's portfolio: the next period's target per allocator, the holdings it trades from, and when not to trade."
+    enabled: bool = True                         # compute today's target weights and trade list in every run
+    holdings: Literal["previous_run", "cash"] = "previous_run" # without a holdings file: the last successful run's target, drifted (or all cash)
+    no_trade_band: float = Field(0.0, ge=0, le=1) # no trades while ½Σ|target − current| is at most this (the list says why)
+    max_holdings_age_days: int = Field(7, ge=0, le=SETTING_MAX) # a holdings file dated more than this many days before the decision is refused
+    weight_sum: Literal["error", "cash", "scale"] = "cash" # holdings weights summing below one: refuse, the rest is cash, or scale up (recorded)
+    allow_short: bool = False                    # negative holdings (weights or quantities) are accepted
+    capital: float | None = Field(None, gt=0, le=1e15) # portfolio value in the quote currency: notionals and share quantities (--capital wins)
 
 class OrchestrationConfig(_Section):
     executor: Literal["serial", "ray"] = "serial"
@@ -213,6 +223,7 @@ class Profile(_Section):
     synthesis: SynthesisConfig = SynthesisConfig()
     allocation: AllocationConfig = AllocationConfig()
     backtest: BacktestConfig = BacktestConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
     @field_validator("name")

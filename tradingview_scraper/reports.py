@@ -5,7 +5,12 @@
 # %% ../nbs/55_reports.ipynb #0b93a9f6
 from __future__ import annotations
 
+import base64
+import functools
 import html
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,17 +18,21 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.colors import get_colorscale
 from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
 
-from .backtest.metrics import drawdown
+from .backtest.metrics import compute_metrics, drawdown
 from .core import ValidationError, describe, utc_iso
 from .data.lakehouse import atomic_write_bytes
 from .security import ensure_safe_path, validate_user_path
 
 # %% auto #0
-__all__ = ['StrategyResult', 'ReportInputs', 'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'monthly_returns',
-           'fig_monthly', 'fig_turnover', 'metrics_table', 'render_html', 'render_markdown', 'write_report']
+__all__ = ['METRIC_COLUMNS', 'REPORT_MODE', 'StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div',
+           'equity_spec', 'drawdown_spec', 'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns',
+           'monthly_spec', 'turnover_spec', 'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights',
+           'fig_monthly', 'fig_turnover', 'format_value', 'metrics_table', 'format_metrics', 'quarantine_summary',
+           'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'header_facts', 'render_html',
+           'render_markdown', 'write_report']
 
 # %% ../nbs/55_reports.ipynb #b2ccef5f
 @dataclass
@@ -50,107 +59,403 @@ class ReportInputs:
     benchmark_name: str = "benchmark"
     conventions: dict = field(default_factory=dict)
     selection_trail: pd.DataFrame|None = None  # one row per candidate: selected / vetoed and why
-    quarantine: pd.DataFrame|None = None       # quarantine records of this run's load
+    quarantine: pd.DataFrame|None = None       # quarantine records of this run's load (one row per bar; the report groups them)
     load_report: pd.DataFrame|None = None      # symbol, status, reason
     notes: list = field(default_factory=list)  # free-text remarks (fallbacks)
     periods_per_year: int = 252                # annualization of every table and figure (the run's backtest.periods_per_year)
     warnings: list = field(default_factory=list) # what a reader must see first (failed hydration, biased universe...): a banner on top
-    last_bar: pd.Timestamp|None = None         # the data's last bar (shown in the header)
+    last_bar: pd.Timestamp|None = None         # the data's last bar (the header's "data as of")
     unconfirmed: pd.DataFrame|None = None      # last bars the contracts could not confirm yet: symbol, ts, value, detail
     universe_coverage: pd.DataFrame|None = None # per decision date: which universe snapshot it used (date, snapshot, source, candidates)
     revisions: pd.DataFrame|None = None        # per symbol: stored bars the source rewrote (Lakehouse.revision_summary)
+    portfolio: Mapping|None = None             # today's portfolio: allocator → `portfolio.load_portfolio` entry (None: none computed)
+    universe_size: int|None = None             # symbols in the run's universe (None: the load report's loaded symbols)
+    allocations: Mapping|None = None           # allocator → its allocation parameters (None: the conventions' "allocation", if any)
 
     def __post_init__(self):
         p = self.periods_per_year
         if not (isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p > 0):
             raise ValidationError(describe("periods_per_year", p, "a positive integer (252 trading days, 365 for a 24/7 market)"))
+        u = self.universe_size
+        if u is not None and not (isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u >= 0):
+            raise ValidationError(describe("universe_size", u, "a number of symbols (an integer ≥ 0) or None"))
+        for what, m in (("portfolio", self.portfolio), ("allocations", self.allocations)):
+            if m is not None and not (isinstance(m, Mapping) and all(isinstance(v, Mapping) for v in m.values())):
+                raise ValidationError(describe(what, m, "a mapping allocator → dict, or None"))
+        for name, entry in (self.portfolio or {}).items():
+            if not isinstance(entry.get("target"), pd.Series):
+                raise ValidationError(describe(f"portfolio[{str(name)[:60]!r}]['target']", entry.get("target"),
+                                               "a Series symbol → weight (load_portfolio's shape)"))
+
+    @property
+    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]|None:
+        "First and last out-of-sample day (of the strategies' returns); None without returns."
+        days = [s.returns.index for s in self.strategies if len(s.returns)]
+        return (min(d[0] for d in days), max(d[-1] for d in days)) if days else None
+
+    @property
+    def n_symbols(self) -> int|None:
+        "The universe size shown in the header: `universe_size`, else the symbols the load report says were loaded."
+        if self.universe_size is not None: return int(self.universe_size)
+        lr = self.load_report
+        if lr is None or "status" not in lr: return None
+        return int((lr["status"] == "loaded").sum())
+
+# %% ../nbs/55_reports.ipynb #0521fdc6
+def plot_dates(index:pd.Index) -> list[str]:
+    "ISO dates of a time index for plotly (the day alone when every stamp is at midnight; UTC); other labels as they are."
+    if not isinstance(index, pd.DatetimeIndex):
+        return index.tolist() if pd.api.types.is_numeric_dtype(index) else [str(v) for v in index]
+    idx = index
+    v = (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).to_numpy(dtype="datetime64[ns]")
+    day = v.astype("datetime64[D]")
+    return np.datetime_as_string(day if (v == day).all() else v.astype("datetime64[s]")).tolist()
+
+def _plotly_value(o):
+    "JSON for what `json` cannot encode: float arrays as plotly.js typed arrays (base64 little-endian f8, NaN kept), numpy scalars."
+    if isinstance(o, np.ndarray):
+        if o.dtype.kind not in "fiu": return o.tolist()
+        a = np.ascontiguousarray(o, dtype="<f8")
+        out = {"dtype": "f8", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+        return out if a.ndim == 1 else {**out, "shape": ", ".join(str(n) for n in a.shape)}
+    if isinstance(o, np.generic): return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+def figure_json(obj) -> str:
+    "Strict JSON of a figure part (NaN only inside typed arrays), with `<`, `>`, `&` escaped so it can sit in a <script>."
+    s = json.dumps(obj, default=_plotly_value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+@functools.lru_cache(maxsize=4)
+def _template_json(name:str) -> str:
+    "The plotly template's JSON (computed once per name: it is a constant)."
+    return figure_json(pio.templates[name].to_plotly_json())
+
+def plot_div(spec:dict, # a figure as a dict: {"data": [trace dicts], "layout": {...}}
+             div_id:str, # the element id (unique in the document)
+             template:str="plotly", # the plotly template the figure is drawn with
+            ) -> str:
+    "The HTML of one figure: a div and the `Plotly.newPlot` call that draws it (plotly.js must be on the page)."
+    layout = figure_json(spec.get("layout", {}))
+    layout = "{" + f'"template":{_template_json(template)}' + ("," + layout[1:] if layout != "{}" else "}")
+    height = int(spec.get("layout", {}).get("height", 450))
+    return (f'<div id="{html.escape(div_id)}" class="plotly-graph-div" style="height:{height}px;width:100%"></div>'
+            f'<script>Plotly.newPlot("{html.escape(div_id)}",{figure_json(spec["data"])},{layout},'
+            '{"displaylogo":false,"responsive":true})</script>')
 
 # %% ../nbs/55_reports.ipynb #81df3f5c
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 def _curves(inp:ReportInputs) -> dict:
     out = {s.name: s.returns for s in inp.strategies}
     if inp.benchmark is not None: out[inp.benchmark_name] = inp.benchmark.reindex(inp.strategies[0].returns.index).fillna(0.0) if inp.strategies else inp.benchmark
     return out
 
-def fig_equity(inp:ReportInputs) -> go.Figure:
-    "Equity curves (log scale) of every allocator and the benchmark."
-    fig = go.Figure()
-    for i, (name, r) in enumerate(_curves(inp).items()):
-        dash = "dot" if name == inp.benchmark_name else None
-        fig.add_scatter(x=r.index, y=np.cumprod(1 + r.to_numpy()), name=name, line=dict(color=_COLORS[i % 8], dash=dash))
-    return fig.update_layout(title="Equity (out of sample, net of costs)", yaxis_type="log", yaxis_title="growth of 1", height=420)
+def _xs(curves:dict) -> dict:
+    "`plot_dates` of every curve's index, computed once per distinct index (the curves of a report share one)."
+    memo = {}
+    for r in curves.values():
+        if id(r.index) not in memo: memo[id(r.index)] = plot_dates(r.index)
+    return {n: memo[id(r.index)] for n, r in curves.items()}
 
-def fig_drawdown(inp:ReportInputs) -> go.Figure:
-    "Drawdown from the running peak."
-    fig = go.Figure()
-    for i, (name, r) in enumerate(_curves(inp).items()):
-        fig.add_scatter(x=r.index, y=drawdown(r.to_numpy()), name=name, line=dict(color=_COLORS[i % 8], width=1))
-    return fig.update_layout(title="Drawdown", yaxis_tickformat=".0%", height=320)
+def _line(x:list, y, name:str, i:int, **line) -> dict:
+    return {"type": "scatter", "mode": "lines", "x": x, "y": np.asarray(y, dtype=np.float64), "name": name,
+            "line": {"color": _COLORS[i % len(_COLORS)], **line}}
 
-def fig_rolling_sharpe(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> go.Figure:
+def equity_spec(inp:ReportInputs) -> dict:
+    "Equity curves (log scale) of every allocator and the benchmark, as a plotly figure dict."
+    curves = _curves(inp)
+    xs = _xs(curves)
+    data = [_line(xs[name], np.cumprod(1 + r.to_numpy()), name, i, **({"dash": "dot"} if name == inp.benchmark_name else {}))
+            for i, (name, r) in enumerate(curves.items())]
+    return {"data": data, "layout": {"title": {"text": "Equity (out of sample, net of costs)"}, "yaxis": {"type": "log", "title": {"text": "growth of 1"}}, "height": 420}}
+
+def drawdown_spec(inp:ReportInputs) -> dict:
+    "Drawdown from the running peak (≤ 0)."
+    curves = _curves(inp)
+    xs = _xs(curves)
+    data = [_line(xs[name], drawdown(r.to_numpy()), name, i, width=1) for i, (name, r) in enumerate(curves.items())]
+    return {"data": data, "layout": {"title": {"text": "Drawdown"}, "yaxis": {"tickformat": ".0%"}, "height": 320}}
+
+def rolling_sharpe_spec(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> dict:
     "Rolling Sharpe ratio (mean/std·√periods, ddof=1) over `window` periods (None: the inputs' `periods_per_year`)."
     periods_per_year = inp.periods_per_year if periods_per_year is None else periods_per_year
-    fig = go.Figure()
-    for i, (name, r) in enumerate(_curves(inp).items()):
+    curves, data = _curves(inp), []
+    xs = _xs(curves)
+    for i, (name, r) in enumerate(curves.items()):
         roll = r.rolling(window)
-        fig.add_scatter(x=r.index, y=roll.mean() / roll.std(ddof=1) * np.sqrt(periods_per_year), name=name, line=dict(color=_COLORS[i % 8], width=1))
-    return fig.update_layout(title=f"Rolling Sharpe ({window} periods, ×√{periods_per_year})", height=320)
+        data.append(_line(xs[name], roll.mean() / roll.std(ddof=1) * np.sqrt(periods_per_year), name, i, width=1))
+    return {"data": data, "layout": {"title": {"text": f"Rolling Sharpe ({window} periods, ×√{periods_per_year})"}, "height": 320}}
 
-def fig_weights(s:StrategyResult, top:int=12) -> go.Figure:
+def weights_spec(s:StrategyResult, top:int=12) -> dict:
     "Target weights at each rebalance (the `top` largest assets by average |weight|, the rest summed)."
     w = s.weights
     order = w.abs().mean().sort_values(ascending=False).index
     shown, rest = list(order[:top]), list(order[top:])
-    fig = go.Figure()
-    for a in shown: fig.add_scatter(x=w.index, y=w[a], name=a, stackgroup="w", mode="lines", line=dict(width=0.5))
-    if rest: fig.add_scatter(x=w.index, y=w[rest].sum(axis=1), name=f"{len(rest)} others", stackgroup="w", mode="lines", line=dict(width=0.5))
-    return fig.update_layout(title=f"Weights over time — {s.name}", yaxis_tickformat=".0%", height=340)
+    x = plot_dates(w.index)
+    area = lambda y, name: {"type": "scatter", "mode": "lines", "x": x, "y": np.asarray(y, dtype=np.float64), "name": name, "stackgroup": "w", "line": {"width": 0.5}}
+    data = [area(w[a], a) for a in shown] + ([area(w[rest].sum(axis=1), f"{len(rest)} others")] if rest else [])
+    return {"data": data, "layout": {"title": {"text": f"Weights over time — {s.name}"}, "yaxis": {"tickformat": ".0%"}, "height": 340}}
 
 def monthly_returns(r:pd.Series) -> pd.DataFrame:
     "Compounded returns per calendar month: years × months."
     m = (1 + r).groupby([r.index.year, r.index.month]).prod() - 1
     return m.unstack().reindex(columns=range(1, 13))
 
+def yearly_returns(r:pd.Series) -> pd.Series:
+    "Compounded return per calendar year (a first or last year only partly out of sample: over the days it has)."
+    return (1 + r).groupby(r.index.year).prod() - 1
+
+def _pct_text(a:np.ndarray) -> list:
+    return [["" if np.isnan(v) else f"{v:.1%}" for v in row] for row in a]
+
+def monthly_spec(s:StrategyResult) -> dict:
+    "Monthly returns heatmap with a yearly column beside it (on its own colour scale: a year is not a month)."
+    m, y = monthly_returns(s.returns), yearly_returns(s.returns)
+    z, zy = m.to_numpy(dtype=np.float64), y.to_numpy(dtype=np.float64)[:, None]
+    lim = lambda a: float(np.nanmax(np.abs(a))) if a.size and np.isfinite(a).any() and np.nanmax(np.abs(a)) > 0 else 0.1
+    years = [str(v) for v in m.index]
+    cell = lambda z, x, lim, **kw: {"type": "heatmap", "z": z, "x": x, "y": years, "colorscale": get_colorscale("RdYlGn"), "zmid": 0,
+                                    "zmin": -lim, "zmax": lim, "text": _pct_text(z), "texttemplate": "%{text}",
+                                    "hovertemplate": "%{y} %{x}: %{text}<extra></extra>", **kw}
+    data = [cell(z, _MONTHS, lim(z), name="month", colorbar={"title": {"text": "month"}, "tickformat": ".0%"}),
+            cell(zy, ["Year"], lim(zy), name="year", showscale=False, xaxis="x2")]
+    return {"data": data, "layout": {"title": {"text": f"Monthly and yearly returns — {s.name}"}, "height": max(260, 22 * len(m) + 120),
+                                     "xaxis": {"domain": [0.0, 0.86], "type": "category"}, "xaxis2": {"domain": [0.88, 0.95], "type": "category"},
+                                     "yaxis": {"autorange": "reversed", "type": "category"}}}
+
+def turnover_spec(inp:ReportInputs) -> dict:
+    "One-way turnover (%) and costs (bps of equity) per rebalance, side by side."
+    data = []
+    for i, s in enumerate(inp.strategies):
+        data.append(_line(plot_dates(s.turnover.index), s.turnover, s.name, i, width=1) | {"legendgroup": s.name})
+        data.append(_line(plot_dates(s.costs.index), np.asarray(s.costs, dtype=np.float64) * 1e4, s.name, i, width=1)
+                    | {"legendgroup": s.name, "showlegend": False, "xaxis": "x2", "yaxis": "y2"})
+    title = lambda text, x: {"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
+    return {"data": data, "layout": {"height": 300, "xaxis": {"domain": [0.0, 0.45], "anchor": "y"}, "yaxis": {"anchor": "x", "tickformat": ".0%"},
+                                     "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"}, "yaxis2": {"anchor": "x2", "title": {"text": "bps"}},
+                                     "annotations": [title("one-way turnover per rebalance", 0.225), title("costs per rebalance (bps of equity)", 0.775)]}}
+
+def fig_equity(inp:ReportInputs) -> go.Figure:
+    "`equity_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(equity_spec(inp))
+
+def fig_drawdown(inp:ReportInputs) -> go.Figure:
+    "`drawdown_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(drawdown_spec(inp))
+
+def fig_rolling_sharpe(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> go.Figure:
+    "`rolling_sharpe_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(rolling_sharpe_spec(inp, window, periods_per_year))
+
+def fig_weights(s:StrategyResult, top:int=12) -> go.Figure:
+    "`weights_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(weights_spec(s, top))
+
 def fig_monthly(s:StrategyResult) -> go.Figure:
-    "Monthly returns heatmap."
-    m = monthly_returns(s.returns)
-    lim = float(np.nanmax(np.abs(m.to_numpy()))) if m.size and np.isfinite(m.to_numpy()).any() else 0.1
-    fig = go.Figure(go.Heatmap(z=m.to_numpy(), x=["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
-                               y=[str(y) for y in m.index], colorscale="RdYlGn", zmid=0, zmin=-lim, zmax=lim,
-                               text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.1%}")(m.to_numpy()), texttemplate="%{text}"))
-    return fig.update_layout(title=f"Monthly returns — {s.name}", height=max(260, 22 * len(m) + 120), yaxis_autorange="reversed")
+    "`monthly_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(monthly_spec(s))
 
 def fig_turnover(inp:ReportInputs) -> go.Figure:
-    "Turnover and costs per rebalance."
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("one-way turnover per rebalance", "costs (fraction of equity)"))
-    for i, s in enumerate(inp.strategies):
-        fig.add_scatter(x=s.turnover.index, y=s.turnover, name=s.name, line=dict(color=_COLORS[i % 8]), row=1, col=1)
-        fig.add_scatter(x=s.costs.index, y=s.costs, name=s.name, line=dict(color=_COLORS[i % 8]), showlegend=False, row=1, col=2)
-    return fig.update_layout(height=300)
+    "`turnover_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(turnover_spec(inp))
 
 # %% ../nbs/55_reports.ipynb #964ab747
-_METRICS = ["sharpe", "ann_return", "ann_vol", "max_drawdown", "sortino", "calmar", "turnover"]
+# metric key → (column label, how it is shown); the order is the table's
+METRIC_COLUMNS = {
+    "cagr": ("CAGR", "pct"), "total_return": ("total return", "pct"), "ann_return": ("ann. return", "pct"),
+    "ann_vol": ("ann. volatility", "pct"), "sharpe": ("Sharpe", "ratio"), "sortino": ("Sortino", "ratio"),
+    "calmar": ("Calmar", "ratio"), "max_drawdown": ("max drawdown", "drawdown"), "turnover": ("turnover / yr", "pct"),
+    "costs_bps": ("costs (bps / yr)", "bps"),
+}
+_METRICS = list(METRIC_COLUMNS)
+
+def format_value(v, # a number (None or non-finite: missing)
+                 kind:str, # how to show it: "pct", "weight", "drawdown", "ratio" or "bps"
+                ) -> str:
+    """A number as the report shows it: `pct` a percentage (2 decimals), `drawdown` a negative percentage (the metric is
+    a positive fall), `ratio` 2 decimals, `bps` basis points (1 decimal; the value is already in bps), `weight` a
+    percentage with 2 decimals; missing or undefined: an em dash."""
+    if v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v)): return "—"
+    v = float(v)
+    if kind in ("pct", "weight"): return f"{v:,.2%}"
+    if kind == "drawdown": return f"{-abs(v):,.2%}" if v else "0.00%"
+    if kind == "ratio": return f"{v:,.2f}"
+    if kind == "bps": return f"{v:,.1f}"
+    raise ValidationError(describe("format kind", kind, "'pct', 'weight', 'drawdown', 'ratio' or 'bps'"))
+
+def _when(t) -> str:
+    if t is None or (not isinstance(t, str) and pd.isna(t)): return "?"
+    t = pd.Timestamp(t)
+    t = t.tz_convert("UTC") if t.tz is not None else t
+    return f"{t:%Y-%m-%d}" if t == t.normalize() else f"{t:%Y-%m-%d %H:%M} UTC"
+
+def _number(v, digits:int=2) -> str:
+    if v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v)): return "—"
+    v = float(v)
+    return f"{int(v):,}" if v.is_integer() else f"{v:,.{digits}f}"
+
+def _costs_bps(m:dict, periods_per_year:int) -> float|None:
+    "Costs per year in bps of equity: Σ costs / years × 1e4."
+    n, c = m.get("n_periods"), m.get("total_costs")
+    return None if not n or c is None else float(c) / (n / periods_per_year) * 1e4
 
 def metrics_table(inp:ReportInputs, periods_per_year:int|None=None) -> pd.DataFrame:
-    "Key metrics per allocator (and the benchmark, computed the same way; None: the inputs' `periods_per_year`)."
-    from tradingview_scraper.backtest.metrics import compute_metrics
+    """Key metrics per allocator (and the benchmark, computed the same way; None: the inputs' `periods_per_year`), as numbers
+    in `compute_metrics`' conventions, plus `costs_bps` (costs per year in bps of equity)."""
     periods_per_year = inp.periods_per_year if periods_per_year is None else periods_per_year
-    rows = {s.name: {k: s.metrics.get(k) for k in _METRICS} for s in inp.strategies}
+    all_metrics = {s.name: s.metrics for s in inp.strategies}
     if inp.benchmark is not None and len(inp.benchmark.dropna()) > 2:
-        bm = compute_metrics(inp.benchmark.dropna().to_numpy(), periods_per_year)
-        rows[inp.benchmark_name] = {k: bm.get(k) for k in _METRICS}
-    return pd.DataFrame(rows).T[_METRICS]
+        all_metrics[inp.benchmark_name] = compute_metrics(inp.benchmark.dropna().to_numpy(), periods_per_year)
+    rows = {n: {**{k: m.get(k) for k in _METRICS}, "costs_bps": _costs_bps(m, periods_per_year)} for n, m in all_metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=_METRICS)
 
-def _table(df:pd.DataFrame|None, empty:str, max_rows:int=200) -> str:
+def format_metrics(mt:pd.DataFrame) -> pd.DataFrame:
+    "`metrics_table` as the report shows it: labelled columns, formatted cells."
+    out = pd.DataFrame({label: [format_value(v, kind) for v in mt[k]] for k, (label, kind) in METRIC_COLUMNS.items()}, index=mt.index)
+    return out.rename_axis("allocator")
+
+def _display(df:pd.DataFrame) -> pd.DataFrame:
+    "Time columns as dates (with the time, in UTC, only when it is not midnight)."
+    cols = {c: [_when(v) if not pd.isna(v) else "" for v in df[c]] for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype) or df[c].dtype.kind == "M"}
+    return df.assign(**cols) if cols else df
+
+def _table(df:pd.DataFrame|None, empty:str, max_rows:int=200, index:bool=True, classes:str="tbl") -> str:
     if df is None or len(df) == 0: return f"<p class='muted'>{html.escape(empty)}</p>"
+    "An HTML table (a plain row number index is left out; time columns as dates)."
     more = f"<p class='muted'>… {len(df) - max_rows} more rows in the run's artifacts</p>" if len(df) > max_rows else ""
-    return df.head(max_rows).to_html(classes="tbl", border=0, na_rep="", float_format=lambda v: f"{v:.4g}", escape=True) + more
+    index = index and not isinstance(df.index, pd.RangeIndex)
+    return _display(df.head(max_rows)).to_html(classes=classes, border=0, na_rep="", index=index, float_format=lambda v: f"{v:.4g}", escape=True) + more
+
+# %% ../nbs/55_reports.ipynb #493ebcca
+def quarantine_summary(q:pd.DataFrame|None) -> pd.DataFrame|None:
+    """Quarantine records grouped by symbol × rule: how many bars, the first and last bar, and the first record's detail
+    (hundreds of single-bar rows of one stale symbol become one row). Without `symbol`/`rule_id` columns: as given."""
+    if q is None or not len(q) or not {"symbol", "rule_id"} <= set(q.columns): return q
+    q = q.sort_values("ts", kind="stable") if "ts" in q.columns else q
+    g = q.groupby(["symbol", "rule_id"], sort=False)
+    out = g.size().rename("bars").to_frame()
+    if "ts" in q.columns: out = out.assign(first=g["ts"].min(), last=g["ts"].max())
+    if "detail" in q.columns: out = out.assign(detail=g["detail"].first())
+    return out.reset_index().sort_values(["bars", "symbol"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+def _fmt_param(v) -> str:
+    "A parameter value for the conventions table: a {'class': ...} dict as Class(k=v, ...), other dicts as k=v, ..."
+    if isinstance(v, Mapping):
+        inner = ", ".join(f"{k}={_fmt_param(x)}" for k, x in v.items() if k != "class")
+        return f"{v['class']}({inner})" if "class" in v else inner
+    return str(v)
+
+def conventions_table(inp:ReportInputs) -> pd.DataFrame:
+    """Every convention as one row (convention → value), with one allocation row per allocator: `allocations` (or the
+    conventions' own "allocations" mapping) when given, replacing the run's "allocation" convention (one cell's); else that row."""
+    conv = dict(inp.conventions)
+    allocs = inp.allocations or (conv["allocations"] if isinstance(conv.get("allocations"), Mapping) else None)
+    rows = {}
+    for k, v in conv.items():
+        if k in ("allocation", "allocations") and allocs: continue
+        if k == "metrics" and isinstance(v, Mapping):
+            rows.update({f"metric · {m}": str(d) for m, d in v.items()})
+        else: rows[k] = _fmt_param(v)
+    rows.update({f"allocation · {name}": _fmt_param(a) for name, a in (allocs or {}).items()})
+    return pd.DataFrame({"value": rows}).rename_axis("convention")
+
+# %% ../nbs/55_reports.ipynb #862b9796
+def target_table(target:pd.Series, # symbol → weight of equity (cash = 1 − Σ weights)
+                 top:int=10, # largest |weight| shown one by one
+                ) -> pd.DataFrame:
+    "Today's target weights: the `top` largest |weight| first, the rest summed in one row, then cash when it is not zero."
+    w = target.astype(np.float64)
+    w = w[w != 0]
+    order = sorted(w.index, key=lambda s: (-abs(w[s]), str(s)))
+    rows = [(str(s), float(w[s])) for s in order[:top]]
+    if len(order) > top: rows.append((f"{len(order) - top} others", float(w[order[top:]].sum())))
+    cash = 1.0 - float(w.sum())
+    if abs(cash) > 1e-12: rows.append(("cash", cash))
+    return pd.DataFrame(rows, columns=["symbol", "weight"])
+
+_TRADE_COLUMNS = {"symbol": ("symbol", str), "current_weight": ("current", lambda v: format_value(v, "weight")),
+                  "target_weight": ("target", lambda v: format_value(v, "weight")),
+                  "delta": ("delta", lambda v: "—" if v is None or not np.isfinite(v) else f"{float(v):+,.2%}"),
+                  "price": ("price", _number), "notional": ("notional", _number),
+                  "quantity": ("quantity", lambda v: _number(v, 6)), "lot_size": ("lot size", lambda v: _number(v, 6)),
+                  "residual": ("residual", _number), "min_tick": ("min tick", lambda v: _number(v, 6))}
+
+def trade_table(trades:pd.DataFrame|None) -> pd.DataFrame:
+    """A trade list (`TradeList.table`) as the report shows it: weights as percentages, signed deltas, and the price, notional,
+    quantity, lot size, residual (notional left by lot rounding) and tick columns it has."""
+    if trades is None: return pd.DataFrame(columns=["symbol", "current", "target", "delta"])
+    cols = [c for c in _TRADE_COLUMNS if c in trades.columns]
+    return pd.DataFrame({_TRADE_COLUMNS[c][0]: [_TRADE_COLUMNS[c][1](v) for v in trades[c]] for c in cols})
+
+def portfolio_facts(entry:Mapping) -> list[str]:
+    """The lines that say what today's portfolio of one allocator is: decision time, drift and band, trades or why none,
+    cost, holdings and their adjustments, and (when there are any) the decision's fallbacks and exclusions."""
+    trades = entry.get("trades")
+    n = 0 if trades is None else len(trades)
+    out = [f"decision at {_when(entry.get('t'))}: the target to hold from the next session",
+           f"drift ½Σ|target − current| = {format_value(entry.get('drift'), 'pct')} · no-trade band {format_value(entry.get('band', 0.0), 'pct')}"]
+    if entry.get("traded") and n:
+        out.append(f"{n} trades ({entry.get('reason') or 'rebalance'}), turnover Σ|Δw| = {format_value(entry.get('turnover'), 'pct')}")
+    else: out.append(f"no trades: {entry.get('reason') or 'the trade list is empty'}")
+    cost, ccy, capital = entry.get("est_cost"), entry.get("est_cost_ccy"), entry.get("capital")
+    at = "the given capital" if capital is None else f"capital {_number(capital)}"
+    out.append(f"estimated cost {format_value(None if cost is None else cost * 1e4, 'bps')} bps of equity"
+               + ("" if ccy is None else f" ({_number(ccy)} at {at})") + " under the run's cost model")
+    adj = list(entry.get("adjustments") or ())
+    out.append(f"holdings: {entry.get('holdings_source') or 'unknown'}" + (f"; adjustments: {'; '.join(map(str, adj))}" if adj else "; no adjustments"))
+    fb = [": ".join(map(str, f)) if isinstance(f, (list, tuple)) else str(f) for f in entry.get("fallbacks") or ()]
+    if fb: out.append(f"the decision fell back: {'; '.join(fb)}")
+    ex = dict(entry.get("excluded") or {})
+    if ex: out.append(f"left out of the decision: {len(ex)} (" + "; ".join(f"{k}: {v}" for k, v in list(ex.items())[:5]) + ("; …" if len(ex) > 5 else "") + ")")
+    return out
+
+_NO_PORTFOLIO = "no portfolio computed for this run (portfolio step disabled or not run)"
+
+def _portfolio_html(inp:ReportInputs, top:int=10) -> str:
+    "Today's portfolio and trade list of every allocator (the report's first section)."
+    if not inp.portfolio: return f"<section id='portfolio'><h2>Today's portfolio</h2><p class='muted'>{_NO_PORTFOLIO}</p></section>"
+    parts = []
+    for name, e in inp.portfolio.items():
+        facts = "".join(f"<li>{html.escape(f)}</li>" for f in portfolio_facts(e))
+        trades = e.get("trades")
+        tl = (_table(trade_table(trades), "", max_rows=100, index=False) if trades is not None and len(trades)
+              else f"<p class='muted'>no trades: {html.escape(str(e.get('reason') or 'the trade list is empty'))}</p>")
+        parts.append(f"<h3>{html.escape(str(name))}</h3><ul class='facts'>{facts}</ul><div class='cols'>"
+                     f"<div><h4>Target weights</h4>{_table(_fmt_weights(target_table(e['target'], top)), 'no target weights', index=False)}</div>"
+                     f"<div><h4>Trade list</h4>{tl}</div></div>")
+    return f"<section id='portfolio'><h2>Today's portfolio</h2>{''.join(parts)}</section>"
+
+def _fmt_weights(t:pd.DataFrame) -> pd.DataFrame:
+    return t.assign(weight=[format_value(v, "weight") for v in t["weight"]])
+
+def _md_table(df:pd.DataFrame, index:bool=True, max_rows:int=50) -> list[str]:
+    "A DataFrame of strings as Markdown table lines (`|` in a cell escaped)."
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for i, row in zip(df.index[:max_rows], df.head(max_rows).itertuples(index=False)):
+        lines.append("| " + " | ".join(([cell(i)] if index else []) + [cell(v) for v in row]) + " |")
+    if len(df) > max_rows: lines.append(f"\n… {len(df) - max_rows} more rows in the run's artifacts")
+    return lines
+
+def _portfolio_markdown(inp:ReportInputs, top:int=10) -> list[str]:
+    if not inp.portfolio: return ["## Today's portfolio", "", _NO_PORTFOLIO[0].upper() + _NO_PORTFOLIO[1:] + ".", ""]
+    lines = ["## Today's portfolio", ""]
+    for name, e in inp.portfolio.items():
+        lines += [f"### {name}", ""] + [f"- {f}" for f in portfolio_facts(e)] + [""]
+        lines += ["Target weights:", ""] + _md_table(_fmt_weights(target_table(e["target"], top)), index=False) + [""]
+        trades = e.get("trades")
+        if trades is not None and len(trades): lines += ["Trade list:", ""] + _md_table(trade_table(trades), index=False, max_rows=100) + [""]
+    return lines
 
 # %% ../nbs/55_reports.ipynb #79f7e337
 _CSS = """body{font:14px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1f2328;padding:0 16px}
 h1{margin-bottom:0}.muted{color:#57606a}.tbl{border-collapse:collapse;margin:8px 0}.tbl td,.tbl th{border:1px solid #d0d7de;padding:3px 8px;font-size:12px;text-align:right}
-.tbl th{background:#f6f8fa}section{margin:28px 0}.kv td{text-align:left}
+.tbl th{background:#f6f8fa}.tbl td:first-child,.tbl th:first-child{text-align:left}section{margin:28px 0}.kv td,.kv th{text-align:left;vertical-align:top}.kv td{white-space:pre-wrap;max-width:900px}
+.facts{margin:4px 0 8px}.cols{display:flex;gap:32px;flex-wrap:wrap;align-items:flex-start}.cols h4{margin:4px 0}
+.head{display:grid;grid-template-columns:max-content auto;gap:0 16px;margin:8px 0}.head dt{color:#57606a}.head dd{margin:0}
 .banner{border:2px solid #cf222e;background:#ffebe9;padding:8px 16px;margin:16px 0;border-radius:6px}.banner ul{margin:4px 0}"""
 
 def _banner(inp:ReportInputs) -> str:
@@ -160,69 +465,90 @@ def _banner(inp:ReportInputs) -> str:
     return f"<div class='banner' role='alert'><b>Read this first</b><ul>{items}</ul></div>"
 
 def _last_bar(inp:ReportInputs) -> str:
-    return "" if inp.last_bar is None else f"{pd.Timestamp(inp.last_bar):%Y-%m-%d}"
+    return "" if inp.last_bar is None else _when(inp.last_bar)
+
+def header_facts(inp:ReportInputs) -> dict:
+    "What the report's header says about the run: period, universe, data as of, ..."
+    p, n = inp.period, inp.n_symbols
+    cov = inp.universe_coverage
+    per_date = (f" (up to {int(cov['candidates'].max())} candidates per decision date)"
+                if cov is not None and len(cov) and "candidates" in cov else "")
+    out = {"profile": str(inp.run.get("profile", "")), "status": str(inp.run.get("status", "")),
+           "out-of-sample period": "?" if p is None else f"{_when(p[0])} → {_when(p[1])} ({max(len(s.returns) for s in inp.strategies)} periods)",
+           "universe": ("?" if n is None else f"{n} symbols") + per_date,
+           "data as of": _last_bar(inp) or "?",
+           "manifest": str(inp.run.get("manifest_hash", ""))[:16] + "…"}
+    return out
 
 def _ledger_line(inp:ReportInputs) -> str:
     "The ledger's head when the report was written: `tvs ledger verify` finds a ledger cut short of it."
     h = inp.run.get("ledger_head")
     if not h: return ""
-    return f"<br>audit ledger head at this report: seq {int(h['seq'])}, hash <code>{html.escape(str(h['hash']))}</code>"
+    return f"<p class='muted'>audit ledger head at this report: seq {int(h['seq'])}, hash <code>{html.escape(str(h['hash']))}</code></p>"
+
+_METRICS_NOTE = ("ann. return: mean × periods per year; CAGR: compounded; max drawdown: the largest fall from a peak (negative); "
+                 "turnover / yr: annualized one-way turnover; costs: paid per year, in bps of equity. Definitions: Conventions below.")
 
 def render_html(inp:ReportInputs) -> str:
-    "The report as one self-contained HTML document (plotly.js embedded once)."
+    "The report as one self-contained HTML document (plotly.js embedded once; figures serialized from plain dicts)."
     if not inp.strategies: raise ValidationError(describe("report strategies", [], "at least one allocator result"))
-    figs = [fig_equity(inp), fig_drawdown(inp), fig_rolling_sharpe(inp), fig_turnover(inp)]
-    figs += [fig_weights(s) for s in inp.strategies] + [fig_monthly(s) for s in inp.strategies]
-    parts = [pio.to_html(f, full_html=False, include_plotlyjs=False, config={"displaylogo": False}) for f in figs]
+    specs = [equity_spec(inp), drawdown_spec(inp), rolling_sharpe_spec(inp), turnover_spec(inp)]
+    specs += [weights_spec(s) for s in inp.strategies] + [monthly_spec(s) for s in inp.strategies]
+    parts = [plot_div(s, f"fig-{i}") for i, s in enumerate(specs)]
+    k = len(inp.strategies)
     run = inp.run
-    conv = pd.DataFrame({"value": {k: str(v) for k, v in inp.conventions.items()}})
+    facts = "".join(f"<dt>{html.escape(a)}</dt><dd>{html.escape(b)}</dd>" for a, b in header_facts(inp).items())
     body = f"""
 <h1>Run {html.escape(str(run.get('run_id', '')))}</h1>
-<p class="muted">profile <b>{html.escape(str(run.get('profile', '')))}</b> · status <b>{html.escape(str(run.get('status', '')))}</b> ·
-manifest {html.escape(str(run.get('manifest_hash', ''))[:16])}… · data to <b>{_last_bar(inp) or "?"}</b> · report generated {utc_iso()}
-{_ledger_line(inp)}</p>
+<dl class="head">{facts}<dt>report generated</dt><dd>{utc_iso()}</dd></dl>{_ledger_line(inp)}
 {_banner(inp)}
-<section><h2>Performance</h2>{_table(metrics_table(inp), "no metrics")}{parts[0]}{parts[1]}{parts[2]}</section>
-<section><h2>Trading</h2>{parts[3]}{''.join(parts[4:4 + len(inp.strategies)])}</section>
-<section><h2>Monthly returns</h2>{''.join(parts[4 + len(inp.strategies):])}</section>
+{_portfolio_html(inp)}
+<section><h2>Performance</h2>{_table(format_metrics(metrics_table(inp)).reset_index(), "no metrics", index=False)}<p class="muted">{html.escape(_METRICS_NOTE)}</p>{parts[0]}{parts[1]}{parts[2]}</section>
+<section><h2>Trading</h2>{parts[3]}{''.join(parts[4:4 + k])}</section>
+<section><h2>Monthly returns</h2>{''.join(parts[4 + k:])}</section>
 <section><h2>Selection reason trail</h2>{_table(inp.selection_trail, "no selection trail (selection was not part of this run)")}</section>
 <section><h2>Data health</h2><h3>Symbols</h3>{_table(inp.load_report, "no load report")}
-<h3>Quarantined bars</h3>{_table(inp.quarantine, "nothing was quarantined")}
+<h3>Quarantined bars</h3>{_table(quarantine_summary(inp.quarantine), "nothing was quarantined", index=False)}
 <h3>Unconfirmed last bars</h3>{_table(inp.unconfirmed, "every last bar is confirmed")}
 <h3>Revised bars</h3>{_table(inp.revisions, "the source revised no stored bar")}</section>
-<section><h2>Conventions</h2>{_table(conv, "no conventions recorded")}
+<section><h2>Conventions</h2>{_table(conventions_table(inp).reset_index(), "no conventions recorded", max_rows=10_000, index=False, classes="tbl kv")}
 <h3>Universe per decision date</h3>{_table(inp.universe_coverage, "no universe coverage recorded")}</section>
 <section><h2>Notes</h2>{''.join(f'<p>{html.escape(str(n))}</p>' for n in inp.notes) or "<p class='muted'>none</p>"}</section>"""
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Run {html.escape(str(run.get('run_id', '')))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>{body}</body></html>")
 
 def render_markdown(inp:ReportInputs) -> str:
-    "A short Markdown summary: metrics, data health, conventions."
-    mt = metrics_table(inp).astype(float).round(4)
-    lines = [f"# Run {inp.run.get('run_id')}", "", f"profile `{inp.run.get('profile')}` · status **{inp.run.get('status')}** · "
-             f"manifest `{str(inp.run.get('manifest_hash', ''))[:16]}`" + (f" · data to {_last_bar(inp)}" if inp.last_bar is not None else ""), ""]
+    "A short Markdown summary: today's portfolio, metrics, data health, conventions."
+    facts = header_facts(inp)
+    lines = [f"# Run {inp.run.get('run_id')}", ""] + [f"- {a}: {b}" for a, b in facts.items()] + [""]
     if inp.run.get("ledger_head"):
         h = inp.run["ledger_head"]
         lines += [f"audit ledger head at this report: seq {int(h['seq'])}, hash `{h['hash']}`", ""]
     lines += [f"> **Warning:** {w}" for w in inp.warnings] + ([""] if inp.warnings else [])
-    lines += ["## Metrics", "",
-             "| allocator | " + " | ".join(_METRICS) + " |", "|---|" + "---|" * len(_METRICS)]
-    lines += [f"| {n} | " + " | ".join("" if pd.isna(v) else f"{v:.4g}" for v in row) + " |" for n, row in mt.iterrows()]
+    lines += _portfolio_markdown(inp)
+    lines += ["## Metrics", ""] + _md_table(format_metrics(metrics_table(inp))) + ["", _METRICS_NOTE]
+    qs = quarantine_summary(inp.quarantine)
     q = 0 if inp.quarantine is None else len(inp.quarantine)
     lr = inp.load_report
-    lines += ["", "## Data health", "", f"- quarantined bars: {q}",
-              f"- unconfirmed last bars: {0 if inp.unconfirmed is None else len(inp.unconfirmed)}"]
+    lines += ["", "## Data health", "", f"- quarantined bars: {q}"]
+    if qs is not None and q and "bars" in qs:
+        lines += [f"  - {r.symbol} × {r.rule_id}: {r.bars}" + (f" ({_when(r.first)} → {_when(r.last)})" if "first" in qs else "")
+                  for r in qs.head(20).itertuples()]
+    lines += [f"- unconfirmed last bars: {0 if inp.unconfirmed is None else len(inp.unconfirmed)}"]
     if lr is not None and len(lr): lines += [f"- symbols {k}: {v}" for k, v in lr["status"].value_counts().items()]
-    lines += ["", "## Conventions", ""] + [f"- {k}: {v}" for k, v in inp.conventions.items()]
+    lines += ["", "## Conventions", ""] + [f"- {k}: {v}" for k, v in conventions_table(inp)["value"].items()]
     if inp.universe_coverage is not None and len(inp.universe_coverage):
         c = inp.universe_coverage
         lines += [f"- universe per decision date: {int((c['candidates'] > 0).sum())} of {len(c)} dates had candidates"]
     return "\n".join(lines) + "\n"
 
+REPORT_MODE = 0o644   # report files: readable by the group and others on a shared server, whatever the umask
+
 def write_report(inp:ReportInputs, out_dir) -> dict:
-    "Write `report.html` and `summary.md` into `out_dir` (atomically); returns their paths."
-    out = validate_user_path(out_dir, "report directory"); out.mkdir(parents=True, exist_ok=True)
+    "Write `report.html` and `summary.md` into `out_dir` (atomically, mode 0644); returns their paths."
+    out = validate_user_path(out_dir, "report directory")
+    out.mkdir(parents=True, exist_ok=True)
     paths = {"html": ensure_safe_path("report.html", out), "markdown": ensure_safe_path("summary.md", out)}
-    atomic_write_bytes(paths["html"], render_html(inp).encode("utf-8"))
-    atomic_write_bytes(paths["markdown"], render_markdown(inp).encode("utf-8"))
+    for key, text in (("html", render_html(inp)), ("markdown", render_markdown(inp))):
+        atomic_write_bytes(paths[key], text.encode("utf-8"), what=f"the run report ({paths[key].name})", mode=REPORT_MODE)
     return paths

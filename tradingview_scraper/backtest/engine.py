@@ -362,7 +362,11 @@ def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
         res = job.pipeline.run(streams, composition, clusters, ws=ws)
         unknown = [k for k in res.asset_weights.index if k not in cols]
         if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
-        w = res.asset_weights.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
+        aw = res.asset_weights
+        if aw.index.is_unique:                       # positions in the frame's columns (its hash table is built once per run)
+            w = np.zeros(len(cols))
+            w[cols.get_indexer(aw.index)] = aw.to_numpy(dtype=np.float64)
+        else: w = aw.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
         return w, list(res.fallbacks), dict(res.excluded)
     except TVSError as err: return _cash(len(cols), err)
 

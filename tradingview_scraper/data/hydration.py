@@ -10,11 +10,14 @@ import concurrent.futures
 import json
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import warnings
 
@@ -36,7 +39,7 @@ from ..tradingview.stream import HistoryClient, HistoryResult, run_sync, to_reso
 
 # %% auto #0
 __all__ = ['STATUSES', 'bars_to_request', 'SymbolOutcome', 'HydrationError', 'HydrationReport', 'symbols_of', 'IngestionService',
-           'hydrate']
+           'endpoint_urls', 'hydrate', 'store_screens', 'hydrate_chunk', 'auto_progress', 'hydrate_profile']
 
 # %% ../../nbs/15_hydration.ipynb #9ab4098e
 _PERIODS = {"1D": pd.Timedelta(days=1), "1W": pd.Timedelta(days=7)}
@@ -96,6 +99,7 @@ class HydrationReport:
     duration_s: float
     endpoint: dict = field(default_factory=dict) # URLs used
     paths: dict = field(default_factory=dict)    # files written by `write`
+    screens: dict = field(default_factory=dict)  # online screens stored first: name → {"symbols": n, "as_of": ISO time}
 
     @classmethod
     def from_outcomes(cls, outcomes:list[SymbolOutcome], **kw) -> HydrationReport:
@@ -139,7 +143,7 @@ class HydrationReport:
         root = validate_user_path(run_dir, "run directory")
         p_out, p_cov = ensure_safe_path(["hydration", "outcomes.parquet"], root), ensure_safe_path(["hydration", "coverage.json"], root)
         atomic_write_parquet(p_out, self.outcomes)
-        doc = {"summary": self.summary, "endpoint": self.endpoint,
+        doc = {"summary": self.summary, "endpoint": self.endpoint, **({"screens": self.screens} if self.screens else {}),
                "outcomes": json.loads(canonical_json(self.outcomes.astype(object).where(self.outcomes.notna(), None).to_dict("records")))}
         atomic_write_bytes(p_cov, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
         self.paths = {"outcomes": p_out, "coverage": p_cov}
@@ -350,6 +354,16 @@ def _run(self:IngestionService, symbols, run_dir=None, ledger:AuditLedger|None=N
 IngestionService.arun, IngestionService.run = _arun, _run
 
 # %% ../../nbs/15_hydration.ipynb #ca394b08
+def endpoint_urls(endpoint, # None; a started ReplayServer (anything with `scanner_url` and `websocket_url`); or a mapping of them
+                 ) -> dict:
+    "`{'scanner_url', 'websocket_url'}` of an endpoint (plain strings, so they travel to any worker); `{}` for None."
+    if endpoint is None: return {}
+    get = (lambda k: endpoint.get(k)) if isinstance(endpoint, Mapping) else (lambda k: getattr(endpoint, k, None))
+    urls = {"scanner_url": get("scanner_url"), "websocket_url": get("websocket_url")}
+    if not all(isinstance(u, str) for u in urls.values()):
+        raise ValidationError(describe("endpoint", endpoint, "None, a started ReplayServer, or {'scanner_url': ..., 'websocket_url': ...}"))
+    return urls
+
 def hydrate(symbols, # symbols, or a discovery frame with a `symbol` column
             lakehouse, # a `Lakehouse` or its root directory
             profile=None, # a resolved `config.Profile` (None: the defaults of `Profile`)
@@ -367,13 +381,98 @@ def hydrate(symbols, # symbols, or a discovery frame with a `symbol` column
         from tradingview_scraper.config import Profile
         profile = Profile(name="default")
     lh = lakehouse if isinstance(lakehouse, Lakehouse) else Lakehouse(lakehouse)
-    urls = {}
-    if endpoint is not None:
-        get = (lambda k: endpoint.get(k)) if isinstance(endpoint, Mapping) else (lambda k: getattr(endpoint, k, None))
-        urls = {"scanner_url": get("scanner_url"), "websocket_url": get("websocket_url")}
-        if not all(isinstance(u, str) for u in urls.values()):
-            raise ValidationError(describe("endpoint", endpoint, "None, a started ReplayServer, or {'scanner_url': ..., 'websocket_url': ...}"))
+    urls = endpoint_urls(endpoint)
     svc = IngestionService.from_profile(profile, lh, progress=progress, limiter=limiter, **urls, **service_kwargs)
     try: return svc.run(symbols, run_dir, ledger, now, refresh_metadata)
     finally:
         if svc.scanner is not None: svc.scanner.close()
+
+# %% ../../nbs/15_hydration.ipynb #b7c2a002
+def store_screens(profile, # a resolved `config.Profile` (its `discovery.screens` and `hydration` settings)
+                  lakehouse:Lakehouse, # where the snapshots are stored
+                  *, endpoint=None, # None: the profile's screener URL; a started ReplayServer or {"scanner_url": ...}
+                  now=None, # the snapshots' time (default: now)
+                 ) -> dict[str, pd.DataFrame]:
+    "Ask the screener for each of the profile's screens, then store every answer as a universe snapshot dated `now`."
+    if not isinstance(lakehouse, Lakehouse): raise ValidationError(describe("lakehouse", type(lakehouse).__name__, "a Lakehouse"))
+    url = endpoint_urls(endpoint).get("scanner_url")
+    now = utc_now() if now is None else to_utc(now)
+    found = {}
+    with ScannerClient.from_profile(profile, **({"base_url": url} if url else {})) as sc:
+        for s in profile.discovery.screens:
+            try: found[s.name] = sc.scan_screen(s)
+            except TVSError as e:
+                raise HydrationError(f"the online screen {s.name!r} failed ({getattr(e, 'kind', type(e).__name__)}: {e}); "
+                                     f"no universe snapshot was stored; check the network and the screener {sc.base_url}") from e
+    for s in profile.discovery.screens:
+        lakehouse.write_universe(s.name, found[s.name].assign(direction=s.direction, logic=s.logic), as_of=now)
+    return found
+
+# %% ../../nbs/15_hydration.ipynb #b7c2a004
+def hydrate_chunk(symbols:list, # this unit's symbols
+                  lakehouse_root:str, # the shared lakehouse
+                  profile, # the resolved profile
+                  endpoint:dict|None=None, # {"scanner_url", "websocket_url"} (None: the profile's)
+                  now:str|None=None, # the run's clock (ISO)
+                  progress:bool=False, # a progress bar for this unit
+                 ) -> pd.DataFrame:
+    "Hydrate one chunk; its outcomes (a chunk where nothing could be fetched returns its failed outcomes, not an error)."
+    try: return hydrate(symbols, lakehouse_root, profile, endpoint=endpoint or None, now=now, progress=progress).outcomes
+    except HydrationError as e:
+        if e.report is not None: return e.report.outcomes
+        raise
+
+def auto_progress(environ:Mapping|None=None, # the environment (None: os.environ)
+                  stream=None, # where bars are drawn (None: sys.stderr)
+                 ) -> bool:
+    "Progress bars on a terminal, not in CI (`CI` set to anything but false/0) or when the output is a pipe or a file."
+    env = os.environ if environ is None else environ
+    ci = str(env.get("CI", "")).strip().lower() not in ("", "0", "false", "no")
+    out = sys.stderr if stream is None else stream
+    return not ci and bool(getattr(out, "isatty", lambda: False)())
+
+# %% ../../nbs/15_hydration.ipynb #b7c2a006
+def hydrate_profile(profile, # a resolved `config.Profile`
+                    lake, # a `Lakehouse` or its root directory
+                    *, endpoint=None, # None: the profile's URLs; a started ReplayServer; or {"scanner_url", "websocket_url"}
+                    now=None, # the run's clock: what is up to date, and the screens' snapshot time (default: now)
+                    symbols=None, # hydrate these instead of every screened and stored symbol
+                    map_fn:Callable=map, # how chunks are run: `map`, or an executor's `map` (Ray)
+                    chunk:int|None=None, # symbols per chunk (default: `hydration.chunk`)
+                    progress:bool|None=None, # progress bars (None: `auto_progress()`)
+                    run_dir=None, # write the coverage report under `<run_dir>/hydration/`
+                   ) -> HydrationReport:
+    "The profile's online screens stored as dated snapshots, then the history of every screened and stored symbol."
+    lh = lake if isinstance(lake, Lakehouse) else Lakehouse(lake)
+    size = profile.hydration.chunk if chunk is None else chunk
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1: raise ValidationError(describe("chunk", size, "a positive integer"))
+    urls, interval = endpoint_urls(endpoint), profile.data.interval
+    started, t0 = utc_now(), time.perf_counter()
+    now = started if now is None else to_utc(now)
+    online = profile.discovery.source == "scanner" and bool(profile.discovery.screens)
+    found = store_screens(profile, lh, endpoint=urls or None, now=now) if online else {}
+    if symbols is None:
+        names = sorted({*(str(s) for s in lh.symbols(interval)), *(s for f in found.values() for s in f["symbol"])})
+    else:
+        good, bad = symbols_of(symbols)
+        names = good + [b for b, _ in bad]             # refused items become failed outcomes, as in `hydrate`
+    if not names:
+        raise HydrationError(f"hydration found no symbols: {'no online screen returned any and ' if online else ''}the lakehouse "
+                             f"{str(lh.root)!r} holds no {interval} bars; give symbols (`tvs hydrate --symbol`), online screens "
+                             "(discovery.source: scanner), or import prices (`tvs lakehouse import`)")
+    show = auto_progress() if progress is None else bool(progress)
+    work = partial(hydrate_chunk, lakehouse_root=str(lh.root), profile=profile, endpoint=urls or None, now=now.isoformat(), progress=show)
+    parts = list(map_fn(work, [names[i:i + size] for i in range(0, len(names), size)]))
+    h = profile.hydration
+    report = HydrationReport(pd.concat(parts, ignore_index=True), interval, profile.data.history_bars, started,
+                             time.perf_counter() - t0, urls or {"scanner_url": h.scanner_url, "websocket_url": h.websocket_url},
+                             screens={n: {"symbols": len(f), "as_of": utc_iso(now)} for n, f in found.items()})
+    if run_dir is not None: report.write(run_dir)
+    if not report.ok:
+        s, first = report.summary, report.failed()["reason"].iloc[0]
+        raise HydrationError(f"hydration fetched no symbol: all {s['symbols']} failed "
+                             f"({', '.join(f'{k} ×{v}' for k, v in s['failure_reasons'].items())}); "
+                             + (f"the lakehouse {str(lh.root)!r} refused the writes (disk full, read-only?)" if set(s["failure_reasons"]) == {"StorageError"}
+                                else f"check the network and the endpoint {report.endpoint['websocket_url']}")
+                             + f"; first error: {first}", report)
+    return report

@@ -68,6 +68,7 @@ def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar nex
 def atomic_write_bytes(path:Path, # the file to replace
                        data:bytes, # its new content
                        what:str="file", # what the file holds, for messages (e.g. "bars of NASDAQ:AAPL")
+                       mode:int|None=None, # permission bits of the new file, set before it appears (None: 0600, the temp file's)
                       ) -> None:
     """Replace `path` with `data` atomically: temp file in the same directory, fsync, rename, fsync dir. A failing
     filesystem (ENOSPC, EACCES, ...) raises `StorageError` naming `what` and the file, with `path` untouched."""
@@ -83,6 +84,7 @@ def atomic_write_bytes(path:Path, # the file to replace
         with f:
             f.write(data)
             f.flush()
+            if mode is not None: os.fchmod(f.fileno(), mode)    # readable by others the moment it exists, whatever the umask
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:

@@ -18,12 +18,12 @@ import pandas as pd
 
 from ..backtest.engine import BacktestEngine
 from ..config import Profile, load_profile
-from ..core import TVSError, ValidationError, describe, to_utc, utc_now
+from ..core import DataNotFoundError, TVSError, ValidationError, describe, to_utc, utc_now
 from ..data.lakehouse import Lakehouse, MetadataSnapshot, catalog_as_of
 from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
 from ..ledger import AuditLedger
-from .runner import OrchestrationRunner, RunContext, RunResult, Step, tree_fingerprint
+from .runner import OrchestrationRunner, Progress, RunContext, RunResult, Step, tree_fingerprint
 from threadpoolctl import threadpool_limits
 
 from ..pipelines.allocation import AllocationPipeline, allocation_from_config
@@ -35,12 +35,19 @@ from ..security import validate_user_path
 
 # %% auto #0
 __all__ = ['UNIVERSE_POLICIES', 'SURVIVORSHIP_BIASED', 'log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW', 'build_selector',
-           'build_synthesizer', 'build_allocator', 'build_engine', 'UniverseError', 'DatedUniverse', 'build_universe',
-           'UniverseOnly', 'UniverseSelector', 'step_hydrate', 'step_ingest', 'step_discover', 'step_select',
-           'step_synthesize', 'step_backtest', 'step_report', 'step_validate', 'lakehouse_reads', 'flow_runner',
-           'run_flow']
+           'build_synthesizer', 'build_allocator', 'build_engine', 'infer_periods_per_year', 'resolve_calendar',
+           'UniverseError', 'DatedUniverse', 'build_universe', 'UniverseOnly', 'UniverseSelector', 'step_hydrate',
+           'step_ingest', 'step_discover', 'step_select', 'step_synthesize', 'step_backtest', 'step_report',
+           'step_validate', 'step_portfolio', 'lakehouse_reads', 'flow_runner', 'run_flow', 'run_returns']
 
 # %% ../../nbs/51_flow.ipynb #3c0c87bb
+def _periods(profile:Profile) -> int:
+    "The profile's annualization; a typed error while it is still to be read from the data (`resolve_calendar`)."
+    ppy = profile.backtest.periods_per_year
+    if ppy is None: raise ValidationError(describe("backtest.periods_per_year", None, "a number of periods per year",
+                                                   "resolve it from the data first: resolve_calendar(profile, returns)"))
+    return ppy
+
 def build_selector(profile:Profile) -> SelectionPipeline:
     "Selection configured by `profile.selection` on a window of `profile.backtest.train` rows."
     s, w = profile.selection, profile.backtest.train
@@ -49,12 +56,13 @@ def build_selector(profile:Profile) -> SelectionPipeline:
                              clustering={"linkage": s.linkage, "threshold": s.cluster_threshold, "max_clusters": s.max_clusters},
                              htr={"floor": s.floor, "max_selected": s.max_selected},
                              features={"hurst_lags": tuple(l for l in (2, 4, 8, 16, 32) if l < w),
-                                       "periods_per_year": profile.backtest.periods_per_year})
+                                       "periods_per_year": _periods(profile)})
 
-def build_synthesizer(profile:Profile) -> Synthesizer:
+def build_synthesizer(profile:Profile, memo:bool=False, # remember results by view content (one synthesizer shared by the grid's cells)
+                     ) -> Synthesizer:
     "Synthesis configured by `profile.synthesis`."
     s = profile.synthesis
-    return Synthesizer(contracts="first", logics=tuple(s.logics), momentum_lookback=s.momentum_lookback, ma_window=s.ma_window)
+    return Synthesizer(contracts="first", logics=tuple(s.logics), momentum_lookback=s.momentum_lookback, ma_window=s.ma_window, memo=memo)
 
 def build_allocator(name:str, profile:Profile) -> AllocationPipeline:
     "The allocator `name` with the profile's covariance estimator, missing-data policy, caps and limits."
@@ -64,8 +72,32 @@ def build_engine(profile:Profile, map_fn=map) -> BacktestEngine:
     "The walk-forward engine configured by `profile.backtest`."
     b = profile.backtest
     return BacktestEngine(train=b.train, test=b.test, step=b.step, anchored=b.anchored, holding=b.holding, cost_bps=b.cost_bps,
-                          lag=b.lag, periods_per_year=b.periods_per_year, warmup=b.warmup, n_batches=b.n_batches,
+                          lag=b.lag, periods_per_year=_periods(profile), warmup=b.warmup, n_batches=b.n_batches,
                           workspace=b.workspace, map_fn=map_fn)
+
+_YEAR = {"1w": 52, "1M": 12}       # bars per year of the coarse intervals; finer ones: rows per calendar day × days per year
+
+def infer_periods_per_year(index:pd.DatetimeIndex, # the returns' rows (UTC)
+                           interval:str="1d", # the bar interval (data.interval)
+                          ) -> tuple[int, str]:
+    "Periods per year of a calendar, and why: 252 trading days for exchange calendars, 365 when the rows include weekends (24/7)."
+    if interval in _YEAR: return _YEAR[interval], f"inferred: {_YEAR[interval]} {interval} bars per year"
+    if len(index) < 2: return 252, "inferred: 252 (too few rows to read a calendar; exchange days assumed)"
+    days = index.normalize()
+    weekend = float(np.mean(days.day_of_week >= 5))
+    per_day = int(np.median(pd.Series(1, index=days).groupby(level=0).size()))
+    if weekend > 0.1:
+        return 365 * per_day, f"inferred: 24/7 calendar ({weekend:.0%} of rows on weekends), 365 days × {per_day} bars"
+    return 252 * per_day, f"inferred: exchange calendar ({weekend:.1%} of rows on weekends), 252 days × {per_day} bars"
+
+def resolve_calendar(profile:Profile, # the run's profile
+                     returns:pd.DataFrame, # the returns the run decides on
+                    ) -> tuple[Profile, str]:
+    "The profile with `backtest.periods_per_year` filled from the data when it is left unset (None), and where the value came from."
+    if profile.backtest.periods_per_year is not None: return profile, "set by the profile"
+    ppy, basis = infer_periods_per_year(returns.index, profile.data.interval)
+    return profile.model_copy(update={"backtest": profile.backtest.model_copy(update={"periods_per_year": ppy})}), basis
+
 
 # %% ../../nbs/51_flow.ipynb #b7e3102c
 UNIVERSE_POLICIES = {"as_known": "only universe snapshots stored strictly before each decision date; dates without one hold nothing",
@@ -93,6 +125,9 @@ class DatedUniverse:
             df = getattr(self, name)
             if not isinstance(df, pd.DataFrame) or list(df.columns) != cols:
                 raise ValidationError(describe(f"dated universe {name} columns", list(getattr(df, "columns", [])), f"exactly {cols}"))
+        by_date = {d: g[["symbol", "direction", "logic"]].reset_index(drop=True) for d, g in self.table.groupby("date", sort=True)}
+        object.__setattr__(self, "_dates", pd.DatetimeIndex(list(by_date), tz="UTC") if by_date else pd.DatetimeIndex([], tz="UTC"))
+        object.__setattr__(self, "_lists", list(by_date.values()))   # candidates is called once per window: a search, not a scan
 
     @property
     def biased(self) -> bool:
@@ -116,10 +151,9 @@ class DatedUniverse:
 
     def candidates(self, t) -> pd.DataFrame:
         "symbol, direction, logic of the latest decision date ≤ `t` (empty before the first one)."
-        t = to_utc(t)
-        known = self.table[self.table["date"] <= t]
-        if known.empty: return self.table.iloc[:0][["symbol", "direction", "logic"]].reset_index(drop=True)
-        return known[known["date"] == known["date"].max()][["symbol", "direction", "logic"]].reset_index(drop=True)
+        i = self._dates.searchsorted(to_utc(t), side="right") - 1
+        if i < 0: return self.table.iloc[:0][["symbol", "direction", "logic"]].reset_index(drop=True)
+        return self._lists[i].copy()
 
     def describe(self) -> dict:
         "Policy and coverage as conventions: which dates had a universe, from which snapshot dates."
@@ -274,45 +308,32 @@ def _now(ctx:RunContext) -> pd.Timestamp:
     "The run's clock: `run_flow(now=...)` (a replayed day), else the wall clock."
     return to_utc(ctx.params["now"]) if ctx.params.get("now") else utc_now()
 
+def _run_profile(ctx:RunContext) -> Profile:
+    "The run's profile with what the data decides filled in (`backtest.periods_per_year` from the calendar ingest read)."
+    p = ctx.profile
+    if p.backtest.periods_per_year is not None: return p
+    ppy = ctx.load("ingest", "calendar")["periods_per_year"]
+    return p.model_copy(update={"backtest": p.backtest.model_copy(update={"periods_per_year": ppy})})
+
 def _warn(ctx:RunContext, *messages:str) -> None:
     "Add warnings to the run summary (the CLI prints them; the report shows them)."
     ctx.summary["warnings"] = list(dict.fromkeys([*ctx.summary.get("warnings", []), *messages]))
 
-def _hydrate_chunk(symbols:list, lakehouse_root:str, profile:Profile, endpoint:dict|None, now:str|None=None) -> pd.DataFrame:
-    "One parallel unit of hydration: its symbols' outcomes (writes go to the shared lakehouse, under its locks)."
-    from tradingview_scraper.data.hydration import HydrationError, hydrate
-    try: return hydrate(symbols, lakehouse_root, profile=profile, endpoint=endpoint, now=now, progress=False).outcomes
-    except HydrationError as e:
-        if e.report is not None: return e.report.outcomes
-        raise
-
 def step_hydrate(ctx:RunContext) -> dict:
-    """Fetch missing history from TradingView when the profile enables hydration: online screens first (stored as
-    dated universe snapshots stamped with the run's clock), then chart history for every screened and stored symbol,
-    in chunks of `hydration.chunk` symbols through the run's executor (so a Ray run fans hydration out across workers)."""
+    """Fetch missing history from TradingView when the profile enables hydration (`data.hydration.hydrate_profile`):
+    online screens first (stored as dated universe snapshots stamped with the run's clock), then chart history for
+    every screened and stored symbol, in chunks of `hydration.chunk` symbols through the run's executor (so a Ray run
+    fans hydration out across workers)."""
     p = ctx.profile
     if not p.hydration.enabled: return {"hydration": {"skipped": "hydration disabled by the profile"}}
-    from tradingview_scraper.data.hydration import HydrationReport
-    lake, endpoint, now = _lakehouse(ctx), ctx.params.get("endpoint"), _now(ctx)
-    symbols = [str(s) for s in lake.symbols(p.data.interval)]
-    t0, started = pd.Timestamp.now(tz="UTC"), utc_now()
+    from tradingview_scraper.data.hydration import hydrate_profile
     try:
-        if p.discovery.source == "scanner":
-            from tradingview_scraper.tradingview.scanner import ScannerClient
-            with ScannerClient.from_profile(p, **({"base_url": endpoint["scanner_url"]} if endpoint else {})) as sc:
-                for s in p.discovery.screens:
-                    found = sc.scan(s.market, s.columns, s.filters, s.sort_by, s.sort_order, s.limit)
-                    lake.write_universe(s.name, found.assign(direction=s.direction, logic=s.logic), as_of=now)
-                    symbols += list(found["symbol"])
-        symbols = sorted(set(symbols))
-        if not symbols: raise TVSError("hydration found no symbols: no online screen returned any and the lakehouse is empty")
-        chunks = [symbols[i:i + p.hydration.chunk] for i in range(0, len(symbols), p.hydration.chunk)]
-        parts = ctx.executor.map(partial(_hydrate_chunk, lakehouse_root=str(lake.root), profile=p, endpoint=endpoint,
-                                         now=now.isoformat()), chunks)
-        report = HydrationReport(pd.concat(parts, ignore_index=True), p.data.interval, p.data.history_bars, started,
-                                 (pd.Timestamp.now(tz="UTC") - t0).total_seconds(), endpoint or {})
-        report.write(ctx.run_dir)
-        if not report.ok: raise TVSError(f"hydration fetched no symbol: {report.summary['failure_reasons']}")
+        units = []
+        def chunks(fn, parts):                       # through the run's executor, shown as the step's sub-progress
+            units.extend(parts)
+            return ctx.executor.map(fn, ctx.progress(parts, desc="symbol chunks"))
+        report = hydrate_profile(p, _lakehouse(ctx), endpoint=ctx.params.get("endpoint"), now=_now(ctx), map_fn=chunks,
+                                 progress=False, run_dir=ctx.run_dir)
     except TVSError as e:
         if p.hydration.on_failure == "stop":
             raise TVSError(f"hydration failed ({e}); the profile says stop (hydration.on_failure=stop). "
@@ -320,7 +341,7 @@ def step_hydrate(ctx:RunContext) -> dict:
         log.warning("hydration failed, continuing on the lakehouse as the profile allows: %s", e)
         _warn(ctx, f"hydration failed, the run used the data already in the lakehouse: {e}")
         return {"hydration": {"failed": str(e), "continued": True}}
-    return {"hydration": {**report.summary, "chunks": len(chunks)}, "outcomes": report.outcomes}
+    return {"hydration": {**report.summary, "screens": report.screens, "chunks": len(units)}, "outcomes": report.outcomes}
 
 def step_ingest(ctx:RunContext) -> dict:
     """Lakehouse → validated returns with the run's metadata snapshot (a sample profile first seeds its own sample
@@ -329,6 +350,12 @@ def step_ingest(ctx:RunContext) -> dict:
     p = ctx.profile
     lake = _lakehouse(ctx)
     if p.data.source == "sample": sample_lakehouse(lake.root, profile=p.name)
+    if not lake.root.is_dir() or not lake.symbols(p.data.interval):
+        failed = [w for w in ctx.summary.get("warnings", []) if w.startswith("hydration failed")]
+        raise DataNotFoundError(f"the lakehouse {lake.root} has no {p.data.interval} bars"
+                                + (" and hydration failed" if failed else (" (hydration is off in this profile)" if not p.hydration.enabled else ""))
+                                + ": run `tvs hydrate` (needs the network to TradingView), check the network, "
+                                  "or bring your own prices with `tvs lakehouse import PATH`")
     out = IngestionStage.from_profile(p, lake).run(ctx.run_dir, start=p.data.start, interval=p.data.interval)
     if len(out.returns) == 0:
         last = lake.freshness(p.data.interval)["last"].max()
@@ -337,7 +364,8 @@ def step_ingest(ctx:RunContext) -> dict:
     if out.returns.shape[1] == 0: raise TVSError(f"no usable symbols in {lake.root}: {out.report.summary().to_dict('records')[:5]}")
     q = out.report.quarantine
     ctx.summary["last_bar"] = f"{out.returns.index[-1]:%Y-%m-%d}"
-    return {"returns": out.returns, "load_report": out.report.summary(),
+    resolved, basis = resolve_calendar(p, out.returns)
+    return {"returns": out.returns, "calendar": {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis}, "load_report": out.report.summary(),
             "quarantine": q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)}),
             "unconfirmed": out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
             "confirmed": out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
@@ -374,7 +402,7 @@ def step_select(ctx:RunContext) -> dict:
     returns, cand = ctx.load("ingest", "returns"), ctx.load("discover", "candidates")
     view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
     c = cand[cand["symbol"].isin(returns.columns)][["symbol", "direction", "logic"]].drop_duplicates("symbol").reset_index(drop=True)
-    res = build_selector(ctx.profile).run(view, c, ledger=ctx.ledger)
+    res = build_selector(_run_profile(ctx)).run(view, c, ledger=ctx.ledger)
     return {"trail": res.trail, "winners": {"winners": res.winners, "stage": res.stage, "reason": res.reason,
                                             "directions": res.directions, "logics": res.logics}}
 
@@ -383,16 +411,17 @@ def step_synthesize(ctx:RunContext) -> dict:
     returns, w = ctx.load("ingest", "returns"), ctx.load("select", "winners")
     if not w["winners"]: return {"atoms": pd.DataFrame({"atom_id": pd.Series(dtype=str)}), "composition": pd.DataFrame()}
     view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
-    res = build_synthesizer(ctx.profile).run(view, w["winners"], w["directions"], w["logics"], ledger=ctx.ledger)
+    res = build_synthesizer(_run_profile(ctx)).run(view, w["winners"], w["directions"], w["logics"], ledger=ctx.ledger)
     return {"atoms": res.atoms, "composition": res.composition}
 
 def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:DatedUniverse, selector=None,
                    confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars: each decision holds those pending then
+                   synthesizer=None, # a synthesizer shared by the cells (serial executor: one memo); None: one of the cell's own
                   ) -> dict:
     "One grid cell: the walk-forward backtest of allocator `name` (runs in any executor)."
     in_loop = name not in ("market",)
     sel = (selector or UniverseSelector(build_selector(profile) if profile.selection.enabled else None, universe)) if in_loop else None
-    syn = build_synthesizer(profile) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
+    syn = (synthesizer or build_synthesizer(profile)) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
     with threadpool_limits(limits=1, user_api="blas"):   # small matrices: BLAS threads only fight each other (and other cells)
         res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed)
     return {"name": name, "returns": res.returns, "weights": res.weights, "turnover": res.turnover, "costs": res.costs,
@@ -403,21 +432,25 @@ def step_backtest(ctx:RunContext) -> dict:
     """Every allocator of the profile (and the benchmark) as grid cells through the run's executor, on the dated
     universe of the profile's policy, each decision holding the suspect bars not yet confirmed at its time (as the
     load of that day did); refuses to start (`UniverseError`) when no decision date has a universe."""
-    p = ctx.profile
+    p = _run_profile(ctx)
     returns = ctx.load("ingest", "returns")
     names = list(dict.fromkeys(list(p.allocation.optimizers) + ["market" if p.allocation.benchmark in returns.columns else "benchmark"]))
     engine = build_engine(p)
     universe = _universe(ctx, returns, pd.DatetimeIndex([returns.index[s] for _, _, s, _ in engine.folds(len(returns))])).require()
     info, warnings = universe.describe(), universe.warnings()
     _warn(ctx, *warnings)
-    shared = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe) if ctx.executor.name == "serial" else None   # one memo for every cell
+    serial = ctx.executor.name == "serial"          # one memo of selections and syntheses for every cell
+    shared = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe) if serial else None
+    shared_syn = build_synthesizer(p, memo=True) if serial and p.selection.enabled and p.synthesis.enabled else None
     cells = ctx.executor.map(partial(_backtest_cell, returns=returns, profile=p, universe=universe, selector=shared,
-                                     confirmed=ctx.load("ingest", "confirmed")), names)
+                                     confirmed=ctx.load("ingest", "confirmed"), synthesizer=shared_syn), ctx.progress(names, desc="allocators"))
     out = {"oos_returns": pd.DataFrame({c["name"]: c["returns"] for c in cells}),
            "turnover": pd.DataFrame({c["name"]: c["turnover"] for c in cells}),
            "costs": pd.DataFrame({c["name"]: c["costs"] for c in cells}),
            "metrics": {c["name"]: c["metrics"] for c in cells},
-           "conventions": {**cells[0]["conventions"], **info, "allocators": names, "executor": ctx.executor.name},
+           "conventions": {**cells[0]["conventions"], **info, "allocators": names, "executor": ctx.executor.name,
+                           "periods_per_year_basis": ctx.load("ingest", "calendar")["basis"],
+                           "allocations": {c["name"]: c["conventions"]["allocation"] for c in cells}},   # each allocator's own parameters
            "fallbacks": {c["name"]: c["fallbacks"] for c in cells},
            "timings": {c["name"]: c["timings"] for c in cells},
            "universe_coverage": universe.coverage, "warnings": warnings}
@@ -439,9 +472,15 @@ def _run_warnings(ctx:RunContext, last_bar:pd.Timestamp) -> list[str]:
     if stray: out.append(f"{len(stray)} stray files in the lakehouse's bar directory were skipped: {', '.join(stray[:5])}")
     return out + list(ctx.load("backtest", "warnings"))
 
+def _portfolio_of(ctx:RunContext) -> dict|None:
+    "Today's portfolio of the run (`portfolio.load_portfolio`), or None when the portfolio step computed none."
+    from tradingview_scraper.portfolio import load_portfolio
+    if "skipped" in ctx.load("portfolio", "summary"): return None
+    return load_portfolio(ctx.run_dir)
+
 def step_report(ctx:RunContext) -> dict:
     "Render the HTML report and the Markdown summary into `reports/` (warnings on top); warnings and last bar into the run summary."
-    p = ctx.profile
+    p = _run_profile(ctx)
     oos, metrics, conv = ctx.load("backtest", "oos_returns"), ctx.load("backtest", "metrics"), ctx.load("backtest", "conventions")
     last_bar = ctx.load("ingest", "returns").index[-1]
     bench = "market" if "market" in oos.columns else "benchmark"
@@ -450,7 +489,7 @@ def step_report(ctx:RunContext) -> dict:
     fb = ctx.load("backtest", "fallbacks")
     notes = [f"{n}: {len(v)} fallbacks recorded (see artifacts/backtest/fallbacks.json)" for n, v in fb.items() if v]
     warnings = _run_warnings(ctx, last_bar)
-    inputs = ReportInputs(run={"run_id": ctx.run_id, "profile": p.name, "manifest_hash": p.manifest_hash, "status": "succeeded",
+    inputs = ReportInputs(run={"run_id": ctx.run_id, "profile": p.name, "manifest_hash": ctx.profile.manifest_hash, "status": "succeeded",
                                "ledger_head": ctx.ledger.head()},
                           strategies=strategies, benchmark=oos[bench], benchmark_name=p.allocation.benchmark if bench == "market" else "equal weight (benchmark)",
                           conventions={**conv, "covariance": p.allocation.covariance, "hrp_linkage": p.allocation.hrp_linkage,
@@ -459,7 +498,9 @@ def step_report(ctx:RunContext) -> dict:
                           load_report=ctx.load("ingest", "load_report"), notes=notes, periods_per_year=p.backtest.periods_per_year,
                           warnings=warnings, last_bar=last_bar, unconfirmed=ctx.load("ingest", "unconfirmed"),
                           revisions=ctx.load("ingest", "revisions"),
-                          universe_coverage=ctx.load("backtest", "universe_coverage"))
+                          universe_coverage=ctx.load("backtest", "universe_coverage"),
+                          portfolio=_portfolio_of(ctx), universe_size=int(ctx.load("ingest", "returns").shape[1]),
+                          allocations=conv.get("allocations"))
     paths = write_report(inputs, ctx.path("reports"))
     ctx.summary.update({f"sharpe_{n}": (None if metrics[n].get("sharpe") is None else round(metrics[n]["sharpe"], 3)) for n in oos.columns})
     ctx.summary.update(warnings=warnings, last_bar=f"{last_bar:%Y-%m-%d}")
@@ -484,6 +525,70 @@ def step_validate(ctx:RunContext) -> dict:
     if problems: raise TVSError("validation failed: " + "; ".join(problems))
     return {"checks": checks}
 
+
+# %% ../../nbs/51_flow.ipynb #9d48e2c3
+def _previous(ctx:RunContext, t:pd.Timestamp):
+    "The previous successful run's portfolio of this profile decided at or before `t` (None: a holdings file is given, or none)."
+    from tradingview_scraper.portfolio import previous_portfolio
+    if ctx.params.get("holdings") or ctx.profile.portfolio.holdings != "previous_run": return None
+    return previous_portfolio(ctx.run_dir.parent, ctx.profile.name, before=t, exclude_run=ctx.run_id)
+
+def _portfolio_reads(ctx:RunContext) -> dict:
+    "What today's portfolio read outside the run: the lakehouse, and the holdings file or the previous run's portfolio."
+    from tradingview_scraper.ledger import file_hash
+    out = lakehouse_reads(BARS, CATALOG, UNIVERSES)(ctx)
+    if ctx.params.get("holdings"):
+        path = Path(ctx.params["holdings"])
+        out["holdings"] = file_hash(path) if path.is_file() else "missing"
+    else:
+        returns = ctx.load("ingest", "returns")
+        prev = _previous(ctx, _decision_day(returns, ctx.load("ingest", "unconfirmed")))
+        out["previous_portfolio"] = "none" if prev is None else \
+            f"{prev[0]}:{file_hash(ctx.run_dir.parent / prev[0] / 'portfolio' / 'summary.json')}"
+    return out
+
+def step_portfolio(ctx:RunContext) -> dict:
+    """Today's portfolio per allocator: one more decision at the day after the last bar through the backtest's own
+    decision path, and the trade list from the current holdings (a holdings file, or the previous run's target drifted)."""
+    from tradingview_scraper.portfolio import (carried_holdings, cash_holdings, decide_today, last_prices, lots_from_catalog,
+                                               read_holdings, trade_list, write_portfolio)
+    p = _run_profile(ctx)
+    if not p.portfolio.enabled: return {"summary": {"skipped": "portfolio.enabled is false"}}
+    lake, returns, confirmed = _lakehouse(ctx), ctx.load("ingest", "returns"), ctx.load("ingest", "confirmed")
+    t = _decision_day(returns, ctx.load("ingest", "unconfirmed"))
+    universe = _universe(ctx, returns, [t])
+    _warn(ctx, *[f"today's portfolio: {w}" for w in universe.warnings()])
+    selector = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe)
+    synthesizer = build_synthesizer(p) if p.selection.enabled and p.synthesis.enabled else None
+    engine = build_engine(p)
+    capital = ctx.params.get("capital") or p.portfolio.capital
+    held = None
+    if ctx.params.get("holdings"):
+        held = read_holdings(ctx.params["holdings"], prices=last_prices(lake, returns.columns, before=t, interval=p.data.interval),
+                             symbols=returns.columns, decision_time=t, settings=p.portfolio)
+        capital = capital or held.capital        # quantity holdings: notionals in the holder's own money
+    previous = _previous(ctx, t)
+    out, summary = {}, {}
+    for name in [n for n in p.allocation.optimizers if n not in ("market", "benchmark")]:
+        with threadpool_limits(limits=1, user_api="blas"):   # as the backtest's cells: bitwise the same decision path
+            target = decide_today(engine, returns, build_allocator(name, p), selector, synthesizer, t=t, confirmed=confirmed)
+        current = held if held is not None else (carried_holdings(previous, name, returns, t) if p.portfolio.holdings == "previous_run"
+                                                 else cash_holdings("portfolio.holdings: cash (no holdings file)", t))
+        traded = set(target.weights.index[target.weights.to_numpy() != 0]) | set(current.weights.index)
+        prices = last_prices(lake, sorted(traded), before=t, interval=p.data.interval) if capital else None
+        lots = lots_from_catalog(catalog_as_of(lake.catalog(versions=True), t)) if capital else None
+        trades = trade_list(current, target, allocator=name, t=t, cost_bps=p.backtest.cost_bps, band=p.portfolio.no_trade_band,
+                            capital=capital, prices=prices, lots=lots)
+        write_portfolio(ctx.run_dir, target, trades)
+        out[f"target_{name}"], out[f"trades_{name}"] = target.weights[target.weights != 0], trades.table
+        summary[name] = {"t": t.isoformat(), "drift": trades.drift, "traded": trades.traded, "trades": len(trades.table),
+                         "turnover": trades.turnover, "est_cost": trades.est_cost, "reason": trades.reason,
+                         "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
+                         "fallbacks": [list(map(str, f)) for f in target.fallbacks]}
+    ctx.summary["portfolio"] = {n: {"trades": s["trades"], "drift": round(s["drift"], 6)} for n, s in summary.items()}
+    return {**out, "summary": summary}
+
+# %% ../../nbs/51_flow.ipynb #410aaf07
 def lakehouse_reads(*parts:str) -> Callable:
     "A `Step.reads` function: content hashes of these parts of the run's lakehouse (`{interval}` is the profile's)."
     def reads(ctx:RunContext) -> dict:
@@ -500,11 +605,25 @@ FLOW = (Step("hydrate", step_hydrate),
         Step("select", step_select, ("ingest", "discover")),
         Step("synthesize", step_synthesize, ("ingest", "select")),
         Step("backtest", step_backtest, ("ingest",), reads=lakehouse_reads(BARS, CATALOG, UNIVERSES)),
-        Step("report", step_report, ("hydrate", "backtest", "select", "ingest")),
+        Step("portfolio", step_portfolio, ("ingest",), reads=_portfolio_reads),
+        Step("report", step_report, ("hydrate", "backtest", "select", "ingest", "portfolio")),
         Step("validate", step_validate, ("backtest", "report")))
 
 
 # %% ../../nbs/51_flow.ipynb #4acb5332
+def _holdings_path(path) -> str:
+    "A holdings file given to a run: validated, existing, absolute."
+    p = validate_user_path(path, "holdings file")
+    if not p.is_file(): raise DataNotFoundError(describe("holdings file", str(p), "an existing CSV or Parquet file"))
+    return str(p.resolve())
+
+def _capital(capital) -> float|None:
+    "A run's capital: None, or a finite number > 0."
+    if capital is None: return None
+    if isinstance(capital, bool) or not isinstance(capital, (int, float, np.integer, np.floating)) or not np.isfinite(capital) or capital <= 0:
+        raise ValidationError(describe("capital", capital, "a finite number > 0 (the portfolio's value in its currency)"))
+    return float(capital)
+
 def flow_runner(profile:str|Profile="canary", # profile name or a resolved Profile
                 run_id:str|None=None, # resume / name a run; None: a new id
                 runs_root=None, # where run directories live (None: the profile's)
@@ -516,15 +635,21 @@ def flow_runner(profile:str|Profile="canary", # profile name or a resolved Profi
                 endpoint:Mapping|None=None, # hydration endpoint URLs (a replay server); None: the profile's
                 now=None, # the run's clock for hydration (screens' snapshot time, history up to it); None: the wall clock
                 steps=FLOW, # the flow
+                holdings=None, # current holdings file (CSV or Parquet: symbol + weight or quantity); None: portfolio.holdings
+                capital:float|None=None, # portfolio value for notionals and share quantities; None: portfolio.capital
+                progress=None, # how steps are shown as they start and end (a runner `Progress`); None: not shown
                ) -> OrchestrationRunner:
     "The runner of the research flow for one profile (not started: `.run()` runs it)."
     prof = profile if isinstance(profile, Profile) else load_profile(profile, manifest=manifest, env=env, overrides=overrides)
     lake = str(validate_user_path(prof.data.lakehouse_root if lakehouse_root is None else lakehouse_root, "lakehouse root"))
     params = {"lakehouse_root": lake,
               "endpoint": None if endpoint is None else {k: str(endpoint[k]) for k in ("scanner_url", "websocket_url")},
-              "now": None if now is None else to_utc(now).isoformat()}
+              "now": None if now is None else to_utc(now).isoformat(),
+              "holdings": None if holdings is None else _holdings_path(holdings), "capital": _capital(capital)}
+    given = None if isinstance(profile, Profile) and overrides is None else dict(overrides or {})   # recorded in manifest.json
     return OrchestrationRunner(prof, steps, runs_root=runs_root, run_id=run_id, executor=executor, params=params,
-                               identity={"lakehouse": lake})   # a run reads one lakehouse: a resume may not switch it
+                               identity={"lakehouse": lake},   # a run reads one lakehouse: a resume may not switch it
+                               progress=progress, overrides=given)
 
 def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
              run_id:str|None=None, # resume / name a run; None: a new id
@@ -537,7 +662,36 @@ def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
              endpoint:Mapping|None=None, # hydration endpoint URLs (a replay server); None: the profile's
              now=None, # the run's clock for hydration (screens' snapshot time, history up to it); None: the wall clock
              steps=FLOW, # the flow
+             holdings=None, # current holdings file (CSV or Parquet); None: portfolio.holdings (the previous run's target)
+             capital:float|None=None, # portfolio value for notionals and share quantities; None: portfolio.capital
+             until:str|None=None, # run the flow up to and including this step
+             only=None, # run only these steps (their requirements succeeded earlier in this run)
+             progress=None, # None: shown as fits where output goes (`Progress.auto`: bars in a notebook, one line per step in CI); False: not shown
             ) -> RunResult:
     "Run the research flow for one profile; returns the run (raises `RunFailed` after recording a failure)."
-    return flow_runner(profile, run_id, runs_root, lakehouse_root, executor, overrides, manifest, env, endpoint, now, steps).run()
+    shown = Progress.auto() if progress is None else (Progress("off") if progress is False else progress)
+    return flow_runner(profile, run_id, runs_root, lakehouse_root, executor, overrides, manifest, env, endpoint, now, steps,
+                       holdings, capital, shown).run(until=until, only=only)
 
+
+# %% ../../nbs/51_flow.ipynb #f75ade66
+def run_returns(returns:pd.DataFrame, # simple returns, UTC DatetimeIndex, a column per asset
+                profile:str|Profile="lakehouse", # a profile that reads its lakehouse without screens (see profiles.yaml)
+                *, exchange:str="USER", # prefix for bare column names (AAPL → USER:AAPL)
+                runs_root=None, # where run directories live (None: the profile's)
+                lakehouse_root=None, # where the returns' lakehouse goes (None: <runs_root>/returns-lakehouses/<content hash>)
+                run_id:str|None=None, overrides:Mapping|None=None, manifest=None, env:Mapping|None=None, executor=None,
+                holdings=None, capital:float|None=None, until:str|None=None, only=None,
+               ) -> RunResult:
+    "Run the research flow on a returns DataFrame: imported as closes into a lakehouse of their own (`data.imports.import_returns`), then `run_flow`."
+    from tradingview_scraper.data.imports import check_exchange, import_returns
+    frame, exchange = BacktestEngine._check_returns(returns), check_exchange(exchange)   # simple returns, not prices (a typed error names them)
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, manifest=manifest, env=env, overrides=overrides)
+    root = validate_user_path(prof.orchestration.runs_root if runs_root is None else runs_root, "runs root")
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+                            + "|".join(map(str, [exchange, *frame.columns])).encode()).hexdigest()[:16]
+    lake = validate_user_path(root / "returns-lakehouses" / digest if lakehouse_root is None else lakehouse_root, "lakehouse root")
+    imported = import_returns(frame, lake, interval=prof.data.interval, exchange=exchange, source="run_returns", rules=prof.data.rules)
+    if not imported.stored["bars"].fillna(0).sum(): raise ValidationError(describe("returns", f"{returns.shape[1]} columns", "at least one column the import could store", repr(imported)))
+    return run_flow(prof, run_id=run_id, runs_root=root, lakehouse_root=lake, executor=executor, holdings=holdings, capital=capital,
+                    until=until, only=only)

@@ -5,42 +5,108 @@
 # %% ../../nbs/52_production.ipynb #33aff4a5
 from __future__ import annotations
 
+import copy
 import json
+import math
+import numbers
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import nbformat
 import papermill as pm
+import plotly.io as pio
+from jinja2 import DictLoader
 from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
+from traitlets import default
 
 import tradingview_scraper
 from ..config import load_profile
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, utc_iso
 from ..data.lakehouse import atomic_write_bytes
-from .flow import flow_runner
+from .flow import FLOW, flow_runner
 from .runner import (PARTIAL_PREFIX, STATUS_FILE, RunBusy, RunFailed, RunRefused, _lock_held,
                                                       _production_busy, _write_status, new_run_id, production_lock, read_status, run_lock)
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['production_notebooks', 'run_production']
+__all__ = ['PACKAGED_NOTEBOOKS', 'PLOTLY_MIME', 'production_notebooks', 'with_plotly_html', 'notebook_html', 'run_production']
 
 # %% ../../nbs/52_production.ipynb #cbee720e
-def production_notebooks(notebooks=None, # a directory of production notebooks (default: the repository's nbs/production)
+PACKAGED_NOTEBOOKS = Path(tradingview_scraper.__file__).resolve().parent / "production"   # shipped as package data
+
+def production_notebooks(notebooks=None, # a directory of production notebooks (default: the ones the package ships)
                         ) -> list[Path]:
     "The production notebooks to execute, in name order."
-    d = Path(tradingview_scraper.__file__).resolve().parents[1] / "nbs" / "production" if notebooks is None else validate_user_path(notebooks, "notebook directory")
+    d = PACKAGED_NOTEBOOKS if notebooks is None else validate_user_path(notebooks, "notebook directory")
     nbs = sorted(p for p in d.glob("*.ipynb") if not p.name.startswith((".", "_")))
     if not nbs: raise DataNotFoundError(describe("production notebook directory", str(d), "a directory with *.ipynb notebooks"))
     return nbs
 
-# %% ../../nbs/52_production.ipynb #b0ece4b2
-def _html(src:Path, dest:Path) -> None:
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(src, as_version=4))
-    atomic_write_bytes(dest, body.encode("utf-8"))
+# %% ../../nbs/52_production.ipynb #c81e4f9d
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
+def with_plotly_html(nb:nbformat.NotebookNode, # an executed notebook
+                    ) -> nbformat.NotebookNode:
+    "A copy of `nb` whose plotly outputs also carry their HTML rendering (plotly.js embedded once, in the first)."
+    nb = copy.deepcopy(nb)
+    figures = [o["data"] for c in nb.cells for o in c.get("outputs", [])
+               if PLOTLY_MIME in o.get("data", {}) and "text/html" not in o["data"]]
+    for i, data in enumerate(figures):
+        fig = data[PLOTLY_MIME]
+        spec = {k: fig[k] for k in ("data", "layout", "frames") if k in fig}   # the bundle's "config" goes to config=
+        data["text/html"] = pio.to_html(spec, config=fig.get("config"),
+                                        include_plotlyjs=i == 0, full_html=False, validate=False, div_id=f"tvs-figure-{i}",
+                                        default_height="525px")   # a fixed height: a notebook output has none to fill
+    return nb
+
+# %% ../../nbs/52_production.ipynb #4b7e2d90
+_OFFLINE_TEMPLATE = DictLoader({"tvs-offline.html.j2": """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}"""})
+
+def notebook_html(nb:nbformat.NotebookNode, # an executed notebook
+                 ) -> str:
+    "`nb` as one self-contained HTML page: plotly figures included, nothing loaded from the network."
+    exporter = HTMLExporter(template_name="lab", template_file="tvs-offline.html.j2", extra_loaders=[_OFFLINE_TEMPLATE])
+    body, _ = exporter.from_notebook_node(with_plotly_html(nb))
+    return body
+
+def _html(src:Path, dest:Path) -> None:
+    atomic_write_bytes(dest, notebook_html(nbformat.read(src, as_version=4)).encode("utf-8"), "the executed notebook's HTML", mode=0o644)
+
+# %% ../../nbs/52_production.ipynb #f4c7a9d2
+def _request_parameters(holdings=None, # current holdings file (CSV or Parquet)
+                        capital=None, # portfolio value in its currency, > 0
+                        until:str|None=None, # the last step to run
+                        steps:Sequence[str]|None=None, # the steps to run
+                       ) -> dict:
+    "The notebook parameters of a run's holdings, capital and step selection, validated; only those given."
+    names = [s.name for s in FLOW]
+    if until is not None and steps is not None:
+        raise ValidationError(describe("step selection", {"until": until, "steps": steps}, "until (the flow up to a step) or steps, not both"))
+    given = {}
+    if holdings is not None:
+        path = validate_user_path(holdings, "holdings file")
+        if not path.is_file(): raise DataNotFoundError(describe("holdings file", str(path), "an existing CSV or Parquet file"))
+        given["holdings"] = str(path)
+    if capital is not None:
+        if isinstance(capital, bool) or not isinstance(capital, numbers.Real) or not math.isfinite(capital) or capital <= 0:
+            raise ValidationError(describe("capital", capital, "a finite number > 0 (the portfolio's value in its currency)"))
+        given["capital"] = float(capital)
+    if until is not None:
+        if until not in names: raise ValidationError(describe("until", until, f"a step name, one of {names}"))
+        given["until"] = until
+    if steps is not None:
+        ok = isinstance(steps, (list, tuple)) and steps and all(isinstance(s, str) and s in names for s in steps)
+        if not ok or len(set(steps)) < len(steps):
+            raise ValidationError(describe("steps", steps, f"a non-empty list of distinct step names from {names}"))
+        given["steps"] = list(steps)
+    return given
+
+# %% ../../nbs/52_production.ipynb #b0ece4b2
 _REFUSALS = ("RunRefused", "RunBusy")   # the flow refused to start: the run is not this attempt's to change
 
 def _preflight(runner, sources:list[Path]) -> dict|None:
@@ -68,8 +134,12 @@ def _record_failure(run_dir:Path, st:dict, src:Path, cell, err:str) -> None:
 
 # %% ../../nbs/52_production.ipynb #0d6817fc
 def _kernel_logging_to(log_path:Path) -> type:
-    "A kernel manager whose kernel writes its stderr (start-up and shutdown chatter) to `log_path`, not to the console."
+    "A kernel manager whose kernel talks over encrypted sockets when it can and writes its stderr to `log_path`, not to the console."
     class RunKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _curve_when_supported(self):
+            return "auto"   # CurveZMQ keys when the kernelspec supports them (ipykernel's does): no plain-text TCP, no warning
+
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             with open(log_path, "ab") as log:        # the kernel keeps its own copy of the descriptor
                 kw["stderr"] = log
@@ -112,18 +182,25 @@ def run_production(profile:str="canary", # profile name
                    env:Mapping|None=None, # environment for TVS_* overrides (None: os.environ)
                    kernel_name:str="python3", # Jupyter kernel papermill starts
                    extra_parameters:Mapping|None=None, # more notebook parameters (e.g. test-mode knobs)
+                   holdings=None, # current holdings file (CSV or Parquet); None: the profile's `portfolio.holdings`
+                   capital:float|None=None, # portfolio value (> 0) for notional and share quantities; None: the profile's
+                   until:str|None=None, # run the flow up to and including this step; None: the whole flow
+                   steps:Sequence[str]|None=None, # run only these steps; None: all
                   ) -> dict:
     "Execute every production notebook for one run; returns the run's status record."
     prof = load_profile(profile, manifest=manifest, env=env, overrides=overrides)   # validates everything first
+    given = _request_parameters(holdings, capital, until, steps)
     rid = safe_component(run_id, "run_id") if run_id is not None else new_run_id(prof)
     if executor not in (None, "serial", "ray"): raise ValidationError(describe("executor", executor, "'serial' or 'ray'"))
     root = validate_user_path(runs_root, "runs root")
     lake = None if lakehouse_root is None else str(validate_user_path(lakehouse_root, "lakehouse root"))
     params = {"run_id": rid, "profile": prof.name, "runs_root": str(root), "executor": executor, "overrides": json.dumps(dict(overrides or {})),
               "lakehouse_root": lake, "manifest": None if manifest is None else str(validate_user_path(manifest, "manifest path")),
-              **dict(extra_parameters or {})}
+              **given, **dict(extra_parameters or {})}
     sources = production_notebooks(notebooks)       # everything is validated before anything is written
-    runner = flow_runner(prof, run_id=rid, runs_root=root, lakehouse_root=lake, executor="serial")
+    runner = flow_runner(prof, run_id=rid, runs_root=root, lakehouse_root=lake, executor="serial",   # what the run would read:
+                         holdings=given.get("holdings"), capital=given.get("capital"))           # the no-op check sees it too
+    runner.check_request(given.get("until"), given.get("steps"))   # unknown steps, requirements not run: refused before any write
     done = _preflight(runner, sources)
     if done is not None: return done                # succeeded before, and nothing it read has changed
     run_dir = runner.run_dir

@@ -13,27 +13,30 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import Profile
-from ..core import CorruptDataError, TVSError, ValidationError, describe, utc_iso, utc_now
+from ..core import CorruptDataError, DataNotFoundError, TVSError, ValidationError, describe, utc_iso, utc_now
 from ..data.lakehouse import atomic_write_bytes, atomic_write_parquet, read_parquet
 from ..ledger import AuditLedger, canonical_json, content_hash, file_hash
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['STATUS_FILE', 'LOCK_FILE', 'PRODUCTION_LOCK', 'PARTIAL_PREFIX', 'new_run_id', 'SerialExecutor', 'RayExecutor',
-           'make_executor', 'Step', 'RunContext', 'tree_fingerprint', 'run_lock', 'production_lock', 'read_status',
-           'RunFailed', 'RunBusy', 'RunRefused', 'RunResult', 'OrchestrationRunner', 'list_runs']
+__all__ = ['STATUS_FILE', 'LOCK_FILE', 'PRODUCTION_LOCK', 'PARTIAL_PREFIX', 'MAX_RECORD_BYTES', 'PROGRESS_FILE', 'PROGRESS_MODES',
+           'MAX_ARTIFACT_BYTES', 'new_run_id', 'SerialExecutor', 'RayExecutor', 'make_executor', 'Step', 'RunContext',
+           'tree_fingerprint', 'run_lock', 'production_lock', 'read_status', 'step_line', 'Progress', 'ProgressLog',
+           'read_event', 'ProgressFollower', 'RunFailed', 'RunBusy', 'RunRefused', 'UnknownStep', 'RunResult',
+           'OrchestrationRunner', 'run_period', 'list_runs', 'RunComparison', 'compare_runs']
 
 # %% ../../nbs/50_runner.ipynb #50ce4c0d
 def new_run_id(profile:Profile, now=None) -> str:
@@ -119,6 +122,8 @@ class RunContext:
         self._cache: dict = {}
         self._sha: dict = {}
         self._cleanups: list = []
+        self.step: str|None = None        # the step running now (set by the runner)
+        self._emit: Callable|None = None  # the runner's progress events while a step runs (see `progress`)
         self.log = logging.getLogger("tradingview_scraper.run")
 
     def path(self, *parts:str) -> Path:
@@ -215,6 +220,7 @@ def tree_fingerprint(root, # the directory (it need not exist yet)
 # %% ../../nbs/50_runner.ipynb #e29b353a
 STATUS_FILE, LOCK_FILE = "status.json", ".run.lock"
 PRODUCTION_LOCK, PARTIAL_PREFIX = ".production.lock", ".partial-"   # in notebooks/: a papermill run, a notebook still executing
+MAX_RECORD_BYTES = 16 << 20   # a status.json or manifest.json larger than this is damaged (a run writes a few KiB)
 
 def _lock_held(run_dir:Path, name=LOCK_FILE) -> bool:
     "Does a live process hold the lock file `name` (relative to `run_dir`)?"
@@ -240,8 +246,11 @@ def run_lock(run_dir:Path, # the run directory (must exist)
     finally: os.close(fd)
 
 def _read_json(p:Path, what:str) -> dict:
-    "A run's JSON record; a damaged one raises `CorruptDataError` naming the file."
-    try: obj = json.loads(p.read_text(encoding="utf-8"))
+    "A run's JSON record (at most `MAX_RECORD_BYTES`); a damaged one raises `CorruptDataError` naming the file."
+    with open(p, "rb") as f: raw = f.read(MAX_RECORD_BYTES + 1)
+    if len(raw) > MAX_RECORD_BYTES:
+        raise CorruptDataError(f"{what} {str(p)!r} is larger than {MAX_RECORD_BYTES} bytes: not a record a run writes")
+    try: obj = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptDataError(f"{what} {str(p)!r} is damaged ({type(e).__name__}); the run cannot be read or resumed") from None
     if not isinstance(obj, dict): raise CorruptDataError(describe(what, str(p), "a JSON object"))
@@ -275,6 +284,185 @@ def read_status(run_dir) -> dict:
 def _write_status(run_dir:Path, st:dict) -> None:
     atomic_write_bytes(ensure_safe_path(STATUS_FILE, run_dir), (json.dumps(st, indent=2, sort_keys=True, default=str) + "\n").encode())
 
+# %% ../../nbs/50_runner.ipynb #a1f0c002
+PROGRESS_FILE = "progress.jsonl"   # in logs/: the run's progress events, one JSON object a line (what `tvs run` follows)
+PROGRESS_MODES = ("off", "lines", "terminal", "notebook")
+
+def _seconds(s:float) -> str:
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+def step_line(event:Mapping) -> str:
+    "The line of a step event: `[3/9] backtest …` when it starts, with its time (or how it ended) when it ends."
+    head = f"[{event['i']}/{event['n']}] {event['step']} …"
+    if event["event"] == "start": return head
+    if event["status"] == "skipped": return f"{head} skipped (unchanged)"
+    if event["status"] == "failed": return f"{head} failed after {_seconds(event['seconds'])}"
+    return f"{head} {_seconds(event['seconds'])}"
+
+def _in_notebook() -> bool:
+    "Is this a Jupyter kernel with a front end (where `tqdm.auto` draws widgets)?"
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
+
+class Progress:
+    "Shows a run's steps as they start and end, with their time, and the sub-progress a step reports (folds, symbols)."
+    def __init__(self, mode:str="lines", # off | lines (one line per step) | terminal (live line and bars) | notebook (tqdm.auto)
+                 stream=None, # where lines and bars go (None: sys.stderr when written)
+                 bar:Callable|None=None, # bar factory `bar(total=, desc=, unit=, leave=)` (None: tqdm's, tqdm.auto's in a notebook)
+                ):
+        if mode not in PROGRESS_MODES: raise ValidationError(describe("progress mode", mode, f"one of {list(PROGRESS_MODES)}"))
+        self.mode, self.stream, self.bar = mode, stream, bar
+        self._bars, self._steps = {}, None
+
+    def __repr__(self): return f"Progress({self.mode!r})"
+
+    @classmethod
+    def auto(cls, stream=None, # where the output goes (None: sys.stderr)
+             env:Mapping|None=None, # the environment (None: os.environ); CI=true means one line per step
+             isatty:bool|None=None, # is the output a terminal (None: ask `stream`)
+             notebook:bool|None=None, # running in a notebook kernel (None: detect)
+            ) -> Progress:
+        "The mode that fits where the output goes: `CI=true` or no terminal → lines; a notebook → notebook; a terminal → terminal."
+        env = os.environ if env is None else env
+        if str(env.get("CI", "")).strip().lower() in ("1", "true", "yes"): return cls("lines", stream)
+        if _in_notebook() if notebook is None else notebook: return cls("notebook", stream)
+        if isatty is None: isatty = bool(getattr(sys.stderr if stream is None else stream, "isatty", lambda: False)())
+        return cls("terminal" if isatty else "lines", stream)
+
+    def _write(self, text:str) -> None:
+        out = sys.stderr if self.stream is None else self.stream
+        out.write(text)
+        out.flush()
+
+    def _new_bar(self, **kw):
+        if self.bar is not None: return self.bar(**kw)
+        if self.mode == "notebook": from tqdm.auto import tqdm
+        else: from tqdm import tqdm
+        return tqdm(file=self.stream, **kw)
+
+    def _close_bars(self, step:str) -> None:
+        for key in [k for k in self._bars if k[0] == step]: self._bars.pop(key).close()
+
+    def __call__(self, event:Mapping) -> None:
+        "Show one event: `{event: start|end, i, n, step[, status, seconds]}` or `{event: sub, step, desc, done, total}`."
+        kind = event["event"]
+        if self.mode == "off": return
+        if kind == "sub":
+            if self.mode != "lines": self._sub(event)
+            return
+        if kind == "end": self._close_bars(event["step"])
+        if self.mode == "lines":
+            if kind == "end": self._write(step_line(event) + "\n")
+        elif self.mode == "terminal": self._write("\r" + step_line(event) + ("\x1b[K\n" if kind == "end" else ""))
+        else: self._notebook(event)
+
+    def _sub(self, e:Mapping) -> None:
+        key = (e["step"], e["desc"])
+        if key not in self._bars: self._bars[key] = self._new_bar(total=e.get("total"), desc=f"{e['step']}: {e['desc']}", unit="", leave=False)
+        b = self._bars[key]
+        b.update(e["done"] - b.n)
+
+    def _notebook(self, e:Mapping) -> None:
+        if self._steps is None: self._steps = self._new_bar(total=e["n"], desc="steps", unit="step", leave=True)
+        if e["event"] == "start":
+            self._steps.set_description(e["step"])
+            return
+        self._steps.update(1)
+        self._write(step_line(e) + "\n")
+        if e["i"] == e["n"] or e["status"] == "failed":
+            self._steps.close()
+            self._steps = None
+
+# %% ../../nbs/50_runner.ipynb #a1f0c00a
+def _progress(self:RunContext, iterable:Iterable, # what the step works through: folds, symbols, grid cells
+              total:int|None=None, # how many there are (None: `len(iterable)` when it has one)
+              desc:str="items", # what is counted, e.g. "folds"
+             ) -> Iterator:
+    "Yield the items of `iterable`, reporting the current step's sub-progress to the run's progress display and file."
+    if total is None and hasattr(iterable, "__len__"): total = len(iterable)
+    emit, step = self._emit, self.step
+    if emit is None:
+        yield from iterable
+        return
+    stride, done, last, nxt = max(1, (total or 0) // 20), 0, 0, 1
+    emit({"event": "sub", "step": step, "desc": str(desc), "done": 0, "total": total})
+    for item in iterable:
+        yield item
+        done += 1
+        if done == total or (done % stride == 0 if total else done == nxt):
+            emit({"event": "sub", "step": step, "desc": str(desc), "done": done, "total": total})
+            last, nxt = done, nxt if total else 2 * nxt
+    if done != last: emit({"event": "sub", "step": step, "desc": str(desc), "done": done, "total": total})
+
+RunContext.progress = _progress
+
+# %% ../../nbs/50_runner.ipynb #a1f0c00e
+_EVENT_BYTES = 4096   # a progress line longer than this is not one the runner wrote
+
+class ProgressLog:
+    "Appends progress events to a file, one JSON line each (the runner's `logs/progress.jsonl`)."
+    def __init__(self, path): self.path = Path(path)
+    def __repr__(self): return f"ProgressLog({str(self.path)!r})"
+    def __call__(self, event:Mapping) -> None:
+        line = (json.dumps(dict(event), sort_keys=True, default=str) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try: os.write(fd, line)
+        finally: os.close(fd)
+
+def _text(v, limit:int=100) -> bool: return isinstance(v, str) and 0 < len(v) <= limit and v.isprintable()
+def _count(v, low:int=0) -> bool: return isinstance(v, int) and not isinstance(v, bool) and low <= v <= 10**9
+
+def read_event(line:bytes) -> dict|None:
+    "A progress event read back from a file, or None for a line that is not a well-formed one."
+    if len(line) > _EVENT_BYTES: return None
+    try: e = json.loads(line)
+    except ValueError: return None
+    if not isinstance(e, dict) or not _text(e.get("step")): return None
+    kind = e.get("event")
+    if kind in ("start", "end") and _count(e.get("i"), 1) and _count(e.get("n"), 1) and e["i"] <= e["n"]:
+        if kind == "start": return e
+        secs = e.get("seconds")
+        ok = e.get("status") in ("succeeded", "failed", "skipped") and isinstance(secs, (int, float)) and 0 <= secs < 1e9
+        return e if ok else None
+    if kind == "sub" and _text(e.get("desc")) and _count(e.get("done")) and (e.get("total") is None or _count(e.get("total"), 1)): return e
+    return None
+
+class ProgressFollower:
+    "Shows the progress events another process appends to a file (how `tvs run` shows the steps of its papermill kernel)."
+    MAX_READ = 1 << 20    # bytes read per poll
+    def __init__(self, path, # the progress file (it need not exist yet)
+                 show:Callable, # what to do with each event, e.g. a `Progress`
+                 from_end:bool=True, # skip what the file already holds (earlier attempts of the run)
+                ):
+        self.path, self.show, self._rest, self._skip = Path(path), show, b"", False
+        self.offset = self.path.stat().st_size if from_end and self.path.is_file() else 0
+
+    def poll(self) -> int:
+        "Show the events completed since the last poll; returns how many bytes were read."
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read(self.MAX_READ)
+        except FileNotFoundError: return 0
+        self.offset += len(data)
+        buf = self._rest + data
+        if self._skip:                                             # the rest of a runaway line, up to its end
+            end = buf.find(b"\n")
+            buf, self._skip = (b"", True) if end < 0 else (buf[end + 1:], False)
+        *lines, self._rest = buf.split(b"\n")
+        if len(self._rest) > _EVENT_BYTES: self._rest, self._skip = b"", True   # a runaway line: not an event, never buffered whole
+        for line in lines:
+            e = read_event(line)
+            if e is not None: self.show(e)
+        return len(data)
+
+    def follow(self, stop:threading.Event, # set by the caller when the run is over
+               interval:float=0.2, # seconds between polls while the run goes on
+              ) -> None:
+        "Poll until `stop` is set, then read what is left: the target of a follower thread."
+        while not stop.wait(interval): self.poll()
+        while self.poll(): pass
+
 # %% ../../nbs/50_runner.ipynb #54fafd33
 class RunFailed(TVSError):
     "A step of a run failed, or the run may not start; the run directory records which and why."
@@ -283,7 +471,10 @@ class RunBusy(RunFailed):
     "Another process holds the run's lock."
 
 class RunRefused(RunFailed):
-    "The run may not be resumed this way (other settings or inputs); nothing was written."
+    "The run may not be resumed this way (other settings or inputs, or steps whose requirements have not run); nothing was written."
+
+class UnknownStep(ValidationError):
+    "A step name the flow does not have."
 
 @dataclass
 class RunResult:
@@ -307,6 +498,8 @@ class OrchestrationRunner:
                  executor=None, # "serial", "ray", an executor object, or None for the profile's
                  params:dict|None=None, # extra run parameters visible to steps (e.g. lakehouse root)
                  identity:dict|None=None, # what else makes the run itself (e.g. the lakehouse): a resume must match it
+                 progress:Callable|None=None, # shows each step as it starts and ends (a `Progress`); None: nothing is shown
+                 overrides:Mapping|None=None, # the explicit settings the run was started with (recorded in manifest.json; None: not known)
                 ):
         if not isinstance(profile, Profile): raise ValidationError(describe("profile", type(profile).__name__, "a resolved Profile (load_profile)"))
         names = [s.name for s in steps]
@@ -322,6 +515,8 @@ class OrchestrationRunner:
         self.executor = executor if executor is not None and not isinstance(executor, str) else make_executor(profile, executor)
         self.params = dict(params or {})
         self.identity = json.loads(canonical_json(identity or {}))
+        self.progress = progress
+        self.overrides = None if overrides is None else json.loads(canonical_json(dict(overrides)))   # None: not told
 
 # %% ../../nbs/50_runner.ipynb #e740951b
 def _check_resumable(self:OrchestrationRunner) -> dict|None:
@@ -348,7 +543,7 @@ def _open(self:OrchestrationRunner) -> tuple[AuditLedger, dict]:
         ledger.append("event", {"event": "resume", "previous_status": st.get("status"), "params": self.params})
     else:
         record = {"run_id": self.run_id, "profile": self.profile.name, "manifest_hash": self.profile.manifest_hash,
-                  "identity": self.identity, "manifest": json.loads(self.profile.to_json())}
+                  "identity": self.identity, "overrides": self.overrides, "manifest": json.loads(self.profile.to_json())}
         atomic_write_bytes(ensure_safe_path("manifest.json", self.run_dir), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
         ledger.genesis(self.run_id, self.profile.name, self.profile.manifest_hash, params=self.params, identity=self.identity)
         st = {}
@@ -362,15 +557,21 @@ def _current_reads(step:Step, ctx:RunContext) -> dict:
     "The step's outside inputs now, labelled `read:<label>`."
     return {} if step.reads is None else {f"read:{k}": v for k, v in sorted(step.reads(ctx).items())}
 
-def _stale(self:OrchestrationRunner, st:dict, step:Step, ctx:RunContext) -> str|None:
-    "Why `step` must run (again); None when it succeeded before and nothing it read or wrote has changed."
-    rec = st.get("steps", {}).get(step.name)
+def _outputs_problem(run_dir:Path, rec:dict|None) -> str|None:
+    "Why a step's recorded outcome cannot be used as it is (not run, not succeeded, an output missing or changed); None if it can."
     if not rec: return "it has not run yet"
     if rec.get("status") != "succeeded": return f"its last attempt ended {rec.get('status')!r}"
     for name, out in sorted(rec.get("outputs", {}).items()):
-        p = ensure_safe_path(out["path"], self.run_dir)
+        p = ensure_safe_path(out["path"], run_dir)
         if not p.exists(): return f"its output {name!r} is missing"
         if file_hash(p) != out["sha256"]: return f"its output {name!r} was changed on disk"
+    return None
+
+def _stale(self:OrchestrationRunner, st:dict, step:Step, ctx:RunContext) -> str|None:
+    "Why `step` must run (again); None when it succeeded before and nothing it read or wrote has changed."
+    rec = st.get("steps", {}).get(step.name)
+    problem = _outputs_problem(self.run_dir, rec)
+    if problem: return problem
     inputs = rec.get("inputs")
     if inputs is None: return "the run has no record of what it read"
     if inputs.get("manifest") != self.profile.manifest_hash: return "the manifest changed"
@@ -400,6 +601,37 @@ def _plan(self:OrchestrationRunner) -> list[dict]:
 
 OrchestrationRunner._stale, OrchestrationRunner.plan = _stale, _plan
 
+# %% ../../nbs/50_runner.ipynb #b2e0c002
+def _check_request(self:OrchestrationRunner, until:str|None=None, # the last step to run
+                   only:Sequence[str]|None=None, # the steps to run (a name, or names)
+                  ) -> list[Step]:
+    "The steps `run(until, only)` would consider, after checking the names and that every requirement of `only` succeeded earlier in this run; writes nothing."
+    names = [s.name for s in self.steps]
+    def known(name):
+        if not isinstance(name, str) or name not in names:
+            raise UnknownStep(describe("step", name, f"one of the flow's steps: {', '.join(names)}"))
+        return name
+    if until is not None and only is not None:
+        raise ValidationError(describe("request", {"until": until, "only": only}, "until (the flow up to a step) or only (named steps), not both"))
+    if until is not None: return self.steps[:names.index(known(until)) + 1]
+    if only is None: return list(self.steps)
+    wanted = {known(x) for x in ([only] if isinstance(only, str) else list(only))}
+    if not wanted: raise ValidationError(describe("only", list(only), "at least one step name"))
+    chosen = [s for s in self.steps if s.name in wanted]
+    self.check_resumable()
+    p = ensure_safe_path(STATUS_FILE, self.run_dir)
+    recs = (_read_json(p, "status record") if p.exists() else {}).get("steps", {})
+    missing = [(s.name, r, why) for s in chosen for r in s.requires
+               if r not in wanted and (why := _outputs_problem(self.run_dir, recs.get(r)))]
+    if missing:
+        said = "; ".join(f"{s} needs {r}, but in this run {r}: {why}" for s, r, why in missing)
+        last = max((r for _, r, _ in missing), key=names.index)
+        raise RunRefused(f"run {self.run_id!r} cannot run only {', '.join(s.name for s in chosen)}: {said}. "
+                         f"Run the flow up to {last} first (until={last!r}) or name those steps too")
+    return chosen
+
+OrchestrationRunner.check_request = _check_request
+
 # %% ../../nbs/50_runner.ipynb #d41b4577
 def _attach_log(run_dir:Path) -> tuple[logging.Handler, int]:
     "Send the package's log records (INFO and up) to `logs/run.log` for the run; returns the handler and the old level."
@@ -425,13 +657,26 @@ def _anchor(st:dict, ledger:AuditLedger) -> dict:
     return st
 
 # %% ../../nbs/50_runner.ipynb #6010edf6
-def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledger:AuditLedger) -> None:
+class _Sinks:
+    "Sends each progress event to every sink; a sink that fails is dropped with one warning (progress never fails a run)."
+    def __init__(self, *sinks): self.sinks = [s for s in sinks if s is not None]
+    def __call__(self, event:dict) -> None:
+        for sink in list(self.sinks):
+            try: sink(event)
+            except Exception as e:
+                self.sinks.remove(sink)
+                logging.getLogger("tradingview_scraper.run").warning("progress %r stopped: %s: %s", sink, type(e).__name__, e)
+
+def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledger:AuditLedger, at:tuple=(1, 1), emit:Callable|None=None) -> None:
     "Run one step: intent, the function, its artifacts, what it read, the outcome; a failure is recorded, then raised."
+    emit, (i, n) = emit or (lambda e: None), at
     st["steps"][step.name] = {"status": "running", "started_at": utc_iso()}
     _write_status(self.run_dir, _anchor(st, ledger))
     ctx.loaded = {}
     ledger.intent(step.name, params={"requires": list(step.requires)})
     ctx.log.info("step %s: started", step.name)
+    emit({"event": "start", "i": i, "n": n, "step": step.name, "at": utc_iso()})
+    ctx.step, ctx._emit = step.name, emit
     t0 = time.perf_counter()
     try:
         produced = step.fn(ctx) or {}
@@ -440,39 +685,49 @@ def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledg
                   **_current_reads(step, ctx)}
     except BaseException as e:
         err, secs = f"{type(e).__name__}: {e}", round(time.perf_counter() - t0, 3)
+        ctx.step, ctx._emit = None, None
         ledger.outcome(step.name, "failed", {}, error=err, duration_s=secs)
         st["steps"][step.name].update(status="failed", ended_at=utc_iso(), error=err, seconds=secs)
         st.update(status="failed", ended_at=utc_iso(), failed_step=step.name, error=err)
         _write_status(self.run_dir, _anchor(st, ledger))
         ctx.log.error("step %s: failed after %.1f s: %s", step.name, secs, err)
+        emit({"event": "end", "i": i, "n": n, "step": step.name, "status": "failed", "seconds": secs})
         what = "interrupted" if isinstance(e, (KeyboardInterrupt, _Terminated)) else "failed"
         raise RunFailed(f"run {self.run_id!r} {what} in step {step.name!r}: {err}") from e
+    ctx.step, ctx._emit = None, None
     secs = round(time.perf_counter() - t0, 3)
     ledger.outcome(step.name, "succeeded", {n: r["sha256"] for n, r in saved.items()}, duration_s=secs, inputs=inputs)
     st["steps"][step.name].update(status="succeeded", ended_at=utc_iso(), outputs=saved, inputs=inputs, seconds=secs)
     st["summary"] = {**st.get("summary", {}), **ctx.summary}
     _write_status(self.run_dir, _anchor(st, ledger))
     ctx.log.info("step %s: succeeded in %.1f s", step.name, secs)
+    emit({"event": "end", "i": i, "n": n, "step": step.name, "status": "succeeded", "seconds": secs})
 
-def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger) -> None:
-    "Every step in order: skipped when nothing it read or wrote changed, else run — and then every step after it."
-    cascade = None
-    for step in self.steps:
+def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger, steps:Sequence[Step]|None=None, emit:Callable|None=None) -> None:
+    "Every step asked for, in order: skipped when nothing it read or wrote changed, else run — and then every step after it."
+    cascade, steps = None, self.steps if steps is None else steps
+    for i, step in enumerate(steps, 1):
         reason = cascade or self._stale(st, step, ctx)
         if reason is None:
             outs = {k: v["sha256"] for k, v in st["steps"][step.name]["outputs"].items()}
             ledger.outcome(step.name, "skipped", outs, reason="resumed: it succeeded before and nothing it read or wrote changed")
             _write_status(self.run_dir, _anchor(st, ledger))
             ctx.log.info("step %s: skipped (unchanged since it succeeded)", step.name)
+            if emit: emit({"event": "end", "i": i, "n": len(steps), "step": step.name, "status": "skipped", "seconds": 0.0})
             continue
         if st["steps"].get(step.name, {}).get("status") == "succeeded":
             ledger.append("event", {"event": "rerun", "step": step.name, "reason": reason})
             ctx.log.info("step %s: runs again because %s", step.name, reason)
-        self._run_step(step, ctx, st, ledger)
+        self._run_step(step, ctx, st, ledger, (i, len(steps)), emit)
         cascade = cascade or f"an earlier step ({step.name}) ran again"
 
-def _run(self:OrchestrationRunner) -> RunResult:
-    "Run (or resume) the flow; raises `RunFailed` after recording a failure (a refused resume writes nothing: `_open` checks first)."
+def _run(self:OrchestrationRunner, until:str|None=None, # run the flow up to and including this step
+         only:Sequence[str]|None=None, # run only these steps (their requirements must have succeeded earlier in this run)
+        ) -> RunResult:
+    "Run (or resume) the flow, or the part of it asked for; raises `RunFailed` after recording a failure (a refused request writes nothing)."
+    steps = self.check_request(until, only)         # unknown steps, unmet requirements, another manifest: refused before any write
+    requested = None if len(steps) == len(self.steps) else {"until": until, "only": None if only is None else [s.name for s in steps],
+                                                            "steps": [s.name for s in steps]}
     self.run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(self.run_dir):
         handler, old_level = _attach_log(self.run_dir)
@@ -483,19 +738,22 @@ def _run(self:OrchestrationRunner) -> RunResult:
         ctx = None
         try:
             ledger, prev = self._open()
+            emit = _Sinks(ProgressLog(ensure_safe_path(["logs", PROGRESS_FILE], self.run_dir)), self.progress)
             ctx = RunContext(self.run_id, self.run_dir, self.profile, ledger, self.executor, self.params)
-            ctx.log.info("run %s: profile %s, attempt %d, executor %s", self.run_id, self.profile.name,
-                         prev.get("attempts", 0) + 1, self.executor.name)
+            ctx.log.info("run %s: profile %s, attempt %d, executor %s%s", self.run_id, self.profile.name,
+                         prev.get("attempts", 0) + 1, self.executor.name, f", steps {requested['steps']}" if requested else "")
+            if requested: ledger.append("event", {"event": "request", **requested})
             st = {"run_id": self.run_id, "profile": self.profile.name, "manifest_hash": self.profile.manifest_hash,
                   "status": "running", "started_at": prev.get("started_at", utc_iso()), "attempt_started_at": utc_iso(),
                   "ended_at": None, "executor": self.executor.name, "attempts": prev.get("attempts", 0) + 1,
-                  "steps": prev.get("steps", {}), "failed_step": None, "error": None, "summary": prev.get("summary", {})}
+                  "steps": prev.get("steps", {}), "failed_step": None, "error": None, "summary": prev.get("summary", {}),
+                  "requested": requested}
             _write_status(self.run_dir, _anchor(st, ledger))
-            self._steps(ctx, st, ledger)
-            ledger.append("event", {"event": "run_succeeded"})
-            st.update(status="succeeded", ended_at=utc_iso())
+            self._steps(ctx, st, ledger, steps, emit)
+            ledger.append("event", {"event": "run_partial", "steps": requested["steps"]} if requested else {"event": "run_succeeded"})
+            st.update(status="partial" if requested else "succeeded", ended_at=utc_iso())
             _write_status(self.run_dir, _anchor(st, ledger))
-            ctx.log.info("run %s: succeeded", self.run_id)
+            ctx.log.info("run %s: %s", self.run_id, st["status"])
             return RunResult(self.run_id, self.run_dir, st, ctx)
         finally:
             for fn in reversed(ctx._cleanups if ctx else []):
@@ -508,8 +766,51 @@ def _run(self:OrchestrationRunner) -> RunResult:
 OrchestrationRunner._run_step, OrchestrationRunner._steps, OrchestrationRunner.run = _run_step, _steps, _run
 
 # %% ../../nbs/50_runner.ipynb #95e7d046
+MAX_ARTIFACT_BYTES = 256 << 20   # the runs index reads no artifact larger than this
+
+def _recorded(run_dir:Path, st:dict, step:str, name:str) -> Path|None:
+    "The file of artifact `step/name` as the run's status records it (None when the step recorded no such output)."
+    out = ((st.get("steps") or {}).get(step) or {}).get("outputs", {}).get(name)
+    if not isinstance(out, dict) or not isinstance(out.get("path"), str): return None
+    p = ensure_safe_path(out["path"], run_dir)
+    if not p.is_file(): return None
+    if p.stat().st_size > MAX_ARTIFACT_BYTES: raise CorruptDataError(f"artifact {str(p)!r} is larger than {MAX_ARTIFACT_BYTES} bytes")
+    return p
+
+def run_period(run_dir, # a run directory
+               st:dict|None=None, # its status record (None: read it)
+              ) -> tuple[str|None, str|None]:
+    "First and last out-of-sample day of a run (the index of its backtest's `oos_returns`); (None, None) before a backtest."
+    run_dir = validate_user_path(run_dir, "run directory")
+    p = _recorded(run_dir, read_status(run_dir) if st is None else st, "backtest", "oos_returns")
+    index = [n for n in pq.read_schema(p).names if n.startswith("__index__")] if p is not None else []
+    if not index: return None, None
+    days = pd.to_datetime(pq.read_table(p, columns=index[:1]).column(0).to_pandas(), utc=True)
+    return (None, None) if len(days) == 0 else (f"{days.min():%Y-%m-%d}", f"{days.max():%Y-%m-%d}")
+
+def _asked(requested) -> str|None:
+    "What a partial run was asked for, in words."
+    if not isinstance(requested, dict): return None
+    if requested.get("until"): return f"until {requested['until']}"
+    return "only " + ",".join(map(str, requested.get("only") or []))
+
+def _run_row(d:Path) -> dict:
+    "The runs-index row of one run directory."
+    st = read_status(d)
+    mp = ensure_safe_path("manifest.json", d)
+    overrides = (_read_json(mp, "run manifest") if mp.exists() else {}).get("overrides")
+    summary = st.get("summary") if isinstance(st.get("summary"), dict) else {}
+    first, last = run_period(d, st)
+    return {"run_id": st.get("run_id", d.name), "profile": st.get("profile"), "status": st.get("status"),
+            "started_at": st.get("started_at"), "ended_at": st.get("ended_at"), "failed_step": st.get("failed_step"),
+            "asked": _asked(st.get("requested")),
+            "overrides": None if not isinstance(overrides, dict) else ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())),
+            "first_oos": first, "last_oos": last, "last_bar": summary.get("last_bar"),
+            **{k: v for k, v in sorted(summary.items()) if k.startswith("sharpe_")},
+            "warnings": len(summary["warnings"]) if isinstance(summary.get("warnings"), list) else 0}
+
 def list_runs(runs_root) -> pd.DataFrame:
-    "One row per run directory: id, profile, status, start, end, failing step, summary metrics."
+    "One row per run directory: id, profile, status, times, failing step, what was asked, overrides, period, Sharpe per allocator."
     root = validate_user_path(runs_root, "runs root")
     rows = []
     for d in sorted(root.iterdir()) if root.exists() else []:
@@ -517,9 +818,58 @@ def list_runs(runs_root) -> pd.DataFrame:
             rows.append({"run_id": d.name, "status": "refused: a symlink inside the runs root"})
             continue
         if not d.is_dir() or not (d / STATUS_FILE).exists(): continue
-        try: st = read_status(d)
-        except (TVSError, ValueError) as e:
-            rows.append({"run_id": d.name, "status": f"unreadable: {e}"}); continue
-        rows.append({"run_id": st["run_id"], "profile": st.get("profile"), "status": st["status"], "started_at": st.get("started_at"),
-                     "ended_at": st.get("ended_at"), "failed_step": st.get("failed_step"), **(st.get("summary") or {})})
+        try: rows.append(_run_row(d))
+        except TVSError as e: rows.append({"run_id": d.name, "status": f"unreadable: {str(e)[:300]}"})
+        except Exception as e: rows.append({"run_id": d.name, "status": f"unreadable: {type(e).__name__}: {str(e)[:300]}"})   # never stops the listing
     return pd.DataFrame(rows)
+
+# %% ../../nbs/50_runner.ipynb #c3d0c005
+def _flatten(tree, prefix:str="") -> dict:
+    "Nested mappings as dotted keys; lists and scalars are leaves."
+    if not isinstance(tree, Mapping) or not tree: return {prefix: tree} if prefix else {}
+    out = {}
+    for k, v in tree.items(): out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+def _run_metrics(run_dir:Path, st:dict) -> dict:
+    "allocator → {metric: number} from the backtest's metrics artifact, else the summary's Sharpe ratios."
+    p = _recorded(run_dir, st, "backtest", "metrics")
+    raw = _read_json(p, "metrics artifact") if p is not None and p.suffix == ".json" else \
+          {k[7:]: {"sharpe": v} for k, v in (st.get("summary") or {}).items() if k.startswith("sharpe_")}
+    number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    return {str(a): {str(k): v for k, v in m.items() if number(v)} for a, m in raw.items() if isinstance(m, dict)}
+
+@dataclass(frozen=True)
+class RunComparison:
+    "Two runs side by side (`compare_runs`)."
+    a: str
+    b: str
+    settings: pd.DataFrame   # setting, a, b: only the settings that differ
+    metrics: pd.DataFrame    # allocator, metric, a, b, change (b − a)
+    periods: dict            # run id → (first, last) out-of-sample day
+
+def compare_runs(runs_root, # where the run directories live
+                 a:str, # a run id
+                 b:str, # another run id
+                ) -> RunComparison:
+    "The settings that differ between two runs (their resolved manifests) and their metrics side by side."
+    root = validate_user_path(runs_root, "runs root")
+    recs = {}
+    for rid in (a, b):
+        d = ensure_safe_path(safe_component(rid, "run_id"), root)
+        st = read_status(d)
+        mp = ensure_safe_path("manifest.json", d)
+        if not mp.is_file(): raise DataNotFoundError(describe("run", rid, "a run with a manifest.json (it never started its flow)"))
+        man = _read_json(mp, "run manifest")
+        recs[rid] = (d, st, {**_flatten(man.get("manifest") or {}), "lakehouse": (man.get("identity") or {}).get("lakehouse")})
+    (da, sa, fa), (db, sb, fb) = recs[a], recs[b]
+    settings = pd.DataFrame([(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)],
+                            columns=["setting", "a", "b"])
+    ma, mb = _run_metrics(da, sa), _run_metrics(db, sb)
+    rows = []
+    for alloc in sorted(set(ma) | set(mb)):
+        for m in sorted(set(ma.get(alloc, {})) | set(mb.get(alloc, {}))):
+            x, y = ma.get(alloc, {}).get(m), mb.get(alloc, {}).get(m)
+            rows.append((alloc, m, x, y, None if x is None or y is None else y - x))
+    return RunComparison(a, b, settings, pd.DataFrame(rows, columns=["allocator", "metric", "a", "b", "change"]),
+                         {a: run_period(da, sa), b: run_period(db, sb)})

@@ -790,21 +790,39 @@ class AllocationPipeline(_Params):
         comp = None
         if composition is not None:
             _check(isinstance(composition, pd.DataFrame), "composition", type(composition).__name__, "a DataFrame (stream ids × assets)")
-            missing = [c for c in cols if c not in composition.index]
-            _check(not missing, "composition", missing[:5], "a row for every stream")
-            comp = composition.loc[list(cols)].to_numpy(dtype=np.float64)
+            if composition.index.is_unique and composition.index.equals(cols):   # rows already in stream order (synthesis gives them so)
+                comp = composition.to_numpy(dtype=np.float64)
+            else:
+                missing = [c for c in cols if c not in composition.index]
+                _check(not missing, "composition", missing[:5], "a row for every stream")
+                comp = composition.loc[list(cols)].to_numpy(dtype=np.float64)
             _check(np.isfinite(comp).all(), "composition values", "non-finite", "finite signed exposures")
             assets = composition.columns
         else: assets = cols
-        labels = None if clusters is None else self._labels(cols, clusters, composition)
+        labels = None if clusters is None else self._labels(cols, clusters, composition, comp)
         atom_w, asset_w, fb, exc, method = self.run_arrays(frame.to_numpy(dtype=np.float64), cols, comp, labels, ws=ws)
         return AllocationResult(pd.Series(atom_w, index=cols.copy(), name="weight"),
                                 pd.Series(asset_w, index=assets.copy(), name="weight"), fb,
                                 {cols[j]: r for j, r in sorted(exc.items())}, method)
 
     @staticmethod
-    def _labels(cols, clusters:pd.Series, composition) -> np.ndarray:
+    def _labels(cols, clusters:pd.Series, composition, comp:np.ndarray|None=None) -> np.ndarray:
+        "Integer group per stream: its own cluster, the cluster of the one asset it trades, or a group of its own."
         _check(isinstance(clusters, pd.Series), "clusters", type(clusters).__name__, "a Series: stream id or asset → cluster label")
+        plain = clusters.index.is_unique and not isinstance(clusters.dtype, pd.api.extensions.ExtensionDtype)
+        if plain and (composition is None or (comp is not None and composition.index.is_unique)):   # arrays (the usual case)
+            label = dict(zip(clusters.index, clusters.to_numpy()))
+            assets = None if composition is None else composition.columns
+            raw = []
+            for j, c in enumerate(cols):
+                if c in label:
+                    raw.append(("c", label[c]))
+                    continue
+                under = np.flatnonzero(comp[j] != 0) if comp is not None else ()
+                one = assets[under[0]] if len(under) == 1 else None
+                raw.append(("c", label[one]) if one is not None and one in label else ("own", c))
+            group: dict[str, int] = {}                               # numbered in order of first appearance, as pd.factorize
+            return np.array([group.setdefault(f"{k}:{v}", len(group)) for k, v in raw], dtype=np.intp)
         raw = []
         for c in cols:
             if c in clusters.index: raw.append(("c", clusters[c])); continue

@@ -106,6 +106,8 @@ class Stage:
             raise ValidationError(describe(f"outputs of stage {self.id}", self.outputs, "a non-empty tuple of distinct identifiers"))
         object.__setattr__(self, "outputs", outs)
         sig = list(inspect.signature(self.fn).parameters.values())
+        object.__setattr__(self, "_inputs", tuple(p.name for p in sig[1:]))      # read once: stages run in every window
+        object.__setattr__(self, "_required", tuple(p.name for p in sig[1:] if p.default is inspect.Parameter.empty))
         if not sig or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY) for p in sig[1:]):
             raise ValidationError(describe(f"function of stage {self.id}", getattr(self.fn, "__name__", self.fn),
                                            "fn(params, name1, name2, ...) with named inputs and no *args/**kwargs"))
@@ -118,13 +120,12 @@ class Stage:
     @property
     def inputs(self) -> tuple[str, ...]:
         "Names of the inputs (the function's parameters after `params`)."
-        return tuple(list(inspect.signature(self.fn).parameters)[1:])
+        return self._inputs
 
     @property
     def required_inputs(self) -> tuple[str, ...]:
         "Inputs without a default value."
-        ps = list(inspect.signature(self.fn).parameters.values())[1:]
-        return tuple(p.name for p in ps if p.default is inspect.Parameter.empty)
+        return self._required
 
     @property
     def key(self) -> str: return f"{self.id}@{self.version}"

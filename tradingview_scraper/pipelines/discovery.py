@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import types
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from ..core import (ConfigError, CorruptDataError, DataNotFoundError, Symbol, Va
                                       to_utc)
 from ..data.lakehouse import Lakehouse
 from ..ledger import AuditLedger
-from .base import StageParams, StageRegistry, stage
+from .base import StageParams, StageRegistry, check_contract, stage
 
 # %% auto #0
 __all__ = ['SNAPSHOT_FIELDS', 'SNAPSHOT_SCHEMA', 'MARKETS', 'CANDIDATES_OUT_SCHEMA', 'DISCOVERY_TRAIL_SCHEMA', 'STAGES',
-           'catalog_snapshot', 'DiscoveryParams', 'screens_stage', 'DiscoveryResult', 'DiscoveryPipeline']
+           'catalog_snapshot', 'catalog_snapshots', 'DiscoveryParams', 'screens_stage', 'screen_candidates',
+           'DiscoveryResult', 'DiscoveryPipeline']
 
 # %% ../../nbs/31_discovery.ipynb #89e8ba86
 SNAPSHOT_FIELDS = ("symbol", "name", "exchange", "type", "currency", "sector", "description", "close", "volume",
@@ -80,6 +82,86 @@ def catalog_snapshot(lakehouse:Lakehouse, # where the catalog and the bars live
     out["last_bar"] = pd.to_datetime(out["last_bar"], utc=True).astype("datetime64[ns, UTC]")
     return out
 
+# %% ../../nbs/31_discovery.ipynb #c5a1d0e2
+def _bar_arrays(full:pd.DataFrame) -> tuple:
+    "ts (int64 ns), close, volume and close × volume of a symbol's bars, as arrays."
+    ts = pd.DatetimeIndex(full["ts"]).as_unit("ns").asi8
+    c, vol = full["close"].to_numpy(np.float64), full["volume"].to_numpy(np.float64)
+    return ts, c, vol, c * vol
+
+def _window_means(vt:np.ndarray, pos:np.ndarray, n:int) -> np.ndarray:
+    "Mean of the finite-or-inf values of `vt[p − n:p]` per end position p (NaN where none is finite), as `np.nanmean` of each window."
+    out = np.full(len(pos), np.nan)
+    full, short = pos >= n, (pos > 0) & (pos < n)
+    if full.any():
+        win = vt[pos[full, None] - n + np.arange(n)]                          # windows × n, gathered
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[full] = np.where(np.isfinite(win).any(1), np.nanmean(win, axis=1), np.nan)
+    for k in np.flatnonzero(short):                                          # the first bars of a history: shorter windows
+        w = vt[:pos[k]]
+        out[k] = float(np.nanmean(w)) if np.isfinite(w).any() else np.nan
+    return out
+
+def catalog_snapshots(lakehouse:Lakehouse, # where the catalog and the bars live
+                      dates, # decision times: each snapshot reads only catalog versions and bars strictly before its date
+                      interval:str="1d", # bar interval
+                      liquidity_bars:int=20, # bars averaged into value_traded
+                      versions:pd.DataFrame|None=None, # the catalog's version history, already read (None: read it)
+                      bars:dict|None=None, # symbol → all its bars or the error reading them (None: read every catalogued symbol once)
+                     ) -> pd.DataFrame:
+    "`catalog_snapshot` of many dates at once: a `date` column, then the snapshot fields; rows by date (each once), then symbol."
+    if not isinstance(liquidity_bars, int) or liquidity_bars < 1: raise ValidationError(describe("liquidity_bars", liquidity_bars, "an integer >= 1"))
+    v = lakehouse.catalog(versions=True) if versions is None else versions
+    if bars is None: bars = _read_all_bars(lakehouse, v["symbol"].unique(), interval)
+    dates = pd.DatetimeIndex([to_utc(t) for t in dates]).unique().sort_values()      # each date once
+    tv = dates.as_unit("ns").asi8
+    vf = pd.DatetimeIndex(v["valid_from"]).as_unit("ns").asi8
+    vu_raw = pd.DatetimeIndex(v["valid_until"]).as_unit("ns")
+    vu, open_ = vu_raw.asi8, vu_raw.isna()
+    d_idx, r_idx = np.nonzero((vf[None, :] < tv[:, None]) & (open_[None, :] | (vu[None, :] >= tv[:, None])))  # (date, version row) known
+    sym = v["symbol"].to_numpy(dtype=object)
+    order = np.lexsort((sym[r_idx].astype(str), d_idx))                    # by date, then symbol
+    d_idx, r_idx = d_idx[order], r_idx[order]
+    n = len(d_idx)
+    close, volume, vt_mean, change = (np.full(n, np.nan) for _ in range(4))
+    nbars, last = np.zeros(n), np.full(n, np.iinfo(np.int64).min)          # iinfo.min is NaT
+    error = np.full(n, None, dtype=object)
+    rows_of = pd.Series(np.arange(n)).groupby(sym[r_idx]).indices if n else {}
+    for s, rows in rows_of.items():
+        full = bars.get(s)
+        if full is None or isinstance(full, Exception):
+            e = full if full is not None else DataNotFoundError(describe("symbol", s, "bars in the preloaded set"))
+            error[rows], nbars[rows] = f"{type(e).__name__}: {e}", np.nan
+            continue
+        ts, c, vol, vt = _bar_arrays(full)
+        pos = np.searchsorted(ts, tv[d_idx[rows]], side="left")
+        has, p = pos > 0, pos[pos > 0]
+        r = rows[has]
+        nbars[rows] = pos.astype(np.float64)
+        close[r], volume[r], last[r] = c[p - 1], vol[p - 1], ts[p - 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            two = p > 1
+            change[r[two]] = c[p[two] - 1] / c[p[two] - 2] - 1
+        vt_mean[r] = _window_means(vt, p, liquidity_bars)
+    known = v.iloc[r_idx]
+    out = pd.DataFrame({"date": dates[d_idx], "symbol": sym[r_idx], "name": [x.split(":", 1)[1] for x in sym[r_idx]],
+                        **{f: known[f].to_numpy(dtype=object) for f in ("exchange", "type", "currency", "sector", "description")},
+                        "close": close, "volume": volume, "value_traded": vt_mean, "change": change, "bars": nbars,
+                        "last_bar": pd.to_datetime(last, utc=True), "data_error": error})
+    for f in ("symbol", "name", "exchange", "type", "currency", "sector", "description", "data_error"): out[f] = out[f].astype(str)
+    out["last_bar"] = out["last_bar"].astype("datetime64[ns, UTC]")
+    return out
+
+def _read_all_bars(lakehouse:Lakehouse, symbols, interval:str) -> dict:
+    "symbol → all its bars, or the error reading them."
+    out = {}
+    for s in symbols:
+        try: out[s] = lakehouse.read_ohlcv(s, interval)
+        except (DataNotFoundError, CorruptDataError) as e: out[s] = e
+    return out
+
+
 # %% ../../nbs/31_discovery.ipynb #6111b970
 MARKETS = types.MappingProxyType({
     "america": ("NASDAQ", "NYSE", "AMEX", "NYSE ARCA", "CBOE", "BATS", "OTC"),
@@ -116,8 +198,8 @@ CANDIDATES_OUT_SCHEMA = pa.DataFrameSchema({
 DISCOVERY_TRAIL_SCHEMA = pa.DataFrameSchema({"screen": pa.Column(str), "symbol": pa.Column(str), "included": pa.Column(bool),
                                              "reason": pa.Column(str)}, strict=True, ordered=True, name="discovery trail")
 
-def _filter_mask(snap:pd.DataFrame, f) -> tuple[np.ndarray, list]:
-    "Which rows pass filter `f`, and a value per row for the reason."
+def _filter_mask(snap:pd.DataFrame, f, reasons:bool=True) -> tuple[np.ndarray, list|None]:
+    "Which rows pass filter `f`, and a value per row for the reason (None when `reasons` is False)."
     x = snap[f.left]
     op, r = f.operation, f.right
     num = f.left in _NUMERIC
@@ -142,7 +224,7 @@ def _filter_mask(snap:pd.DataFrame, f) -> tuple[np.ndarray, list]:
             ok = inn if op == "has" else ~inn & x.notna().to_numpy()
         else: raise ValidationError(describe("screen filter operation", op, "an operation available offline"))
     ok = np.asarray(ok, dtype=bool) & x.notna().to_numpy()
-    return ok, x.tolist()
+    return ok, x.tolist() if reasons else None
 
 @stage("discovery.screens", "1", outputs=("candidates", "trail"), params=DiscoveryParams,
        contracts={"snapshot": SNAPSHOT_SCHEMA, "candidates": CANDIDATES_OUT_SCHEMA, "trail": DISCOVERY_TRAIL_SCHEMA})
@@ -183,6 +265,46 @@ def screens_stage(params:DiscoveryParams, snapshot:pd.DataFrame):
     return {"candidates": out[cols], "trail": tr}
 
 STAGES = (screens_stage,)
+
+# %% ../../nbs/31_discovery.ipynb #c5a1d0e6
+def screen_candidates(params:DiscoveryParams, # the screens (as for `screens_stage`)
+                      snapshots:pd.DataFrame, # `catalog_snapshots(...)`: a date column, then the snapshot fields, rows by date
+                     ) -> dict[pd.Timestamp, pd.DataFrame]:
+    "`screens_stage(params, snapshot)['candidates']` of every date in `snapshots` at once (no trail): date → candidates."
+    day = pd.DatetimeIndex(snapshots["date"]).as_unit("ns").asi8
+    if (np.diff(day) < 0).any():
+        raise ValidationError(describe("snapshots", "rows not ordered by date", "the row order of catalog_snapshots (by date, then symbol)"))
+    uniq = np.unique(day)
+    group = np.searchsorted(uniq, day)                                       # date number of every row
+    symbols = snapshots["symbol"].to_numpy(dtype=object)
+    parts = []
+    for k, s in enumerate(params.screens):
+        if s.market not in params.markets:
+            raise ConfigError(describe(f"market of screen {s.name!r}", s.market, f"one of {sorted(params.markets)} offline"))
+        ok = snapshots["exchange"].isin(params.markets[s.market]).to_numpy()
+        for f in s.filters: ok = ok & _filter_mask(snapshots, f, reasons=False)[0]
+        idx = np.nonzero(ok)[0]
+        if s.sort_by:                                                        # as the stage: key, NaN last, ties by symbol; per date
+            key = snapshots[s.sort_by].to_numpy(np.float64) if s.sort_by in _NUMERIC else snapshots[s.sort_by].to_numpy(dtype=object)
+            sub = pd.DataFrame({"g": group[idx], "k": key[idx], "sym": symbols[idx], "i": idx})
+            sub = sub.sort_values(["g", "k", "sym"], ascending=[True, s.sort_order == "asc", True], na_position="last", kind="stable")
+            idx = sub["i"].to_numpy()
+        g = group[idx]
+        position = np.arange(len(idx)) - np.searchsorted(g, g, side="left")  # place within its date
+        keep = idx[position < s.limit]
+        parts.append(pd.DataFrame({"g": group[keep], "screen_no": k, "row": np.arange(len(keep)), "i": keep}))
+    sel = pd.concat(parts, ignore_index=True).sort_values(["g", "screen_no", "row"], kind="stable") if parts else \
+          pd.DataFrame({"g": np.array([], dtype=np.int64), "screen_no": np.array([], dtype=np.int64), "i": np.array([], dtype=np.int64)})
+    c, scr = snapshots.iloc[sel["i"].to_numpy()], [params.screens[j] for j in sel["screen_no"]]
+    out = pd.DataFrame({"symbol": c["symbol"].to_numpy(dtype=object), "exchange": c["exchange"].to_numpy(dtype=object),
+                        "type": c["type"].to_numpy(dtype=object), "direction": np.array([s.direction for s in scr], dtype=object),
+                        "logic": np.array([s.logic for s in scr], dtype=object), "screen": np.array([s.name for s in scr], dtype=object),
+                        **{f: c[f].to_numpy(np.float64) for f in _NUMERIC}})
+    out = out.astype({**{col: str for col in ("symbol", "exchange", "type", "direction", "logic", "screen")}, **{f: np.float64 for f in _NUMERIC}})
+    g = sel["g"].to_numpy()
+    lo, hi = np.searchsorted(g, np.arange(len(uniq)), "left"), np.searchsorted(g, np.arange(len(uniq)), "right")
+    return {t: out.iloc[a:b].reset_index(drop=True) for t, a, b in zip(pd.to_datetime(uniq, utc=True), lo, hi)}
+
 
 # %% ../../nbs/31_discovery.ipynb #5aa1f3b2
 @dataclasses.dataclass(frozen=True)
@@ -238,18 +360,26 @@ class DiscoveryPipeline:
     def run_many(self, lakehouse:Lakehouse, # the lakehouse holding the catalog and bars
                  dates, # decision times (e.g. every walk-forward rebalance)
                 ) -> dict:
-        "`run(lakehouse, t).candidates` for many `t`, reading the catalog and each symbol's bars once."
+        "`run(lakehouse, t).candidates` for many `t`, reading the catalog and each symbol's bars once (all dates at once with the built-in stage)."
         versions = lakehouse.catalog(versions=True)
-        bars = {}
-        for s in versions["symbol"].unique():
-            try: bars[s] = lakehouse.read_ohlcv(s, self.params.interval)
-            except (DataNotFoundError, CorruptDataError) as e: bars[s] = e
-        out = {}
-        for t in dates:
-            t = to_utc(t)
-            snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars, versions, bars)
-            out[t] = self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params})["candidates"]
-        return out
+        bars = _read_all_bars(lakehouse, versions["symbol"].unique(), self.params.interval)
+        dates = [to_utc(t) for t in dates]
+        if self.registry.get(self.STAGE_ID) is screens_stage and self.params.screens:
+            snaps = catalog_snapshots(lakehouse, dates, self.params.interval, self.params.liquidity_bars, versions, bars)
+            if not snaps.duplicated(["date", "symbol"]).any():               # one catalog version per symbol and date
+                if self.registry.contracts != "never" and len(snaps):        # the contracts, on the first date (as a loop with "first")
+                    first = snaps[snaps["date"] == snaps["date"].iloc[0]].drop(columns="date").reset_index(drop=True)
+                    check_contract(first, SNAPSHOT_SCHEMA, f"stage {self.STAGE_ID}: input 'snapshot'")
+                found = screen_candidates(self.params, snaps)
+                if self.registry.contracts != "never" and found:
+                    check_contract(next(iter(found.values())), CANDIDATES_OUT_SCHEMA, f"stage {self.STAGE_ID}: output 'candidates'")
+                return {t: found[t] if t in found else self._screen(lakehouse, t, versions, bars) for t in dates}
+        return {t: self._screen(lakehouse, t, versions, bars) for t in dates}
+
+    def _screen(self, lakehouse, t, versions, bars) -> pd.DataFrame:
+        "One date through the registry's stage (the reference path of `run_many`)."
+        snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars, versions, bars)
+        return self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params})["candidates"]
 
     def universe_as_of(self, lakehouse:Lakehouse, t) -> pd.DataFrame|None:
         "Candidates of the latest stored snapshot of every screen taken strictly before `t` (None when no screen has one)."

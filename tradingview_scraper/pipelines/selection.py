@@ -18,7 +18,6 @@ import pydantic
 from pydantic import Field, field_validator, model_validator
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
-from scipy.stats import rankdata
 
 from ..config import deep_merge
 from ..core import ConfigError, ContractError, Symbol, ValidationError, describe
@@ -30,9 +29,10 @@ from .base import (DIRECTIONS, StageParams, StageRegistry, check_contract, check
 # %% auto #0
 __all__ = ['CANDIDATES_SCHEMA', 'UNIVERSE_SCHEMA', 'FEATURES', 'FEATURES_SCHEMA', 'VETOES_SCHEMA', 'SCORES_SCHEMA', 'HTR_STAGES',
            'TRAIL_SCHEMA', 'STAGES', 'UniverseParams', 'universe_stage', 'FeatureParams', 'compute_features',
-           'features_stage', 'VetoParams', 'vetoes_stage', 'RankingParams', 'score_assets', 'ranking_stage',
-           'ClusterParams', 'correlation_matrix', 'correlation_distance', 'cluster_assets', 'clustering_stage',
-           'Thresholds', 'HTRParams', 'htr_stage', 'SelectionParams', 'SelectionResult', 'SelectionPipeline']
+           'features_stage', 'VetoParams', 'vetoes_stage', 'RankingParams', 'average_ranks', 'score_assets',
+           'ranking_stage', 'ClusterParams', 'correlation_matrix', 'correlation_distance', 'cluster_assets',
+           'clustering_stage', 'Thresholds', 'HTRParams', 'htr_stage', 'SelectionParams', 'SelectionResult',
+           'SelectionPipeline']
 
 # %% ../../nbs/32_selection.ipynb #b09f7a8a
 class UniverseParams(StageParams):
@@ -59,10 +59,24 @@ def _normalize_candidates(c:pd.DataFrame) -> pd.DataFrame:
     if not isinstance(c, pd.DataFrame): raise ContractError(describe("candidates", type(c).__name__, "a pandas DataFrame"))
     c = c.copy()
     for col in ("symbol", "direction", "logic"):
-        if col in c and c[col].dtype == object and c[col].map(lambda v: isinstance(v, str)).all(): c[col] = c[col].astype(str)
+        if col in c and c[col].dtype == object and pd.api.types.infer_dtype(c[col], skipna=False) in ("string", "empty"): c[col] = c[col].astype(str)
     if "value_traded" in c and (pd.api.types.is_integer_dtype(c["value_traded"]) or pd.api.types.is_float_dtype(c["value_traded"])):
         c["value_traded"] = c["value_traded"].astype(np.float64)
     return c
+
+def _plainly_valid(c:pd.DataFrame) -> bool:
+    "True when `c` certainly passes `CANDIDATES_SCHEMA` (strings without gaps, known directions, value_traded ≥ 0 or NaN): pandera is skipped."
+    if not c.columns.is_unique or not {"symbol", "direction", "logic"} <= set(c.columns): return False
+    for col in ("symbol", "direction", "logic"):
+        if c[col].isna().any() or pd.api.types.infer_dtype(c[col], skipna=False) not in ("string", "empty"): return False
+    if not c["direction"].isin(DIRECTIONS).all(): return False
+    if "value_traded" in c:
+        vt = c["value_traded"]
+        if vt.dtype != np.float64: return False
+        v = vt.to_numpy()
+        with np.errstate(invalid="ignore"):
+            if not (np.isnan(v) | (v >= 0)).all(): return False
+    return True
 
 @stage("selection.universe", "1", outputs=("universe", "streams"), params=UniverseParams,
        contracts={"view": check_view, "universe": UNIVERSE_SCHEMA, "streams": check_returns})
@@ -75,7 +89,7 @@ def universe_stage(params:UniverseParams, view:PointInTimeView, candidates:pd.Da
         canon = list(cols)                      # the view's own names are the symbols
     else:
         cands = _normalize_candidates(candidates)
-        check_contract(cands, CANDIDATES_SCHEMA, "stage selection.universe: input 'candidates'")
+        if not _plainly_valid(cands): check_contract(cands, CANDIDATES_SCHEMA, "stage selection.universe: input 'candidates'")
         canon = [_canonical(s) for s in cands["symbol"]]
     n = len(cands)
     vt = cands["value_traded"].to_numpy(np.float64) if "value_traded" in cands else np.full(n, np.nan)
@@ -205,8 +219,9 @@ FEATURES_SCHEMA = pa.DataFrameSchema({f: pa.Column(float, nullable=True) for f i
        contracts={"streams": check_returns, "universe": UNIVERSE_SCHEMA, "features": FEATURES_SCHEMA})
 def features_stage(params:FeatureParams, streams:pd.DataFrame, universe:pd.DataFrame):
     "Features of every usable candidate's position stream on the training window."
-    first = universe[universe["status"].isna()].set_index("symbol")
-    liq = first["value_traded"].reindex(streams.columns).to_numpy(np.float64)
+    open_ = universe["status"].isna().to_numpy()
+    liq_of = dict(zip(universe["symbol"].to_numpy(dtype=object)[open_], universe["value_traded"].to_numpy(np.float64)[open_]))
+    liq = np.array([liq_of.get(c, np.nan) for c in streams.columns], dtype=np.float64)
     f = compute_features(streams, params, liq)
     f.index = pd.Index(f.index.astype(str), name="symbol")
     return {"features": f}
@@ -230,7 +245,11 @@ def vetoes_stage(params:VetoParams, universe:pd.DataFrame, features:pd.DataFrame
     veto, value, detail = np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, None, dtype=object)
     open_ = universe["status"].isna().to_numpy()
     veto[~open_], detail[~open_] = universe["status"].to_numpy()[~open_], universe["detail"].to_numpy()[~open_]
-    F = features.reindex(universe["symbol"].where(open_).tolist())       # one row per candidate row (NaN when not open)
+    cols = list(features.columns)
+    if features.index.is_unique:                                          # one row per candidate row (NaN when not open)
+        table = np.vstack([features.to_numpy(dtype=np.float64), np.full((1, len(cols)), np.nan)])   # last row: NaN
+        F = table[features.index.get_indexer(pd.Index(np.where(open_, universe["symbol"].to_numpy(dtype=object), None), dtype=object))]
+    else: F = features.reindex(universe["symbol"].where(open_).tolist()).to_numpy(dtype=np.float64)
     def rule(mask, name, val, say):
         nonlocal open_
         m = open_ & mask
@@ -239,11 +258,11 @@ def vetoes_stage(params:VetoParams, universe:pd.DataFrame, features:pd.DataFrame
         if val is not None: value[idx] = val[idx]
         detail[idx] = [say(i) for i in idx]
         open_ = open_ & ~m
-    hist, vol, liq = (F[c].to_numpy(np.float64) for c in ("history", "volatility", "liquidity"))
+    hist, vol, liq = (F[:, cols.index(c)] for c in ("history", "volatility", "liquidity"))
     rule(hist < params.min_history, "history", hist, lambda i: f"{int(hist[i])} bars < min_history {params.min_history}")
     rule(vol == 0, "constant", vol, lambda i: "constant series (zero volatility)")
     core = [f for f in FEATURES if f != "liquidity"]
-    miss = F[core].isna().to_numpy()
+    miss = np.isnan(F[:, [cols.index(f) for f in core]])
     first = np.array(core, dtype=object)[miss.argmax(1)] if n else np.array([], dtype=object)
     rule(miss.any(1), np.array([f"missing:{f}" for f in first], dtype=object), None, lambda i: f"{first[i]} could not be computed")
     if params.min_value_traded is not None:
@@ -269,6 +288,18 @@ class RankingParams(StageParams):
         if sum(v.values()) <= 0: raise ValueError("at least one weight must be > 0")
         return dict(v)
 
+def average_ranks(x:np.ndarray, # values without NaN
+                 ) -> np.ndarray:
+    "Ranks 1…n of `x`, ties sharing the average of their ranks (scipy's `rankdata(x, method='average')`, without importing scipy.stats)."
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    start = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]]) if len(x) else np.array([], dtype=np.int64)   # first sorted position of each tie group
+    end = np.r_[start[1:], len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(0.5 * (end + start + 1), end - start)
+    return ranks
+
 SCORES_SCHEMA = pa.DataFrameSchema({"score": pa.Column(float, pa.Check.in_range(0, 1)), "rank": pa.Column(int, pa.Check.ge(1))},
                                    index=pa.Index(str, unique=True), strict=False, name="scores")
 
@@ -284,7 +315,7 @@ def score_assets(features:pd.DataFrame, # asset × feature (eligible assets only
         x = features[f].to_numpy(np.float64) * FEATURES[f]
         ok = ~np.isnan(x)
         pr = np.full(n, 0.5)
-        if ok.any(): pr[ok] = (rankdata(x[ok], method="average") - 0.5) / ok.sum()
+        if ok.any(): pr[ok] = (average_ranks(x[ok]) - 0.5) / ok.sum()
         probs[f] = pr
     w = np.array([p.weights[f] for f in used]); P = np.column_stack([probs[f] for f in used]) if n else np.empty((0, len(used)))
     score = np.exp(np.log(P) @ w / w.sum()) if p.method == "probability_product" else P @ w / w.sum()
@@ -384,15 +415,16 @@ class Thresholds(StageParams):
 
     def failures(self, features:pd.DataFrame) -> pd.Series:
         "First gate each row fails (None when it passes every gate), as 'rule (value vs bound)'."
-        out = pd.Series([None] * len(features), index=features.index, dtype=object)
+        out, failed = np.full(len(features), None, dtype=object), np.zeros(len(features), dtype=bool)
         for rule, (feat, op) in _GATES.items():
             bound = getattr(self, rule)
             if bound is None: continue
-            v = features[feat]
-            bad = ~(v >= bound) if op == ">=" else ~(v <= bound)
-            new = bad & out.isna()
+            v = features[feat].to_numpy()
+            with np.errstate(invalid="ignore"): bad = ~(v >= bound) if op == ">=" else ~(v <= bound)   # NaN fails
+            new = np.flatnonzero(bad & ~failed)
             out[new] = [f"{rule} ({x:.4g} {'<' if op == '>=' else '>'} {bound:.4g})" for x in v[new]]
-        return out
+            failed[new] = True
+        return pd.Series(out, index=features.index, dtype=object)
 
 class HTRParams(StageParams):
     "Hierarchical threshold relaxation."
@@ -435,6 +467,8 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
         raise ContractError(describe("clusters", missing[:5], "a cluster id for every ranked (eligible) asset"))
     f = features.loc[ranked]
     sfail, rfail = params.strict.failures(f), params.relaxed.failures(f)
+    sf_ranked, rf_ranked = sfail.to_numpy(), rfail.to_numpy()   # aligned with `ranked`
+    cluster_of = dict(zip(clusters.index, clusters.to_numpy()))
     chosen: dict[str, str] = {}
     def add(symbols, label, upto):
         for s in symbols:
@@ -442,19 +476,20 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
             if s not in chosen: chosen[s] = label
     n_elig, final = len(ranked), "empty"
     if n_elig:
-        add([s for s in ranked if sfail[s] is None], "strict", params.max_selected); final = "strict"
+        add([s for s, a in zip(ranked, sf_ranked) if a is None], "strict", params.max_selected); final = "strict"
         if len(chosen) < params.floor:
-            add([s for s in ranked if rfail[s] is None], "relaxed", params.max_selected); final = "relaxed"
+            add([s for s, b in zip(ranked, rf_ranked) if b is None], "relaxed", params.max_selected); final = "relaxed"
         if len(chosen) < params.floor:
-            have = {clusters[s] for s in chosen}
+            have = {cluster_of[s] for s in chosen}
             reps = []
             for s in ranked:
-                if clusters[s] not in have: have.add(clusters[s]); reps.append(s)
+                if cluster_of[s] not in have: have.add(cluster_of[s]); reps.append(s)
             add(reps, "cluster_representative", params.max_selected); final = "cluster_representative"
         if len(chosen) < params.floor:
             add(ranked, "top_up", params.floor); final = "top_up"
-    rank = scores["rank"]
-    winners = sorted(chosen, key=lambda s: rank[s])
+    rank = scores["rank"].to_numpy()
+    rank_of = dict(zip(ranked, rank))
+    winners = sorted(chosen, key=rank_of.__getitem__)
     if len(universe) == 0: reason = "empty universe: no candidates"
     elif not n_elig: reason = f"every candidate vetoed ({len(universe)}): {_veto_summary(vetoes['veto'])}"
     else:
@@ -464,9 +499,17 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
     # the trail: one row per candidate row (score, rank, cluster and gates only on eligible rows)
     ok = vetoes["eligible"].to_numpy()
     sym = vetoes["symbol"].to_numpy(dtype=object)
-    on = lambda s: pd.Series(s).reindex(np.where(ok, sym, None)).where(ok).to_numpy() if len(sym) else np.array([], dtype=object)
+    at = {s: i for i, s in enumerate(ranked)}                     # ranked symbol → position (eligible rows only)
+    rows = np.flatnonzero(ok)
+    take = np.array([at.get(x, -1) for x in sym[rows]], dtype=np.int64)
+    rows, take = rows[take >= 0], take[take >= 0]
+    def on(v:np.ndarray, fill) -> np.ndarray:
+        "The value of `v` (aligned with `ranked`) on each eligible row, `fill` elsewhere."
+        out = np.full(len(sym), fill, dtype=object if v.dtype == object else np.float64)
+        out[rows] = v[take]
+        return out
     st = np.array([chosen.get(x) if o else None for x, o in zip(sym, ok)], dtype=object)
-    rk, sf, rf = on(rank), on(sfail), on(rfail)
+    rk, sf, rf = on(rank, np.nan), on(sf_ranked, np.nan), on(rf_ranked, np.nan)
     why = [f"vetoed: {vd}" if not o else
            f"selected at {s} (rank {int(r)})" if s else
            (f"eligible, not selected (rank {int(r)}): " + ("passed strict" if a is None else f"failed strict {a}") +
@@ -476,8 +519,8 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
     trail = pd.DataFrame({
         "symbol": vetoes["symbol"].astype(str), "direction": universe["direction"].astype(str), "logic": universe["logic"].astype(str),
         "selected": pd.notna(st).astype(bool), "stage": pd.Series(st, dtype=str), "veto": vetoes["veto"].astype(str),
-        "veto_value": vetoes["veto_value"].astype(np.float64), "score": on(scores["score"]).astype(np.float64),
-        "rank": pd.array(rk, dtype="Int64"), "cluster": pd.array(on(clusters), dtype="Int64"),
+        "veto_value": vetoes["veto_value"].astype(np.float64), "score": on(scores["score"].to_numpy(), np.nan).astype(np.float64),
+        "rank": pd.array(rk, dtype="Int64"), "cluster": pd.array(on(np.array([cluster_of[s] for s in ranked]), np.nan), dtype="Int64"),
         "strict_fail": pd.Series(sf, dtype=str), "relaxed_fail": pd.Series(rf, dtype=str), "reason": pd.Series(why, dtype=str)})
     return {"winners": winners, "trail": trail, "stage": final, "reason": reason}
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -291,12 +292,15 @@ class Synthesizer:
     def __init__(self, params:SynthesisParams|Mapping|None=None, # all parameters (None: defaults)
                  contracts:str="always", # contract checks of the built-in registry: "always", "first" (walk-forward loops) or "never"
                  registry:StageRegistry|None=None, # where `synthesis.atoms` is looked up (None: the built-in stage)
+                 memo:bool=False, # remember each result by the view's content and the request (one synthesis per decision for every allocator)
                  **overrides, # field → value, e.g. logics=("hold", "momentum"), momentum_lookback=63
                 ):
         base = params.model_dump() if isinstance(params, SynthesisParams) else dict(params or {})
         try: self.params = SynthesisParams.model_validate(deep_merge(base, overrides))
         except pydantic.ValidationError as e: raise ConfigError(f"invalid synthesis parameters: {e}") from e
         self.registry = registry if registry is not None else StageRegistry(STAGES, contracts=contracts)
+        if not isinstance(memo, bool): raise ValidationError(describe("memo", memo, "True or False"))
+        self._memo = {} if memo else None
 
     def __repr__(self): return f"Synthesizer({self.params!r})"
 
@@ -306,12 +310,27 @@ class Synthesizer:
             logics:Mapping[str, str]|None=None, # asset → one logic (default: every configured logic)
             ledger:AuditLedger|None=None, # record the stage here
            ) -> SynthesisResult:
-        "Atoms, their return streams on the view, and their composition for a rebalance at `view.t`."
+        "Atoms, their return streams on the view, and their composition for a rebalance at `view.t` (with `memo`: computed once per request)."
+        key = self._key(view, assets, directions, logics) if self._memo is not None and ledger is None else None
+        if key is not None and key in self._memo: return self._memo[key]
         arts = {"view": view, "assets": list(assets) if not isinstance(assets, str) else assets}
         if directions is not None: arts["directions"] = directions
         if logics is not None: arts["logics"] = logics
         out = self.registry.run(self.STAGE_ID, arts, params={self.STAGE_ID: self.params}, ledger=ledger)
-        return SynthesisResult(returns=out["returns"], atoms=out["atoms"], composition=out["composition"])
+        res = SynthesisResult(returns=out["returns"], atoms=out["atoms"], composition=out["composition"])
+        if key is not None: self._memo[key] = res
+        return res
+
+    @staticmethod
+    def _key(view, assets, directions, logics) -> tuple|None:
+        "What a result depends on: the view's time, columns, index and values, and the request (None: not a plain request)."
+        if not isinstance(view, PointInTimeView) or isinstance(assets, str): return None
+        try:
+            maps = tuple(None if m is None else tuple(sorted(m.items())) for m in (directions, logics))
+            vals = np.ascontiguousarray(view.values)
+            return (view.t.value, tuple(view.columns), view.index.asi8.tobytes(), hashlib.sha1(vals.tobytes()).hexdigest(),
+                    vals.dtype.str, vals.shape, tuple(assets), maps)
+        except (TypeError, AttributeError, ValueError): return None             # unhashable or odd input: computed (and checked) every time
 
 # %% ../../nbs/33_synthesis.ipynb #64cc336d
 STAGES = (synthesis_stage,)

@@ -228,6 +228,7 @@ class ReplayServer:
                  cap:int|None=None, # most bars served per series (None: 3000 daily, 8500 intraday)
                  latency_s:float=0.0, # delay before answering each history request or HTTP request
                  compression:str|None=None, # WebSocket permessage-deflate (off: on loopback it only costs CPU)
+                 as_of=None, # the day the market has reached: bars up to it are served (None: every bar; see `advance_to`)
                 ):
         t = pd.DataFrame() if table is None else table
         if "symbol" in t.columns: t = t.set_index("symbol")
@@ -251,6 +252,8 @@ class ReplayServer:
         self._http_log: list[tuple[str, str, int]] = []
         self._wire: dict[str, list] = {}
         self._active = 0                                   # WebSocket connections being served
+        self.as_of, self._views = None, {}                 # the market's day, and the screener table as of it (cached)
+        if as_of is not None: self.advance_to(as_of)
         self._loop = self._thread = self._ws = self._httpd = self._http_thread = None
 
     # --- faults and records -------------------------------------------------------------------------
@@ -321,7 +324,7 @@ def _http_handler(server:ReplayServer) -> type:
             if self._faults(None): return
             try: req = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError): return self._reply(400, {"error": "body is not JSON"})
-            status, doc = evaluate_scan(server.table, req, m.group(1))
+            status, doc = evaluate_scan(server.screener_table(), req, m.group(1))
             if status == 200 and server._fire("wrong_d_length"):
                 for row in doc["data"] or []: row["d"] = row["d"][:-1]
             if status == 200 and server._fire("http_malformed_json"):
@@ -335,9 +338,10 @@ def _http_handler(server:ReplayServer) -> type:
             except ValidationError: sym = None
             if self._faults(sym): return
             fields = [f for f in q.get("fields", "").split(",") if f]
-            if sym is None or sym not in server.table.index:
+            table = server.screener_table()
+            if sym is None or sym not in table.index:
                 return self._reply(200, {}) if q.get("no_404", "false") == "true" else self._reply(404, {"error": "Symbol not found"})
-            row = server.table.loc[sym]
+            row = table.loc[sym]
             doc = {f: _plain(row[f]) if f in row.index else None for f in fields}
             if server._fire("http_malformed_json", sym):
                 raw = json.dumps(doc).encode(); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
@@ -364,8 +368,9 @@ async def _ws_handler(server:ReplayServer, ws) -> None:
     c = _Conn(ws, methods)
     tasks = [asyncio.create_task(_heartbeats(server, c)), asyncio.create_task(_responder(server, c))]
     try:
-        await c.send({"session_id": f"<0.{os.getpid()}.{len(server._sessions)}>_replay@{server.host}", "timestamp": int(time.time()),
-                      "timestampMs": int(time.time() * 1000), **_GREETING})
+        now = server.clock()
+        await c.send({"session_id": f"<0.{os.getpid()}.{len(server._sessions)}>_replay@{server.host}", "timestamp": int(now),
+                      "timestampMs": int(now * 1000), **_GREETING})
         async for frame in ws:
             try: payloads = decode_frame(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
             except MalformedFrameError as e:
@@ -432,7 +437,7 @@ async def _dispatch(server:ReplayServer, c:_Conn, m:str, p:list) -> None:
 async def _resolve(server:ReplayServer, c:_Conn, p:list) -> None:
     cs, sym_id = p[0], p[1] if len(p) > 1 else None
     sym = _spec_symbol(p[2] if len(p) > 2 else None)
-    if sym is None or sym not in server.bars or server._fire("symbol_error", sym):
+    if sym is None or not server.visible(sym) or server._fire("symbol_error", sym):
         c.resolved[sym_id] = (None, False)
         return await c.send({"m": "symbol_error", "p": [cs, sym_id, "invalid symbol"]})
     marker = server._fire("marker_in_payload", sym) is not None
@@ -472,7 +477,7 @@ async def _series(server:ReplayServer, c:_Conn, p:list) -> None:
         c.silent = True
         if f.params["stall_s"] is None: await c.ws.wait_closed(); return
         await asyncio.sleep(f.params["stall_s"]); c.silent = False
-    wire = _wire_for(server, sym)
+    wire = _wire_for(server, sym)[:server.visible(sym)]
     rows = wire[len(wire) - min(n, len(wire), server.cap):]
     with server._lock: server._requests.append({"symbol": sym, "resolution": res, "n": n, "served": len(rows)})
     note = {"note": "~m~7~m~ {\"m\":\"du\"}"} if marker else {}
@@ -601,3 +606,54 @@ def _from_lakehouse(cls, lakehouse, # a `data.lakehouse.Lakehouse` (anything wit
     bars = {s: lakehouse.read_ohlcv(s, interval) for s in syms}
     return cls(fixture_table(bars, lakehouse.catalog()), bars, resolution=interval, **kwargs)
 ReplayServer.from_lakehouse = classmethod(_from_lakehouse)
+
+# %% ../../nbs/22_replay.ipynb #a5e1f002
+_MOVING_FIELDS = ("close", "volume", "change", "Value.Traded", "market_cap_calc")
+
+def _advance_to(self:ReplayServer, day, # the market's day: bars stamped up to it are served (None: every bar)
+               ) -> ReplayServer:
+    "Move the market to `day` (forward or back); returns self."
+    t = None if day is None else to_utc(day)
+    with self._lock: self.as_of, self._views = t, {}
+    return self
+
+def _visible(self:ReplayServer, symbol:str) -> int:
+    "How many of `symbol`'s bars the market has reached (0: unknown or not listed yet)."
+    b = self.bars.get(symbol)
+    if b is None: return 0
+    return len(b) if self.as_of is None else int(b["ts"].searchsorted(self.as_of, side="right"))
+
+def _as_of_row(row:pd.Series, bars:pd.DataFrame, k:int) -> pd.Series:
+    "A table row with its moving fields recomputed from the first `k` bars."
+    last, prev = bars.iloc[k - 1], (bars.iloc[k - 2] if k > 1 else None)
+    out = row.copy()
+    full_close = _plain(row.get("close"))
+    new = {"close": last["close"], "volume": _plain(last["volume"]),
+           "change": None if prev is None else round(100 * (last["close"] / prev["close"] - 1), 4),
+           "Value.Traded": None if _is_null(last["volume"]) else float(last["close"] * last["volume"]),
+           "market_cap_calc": (None if _is_null(row.get("market_cap_calc")) or not full_close
+                               else float(row["market_cap_calc"] * last["close"] / full_close))}
+    for f in _MOVING_FIELDS:
+        if f in out.index: out[f] = new[f]
+    return out
+
+def _screener_table(self:ReplayServer) -> pd.DataFrame:
+    "The screener's table as of the market's day: listed symbols only, moving fields from their last bar (cached per day)."
+    day = self.as_of
+    if day is None: return self.table
+    view = self._views.get(day)
+    if view is None:
+        rows = []
+        for s, row in self.table.iterrows():
+            if s not in self.bars: rows.append(row)   # a table-only row has no bars to move it
+            elif k := self.visible(s): rows.append(_as_of_row(row, self.bars[s], k))
+        view = pd.DataFrame(rows, columns=self.table.columns).rename_axis("symbol") if rows else self.table.iloc[:0]
+        with self._lock:
+            if self.as_of == day: self._views[day] = view
+    return view
+
+def _clock(self:ReplayServer) -> float:
+    "The server's time in Unix seconds: its market's day when set, else the wall clock."
+    return self.as_of.timestamp() if self.as_of is not None else time.time()
+
+ReplayServer.advance_to, ReplayServer.visible, ReplayServer.screener_table, ReplayServer.clock = _advance_to, _visible, _screener_table, _clock

@@ -1,0 +1,109 @@
+"""The report renders in a real browser: headless Chromium opens `report.html` from disk (no server, no network),
+every plotly figure gets its SVG (scatter traces drawn, heatmap images painted) and no JavaScript error is raised.
+Skipped, saying why, when no Chromium is on PATH (`apt-get install chromium`)."""
+import html as htmllib
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradingview_scraper.backtest.metrics import compute_metrics
+from tradingview_scraper import reports
+from tradingview_scraper.reports import ReportInputs, StrategyResult, write_report
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(b)), None)
+pytestmark = pytest.mark.skipif(BROWSER is None, reason="no headless Chromium on PATH (chromium, chromium-browser or google-chrome): "
+                                                        "apt-get install chromium to run the browser check")
+
+# Recorded on the root element, so --dump-dom carries them out: uncaught errors, rejected promises, console.error.
+PROBE = """<script>(function(){var root=document.documentElement;
+function record(m){root.setAttribute('data-js-errors',(root.getAttribute('data-js-errors')||'')+String(m)+'\\n');}
+window.addEventListener('error',function(e){record('error: '+e.message);});
+window.addEventListener('unhandledrejection',function(e){record('unhandled rejection: '+e.reason);});
+var ce=console.error;console.error=function(){record('console.error: '+Array.prototype.join.call(arguments,' '));ce.apply(console,arguments);};
+})();</script>"""
+
+
+def inputs(n_days=1500):
+    rng = np.random.default_rng(7)
+    idx = pd.bdate_range("2018-01-01", periods=n_days, tz="UTC")
+    reb = idx[::21]
+    syms = [f"NYSE:S{i:02d}" for i in range(15)]
+
+    def strat(name, mu):
+        r = pd.Series(rng.normal(mu, 0.01, n_days), index=idx)
+        w = pd.DataFrame(rng.dirichlet(np.ones(len(syms)), len(reb)), index=reb, columns=syms)
+        to, costs = pd.Series(0.2, index=reb), pd.Series(0.2 * 5e-4, index=reb)
+        return StrategyResult(name, r, w, to, costs, compute_metrics(r, 252, to, costs))
+
+    target = pd.Series(1 / 15, index=syms)
+    trades = pd.DataFrame({"symbol": syms[:3], "current_weight": [0.1, 0.0, 0.05], "target_weight": [1 / 15] * 3})
+    trades["delta"] = trades["target_weight"] - trades["current_weight"]
+    t = idx[-1] + pd.Timedelta(days=1)
+    portfolio = {"hrp": {"target": target, "trades": trades, "t": t, "drift": 0.07, "band": 0.0, "traded": True, "reason": "rebalance",
+                         "turnover": float(trades["delta"].abs().sum()), "est_cost": 1e-5, "est_cost_ccy": None,
+                         "holdings_source": "cash", "adjustments": ()}}
+    return ReportInputs(run={"run_id": "browser", "profile": "canary", "status": "succeeded", "manifest_hash": "cd" * 32},
+                        strategies=[strat("hrp", 4e-4), strat("min_variance", 3e-4)],
+                        benchmark=pd.Series(rng.normal(3e-4, 0.012, n_days), index=idx), benchmark_name="SP:SPX",
+                        conventions={"cost_bps": 5.0, "periods_per_year": 252}, last_bar=idx[-1], portfolio=portfolio, universe_size=15,
+                        quarantine=pd.DataFrame({"symbol": "NYSE:S01", "ts": idx[:50], "rule_id": "stale", "value": 1.0, "detail": "flat"}))
+
+
+def open_in_browser(page, tmp_path) -> str:
+    "The DOM of `page` after headless Chromium loaded it from disk and ran its scripts (a probe for JS errors injected into a copy)."
+    text = page.read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(text.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom", probe.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "</html>" in out.stdout, out.stderr[-2000:]
+    return out.stdout
+
+
+def js_errors(dom: str) -> str:
+    m = re.search(r'<html[^>]*\sdata-js-errors="([^"]*)"', dom)
+    return htmllib.unescape(m[1]) if m else ""
+
+
+def figure_blocks(dom: str) -> dict:
+    "Each plotly div's rendered markup, by id (from one div to the next script)."
+    starts = [(m[1], m.start()) for m in re.finditer(r'<div id="(fig-\d+)" class="[^"]*plotly-graph-div', dom)]
+    return {fid: dom[s:dom.find("<script", s)] for fid, s in starts}
+
+
+def test_every_figure_renders_without_js_errors(tmp_path):
+    inp = inputs()
+    page = write_report(inp, tmp_path / "reports")["html"]
+    source = page.read_text(encoding="utf-8")
+    ids = re.findall(r'Plotly\.newPlot\("(fig-\d+)"', source)
+    n = len(inp.strategies)
+    assert len(ids) == 4 + 2 * n                              # equity, drawdown, rolling Sharpe, turnover; weights and monthly per allocator
+    dom = open_in_browser(page, tmp_path)
+    assert js_errors(dom) == ""
+    blocks = figure_blocks(dom)
+    assert sorted(blocks) == sorted(ids)
+    for fid in ids:
+        assert '<svg class="main-svg"' in blocks[fid], fid   # plotly drew the figure
+    curves = len(inp.strategies) + 1
+    for fid in ids[:3]: assert blocks[fid].count('class="trace scatter') == curves, fid      # one line per allocator and the benchmark
+    assert blocks[ids[3]].count('class="trace scatter') == 2 * n                             # turnover and costs per allocator
+    for fid, s in zip(ids[4 + n:], inp.strategies):
+        assert blocks[fid].count("<image") == 2, fid      # the monthly heatmap and its yearly column are painted
+        labels = [htmllib.unescape(v) for v in re.findall(r'<text [^>]*data-notex="1"[^>]*data-unformatted="([^"]*)"', blocks[fid])]
+        spec = reports.monthly_spec(s)                    # every month and year cell labelled with its return, in place
+        assert labels == [t for trace in spec["data"] for row in trace["text"] for t in row if t], fid
+    assert "Today's portfolio" in dom and "NYSE:S01" in dom
+
+
+def test_the_check_sees_a_broken_page(tmp_path, monkeypatch):
+    "The same check on a report whose plotly.js is missing: the browser reports the error and no figure gets an SVG."
+    monkeypatch.setattr(reports, "get_plotlyjs", lambda: "")
+    page = write_report(inputs(200), tmp_path / "reports")["html"]
+    dom = open_in_browser(page, tmp_path)
+    assert "Plotly is not defined" in js_errors(dom)
+    assert figure_blocks(dom) and not any('<svg class="main-svg"' in b for b in figure_blocks(dom).values())
