@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import numbers
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,7 +23,7 @@ import tradingview_scraper
 from ..config import load_profile
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, utc_iso
 from ..data.lakehouse import atomic_write_bytes
-from .flow import FLOW, flow_runner
+from .flow import FLOW, _capital, _holdings_path, flow_runner
 from .runner import (PARTIAL_PREFIX, STATUS_FILE, RunBusy, RunFailed, RunRefused, _lock_held,
                                                       _production_busy, _write_status, new_run_id, production_lock, read_status, run_lock)
 from ..security import ensure_safe_path, safe_component, validate_user_path
@@ -88,14 +86,8 @@ def _request_parameters(holdings=None, # current holdings file (CSV or Parquet)
     if until is not None and steps is not None:
         raise ValidationError(describe("step selection", {"until": until, "steps": steps}, "until (the flow up to a step) or steps, not both"))
     given = {}
-    if holdings is not None:
-        path = validate_user_path(holdings, "holdings file")
-        if not path.is_file(): raise DataNotFoundError(describe("holdings file", str(path), "an existing CSV or Parquet file"))
-        given["holdings"] = str(path)
-    if capital is not None:
-        if isinstance(capital, bool) or not isinstance(capital, numbers.Real) or not math.isfinite(capital) or capital <= 0:
-            raise ValidationError(describe("capital", capital, "a finite number > 0 (the portfolio's value in its currency)"))
-        given["capital"] = float(capital)
+    if holdings is not None: given["holdings"] = _holdings_path(holdings)    # the flow's own checks: one rule for both entry points
+    if capital is not None: given["capital"] = _capital(capital)
     if until is not None:
         if until not in names: raise ValidationError(describe("until", until, f"a step name, one of {names}"))
         given["until"] = until
