@@ -33,7 +33,9 @@ def test_profile_screens_become_dated_snapshots_and_history_is_incremental(tmp_p
         assert f"screen {name}: " in r.stdout and "as the universe snapshot of 2026-11-30T22:00:00" in r.stdout, r.stdout
         screened |= set(lh.universe_as_of(name, pd.Timestamp(DAY2))["symbol"])
     assert screened and set(map(str, lh.symbols("1d"))) == screened        # every screened symbol was hydrated, nothing else
-    summary = r.stdout.strip().splitlines()[-1]
+    summary = next(l for l in r.stdout.splitlines() if " fetched, " in l)
+    depth = r.stdout.strip().splitlines()[-1]                             # why each symbol's history stopped, counted
+    assert depth.startswith("history depth: ") and sum(int(w.split()[0]) for w in depth[15:].split(", ")) == len(screened), depth
     assert summary.startswith(f"{len(screened)} fetched, 0 up to date, 0 failed") and " s" in summary, summary
     bars = {p.name: p.read_bytes() for p in (lake / "ohlcv").rglob("*.parquet")}
     r = hydrate(tvs, lake, server, "--as-of", DAY2)                     # the next day: a second snapshot, no bar fetched again
@@ -49,7 +51,7 @@ def test_symbols_given_are_the_only_history_fetched(tmp_path, tvs, server):
     r = hydrate(tvs, lake, server, "--as-of", DAY1, "--symbol", "SYNTH:AAPL")
     assert r.returncode == 0, r.stderr[-3000:]
     assert [str(s) for s in Lakehouse(lake).symbols("1d")] == ["SYNTH:AAPL"]
-    assert r.stdout.strip().splitlines()[-1].startswith("1 fetched, 0 up to date, 0 failed of 1 symbols")
+    assert next(l for l in r.stdout.splitlines() if " fetched, " in l).startswith("1 fetched, 0 up to date, 0 failed of 1 symbols")
 
 
 def test_the_local_endpoint_still_works(tmp_path, tvs):

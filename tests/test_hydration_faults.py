@@ -150,10 +150,10 @@ def test_method_sequence_and_connection_pool(server):
     assert all(r.ok for r in results) and server.settle()
     sessions = server.sessions_
     assert len(sessions) == 3, "concurrency=3 opens three connections that serve all symbols"
-    setup = ["set_auth_token", "set_locale", "chart_create_session", "quote_create_session", "quote_set_fields"]
+    setup = ["set_auth_token", "set_locale", "chart_create_session", "switch_timezone", "quote_create_session", "quote_set_fields"]
     for seq in sessions:
-        assert seq[:5] == setup
-        body = seq[5:]
+        assert seq[:6] == setup                       # switch_timezone is sent always (Step 9); set_data_quality only when set
+        body = seq[6:]
         assert len(body) % 3 == 0 and body == ["resolve_symbol", "create_series", "remove_series"] * (len(body) // 3)
     assert sorted(r["symbol"] for r in server.requests_) == sorted(SYMS)
     assert {r["n"] for r in server.requests_} == {50}
@@ -245,3 +245,40 @@ def test_scan_semantics_over_http(server):
     t = TABLE[(TABLE["market"] == "america") & (TABLE["close"] > 20)].sort_values("close")
     assert got["symbol"].tolist() == t.index[:3].tolist() and got["RSI|60"].isna().all()
     assert got.attrs["total_count"] == len(t)
+
+
+# --- an `error` key is an error, whatever the HTTP status (the service answers unknown fields that way) ----------------
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_error_body_is_an_error_not_an_empty_screen(server, status):
+    server.inject("http_error_body", status=status, text='Unknown field "foo"')
+    with scanner(server) as sc:
+        with pytest.raises(RemoteError) as e: sc.scan("america", COLS)
+    assert (e.value.kind, e.value.status, e.value.retryable) == ("server_error", status, False)
+    assert 'the server says \'Unknown field "foo"\'' in str(e.value) and e.value.server_words == '\'Unknown field "foo"\''
+    assert len(server.http_log_) == 1, "a refusal is not asked again"
+
+
+def test_an_error_body_on_the_symbol_endpoint_fails_that_symbol_only(server):
+    server.inject("http_error_body", symbols=[TARGET], status=400, text="incompatible types")
+    with scanner(server) as sc:
+        with pytest.raises(RemoteError, match="the server says 'incompatible types'") as e: sc.metadata(TARGET)
+        assert e.value.kind == "server_error"
+        assert sc.metadata("NASDAQ:AAPL")["exchange"] == "NASDAQ"
+
+
+def test_a_huge_error_text_is_bounded_in_the_message(server):
+    server.inject("http_error_body", text="E" * 200_000 + "\n\x1b[31m")
+    with scanner(server) as sc:
+        with pytest.raises(RemoteError) as e: sc.scan("crypto", COLS)
+    assert len(str(e.value)) < 500 and "\x1b" not in str(e.value)
+
+
+def test_an_error_body_stores_no_universe_snapshot(server, tmp_path):
+    from tradingview_scraper.config import load_profile
+    from tradingview_scraper.data.hydration import HydrationError, store_screens
+    from tradingview_scraper.data.lakehouse import Lakehouse
+    lake = Lakehouse(tmp_path / "lake")
+    server.inject("http_error_body")
+    with pytest.raises(HydrationError, match="server_error: .*Unknown field"):
+        store_screens(load_profile("production", env={}), lake, endpoint=server, now="2024-06-28")
+    assert not lake.root.exists()

@@ -214,12 +214,13 @@ def test_protocol_order_and_headers(peer):
     n0 = len(peer.methods)
     HistoryClient(peer.url, concurrency=1).fetch_sync("NASDAQ:AAPL", "1D", bars=5)
     seq = peer.methods[n0:]
-    assert seq == ["set_auth_token", "set_locale", "chart_create_session", "quote_create_session", "quote_set_fields",
-                   "resolve_symbol", "create_series", "remove_series"]
+    assert seq == ["set_auth_token", "set_locale", "chart_create_session", "switch_timezone", "quote_create_session",
+                   "quote_set_fields", "resolve_symbol", "create_series", "remove_series"]
     params = dict(zip(seq, peer.params[n0:]))
     assert params["set_auth_token"] == ["unauthorized_user_token"] and params["set_locale"] == ["en", "US"]
     cs = params["chart_create_session"][0]
     assert re.fullmatch(r"cs_[a-z0-9]{12}", cs) and re.fullmatch(r"qs_[a-z0-9]{12}", params["quote_create_session"][0])
+    assert params["switch_timezone"] == [cs, "exchange"]           # sent always: the chart's zone is explicit (Step 9)
     sym_id = params["resolve_symbol"][1]
     assert params["resolve_symbol"][0] == cs and json.loads(params["resolve_symbol"][2][1:]) == {"adjustment": "splits", "symbol": "NASDAQ:AAPL"}
     assert params["create_series"][0] == cs and params["create_series"][3] == sym_id and params["create_series"][4:] == ["1D", 5, ""]

@@ -209,12 +209,14 @@ def _as_of(text:str|None):
 @click.option("--websocket-url", default=None, help="chart websocket URL of that endpoint (with --scanner-url)")
 @click.option("--as-of", default=None, metavar="TIME", help="the run's clock: what is up to date and the snapshots' date (default: now)")
 @click.option("--profile", default="production", show_default=True, help="profile (data.*, hydration.*, discovery.screens)")
+@click.option("--manifest", default=None, help="your own manifest file")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="explicit setting override (repeatable), e.g. hydration.adjustment=dividends")
 @click.option("--lakehouse", default=None, help="lakehouse directory (default: the profile's)")
 @click.option("--symbol", "symbols", multiple=True, help="EXCHANGE:TICKER to hydrate (repeatable); default: screened + stored")
 @click.option("--run-dir", default=None, help="write the coverage report here")
 @click.option("--local-symbols", default=12, show_default=True, type=click.IntRange(1, 5000), help="local endpoint: symbols served")
 @click.option("--local-bars", default=750, show_default=True, type=click.IntRange(2, 20000), help="local endpoint: daily bars per symbol")
-def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, lakehouse, symbols, run_dir, local_symbols, local_bars):
+def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, manifest, sets, lakehouse, symbols, run_dir, local_symbols, local_bars):
     "Fetch the profile's screens and missing history into the lakehouse (validated, atomic, resumable)."
     from tradingview_scraper.core import Symbol, utc_now
     from tradingview_scraper.data.hydration import HydrationError, hydrate_profile
@@ -226,7 +228,7 @@ def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, lakehouse,
     urls = None if scanner_url is None else {"scanner_url": _endpoint_url(scanner_url, "--scanner-url", ("http", "https")),
                                              "websocket_url": _endpoint_url(websocket_url, "--websocket-url", ("ws", "wss"))}
     now = _as_of(as_of)
-    prof = load_profile(safe_component(profile, "profile"))
+    prof = load_profile(safe_component(profile, "profile"), manifest=manifest, overrides=_parse_sets(sets))
     lake = Lakehouse(lakehouse or prof.data.lakehouse_root)
     syms = [str(Symbol.parse(s)) for s in symbols] or None
     rd = None if run_dir is None else validate_user_path(run_dir, "run directory")
@@ -246,6 +248,11 @@ def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, lakehouse,
     click.echo(f"{s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed of {s['symbols']} symbols; "
                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} revised in history), "
                f"{s['quarantined']} quarantined, into {lake.root} in {report.duration_s:.1f} s")
+    stops = s.get("stops") or {}
+    if any(stops.values()) or s.get("null_bars"):
+        why = {"complete": "complete", "limit": "at the account's depth limit", "no_more_history": "no more history"}
+        click.echo("history depth: " + ", ".join(f"{n} {why.get(k, k)}" for k, n in stops.items() if n)
+                   + (f"; {s['null_bars']} bars without prices skipped (listed in the coverage report)" if s.get("null_bars") else ""))
     if s["bars_history_revised"]:
         click.echo(f"tvs: warning: the source rewrote {s['bars_history_revised']} stored bars of history; their previous values "
                    f"are in {lake.root / 'revisions'} (Lakehouse.revisions(kind='history'))", err=True)

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +28,11 @@ from .security import safe_component, validate_user_path
 # %% auto #0
 __all__ = ['SETTING_MAX', 'Interval', 'FilterValue', 'UniversePolicy', 'MAX_TEXT_BYTES', 'MAX_VALUE_BYTES', 'MAX_DEPTH',
            'MAX_NODES', 'MAX_INT_CHARS', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'MAX_ERROR_LINES',
-           'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen', 'DiscoveryConfig', 'SelectionConfig',
-           'SynthesisConfig', 'AllocationConfig', 'BacktestConfig', 'PortfolioConfig', 'OrchestrationConfig', 'Profile',
-           'safe_yaml', 'check_tree', 'parse_setting', 'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain',
-           'env_overrides', 'load_profile']
+           'MAX_TOKEN_CHARS', 'is_time_zone', 'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen',
+           'DiscoveryConfig', 'SelectionConfig', 'SynthesisConfig', 'AllocationConfig', 'BacktestConfig',
+           'PortfolioConfig', 'OrchestrationConfig', 'Profile', 'safe_yaml', 'check_tree', 'parse_setting',
+           'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain', 'env_overrides', 'load_profile',
+           'resolve_auth_token']
 
 # %% ../nbs/02_config.ipynb #0413960a
 SETTING_MAX = 2**31 - 1 # the largest integer setting: counts, rows and periods fit int32 everywhere downstream
@@ -46,6 +48,16 @@ class _Section(BaseModel):
         if isinstance(v, bool) and cls.model_fields[info.field_name].annotation in _NUMBERS:
             raise ValueError("a boolean is not a number")
         return v
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,31}(?:/[A-Za-z0-9_+\-]{1,32}){0,2}")
+
+def is_time_zone(name:str) -> bool:
+    "Whether `name` is an IANA time zone of the system's tz database (`Etc/UTC`, `America/New_York`)."
+    if not isinstance(name, str) or not _ZONE_NAME.fullmatch(name): return False
+    try: zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError): return False
+    return True
 
 Interval = Literal["1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M"]
 
@@ -90,6 +102,31 @@ class HydrationConfig(_Section):
     max_attempts: int = Field(4, ge=1, le=20)    # per HTTP call / per symbol
     timeout_s: float = Field(30.0, gt=0, le=86_400)       # deadline per request
     on_failure: Literal["stop", "continue"] = "stop" # when the network is unreachable: stop, or continue on the lakehouse
+    auth_token_env: str | None = None            # NAME of the environment variable holding your TradingView auth token (never the token itself)
+    auth_token_file: str | None = None           # path of a file holding the token on one line (the variable wins when it is set)
+    timezone: str = "exchange"                   # chart time zone sent with `switch_timezone`: "exchange" or an IANA zone such as "Etc/UTC"
+    data_quality: Literal["low", "high"] | None = None # sent with `set_data_quality` when given
+    adjustment: Literal["splits", "dividends", "none"] = "splits" # price adjustment asked of `resolve_symbol`, recorded in the catalog
+
+    @field_validator("auth_token_env")
+    @classmethod
+    def _token_env(cls, v):
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            raise ValueError("expected the name of an environment variable (letters, digits and '_', at most 128), not its value")
+        return v
+
+    @field_validator("auth_token_file")
+    @classmethod
+    def _token_file(cls, v):
+        if v is not None: validate_user_path(v, "hydration.auth_token_file")   # hostile characters and lengths refused here
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v):
+        if v != "exchange" and not is_time_zone(v):
+            raise ValueError("expected 'exchange' or an IANA time zone such as 'Etc/UTC' or 'America/New_York'")
+        return v
 
 FilterValue = str | int | float | bool | None
 
@@ -503,6 +540,7 @@ def _overrides_tree(overrides:Mapping|None) -> dict:
 
 # %% ../nbs/02_config.ipynb #fb9b4dbc
 MAX_ERROR_LINES = 10 # a message names at most this many invalid settings, then says how many more
+_SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE) # settings whose value an error message never shows
 
 def _format_errors(err:pydantic.ValidationError, name:str, env_keys:dict, explicit:dict) -> str:
     "One line per invalid setting (key path, reason, a short prefix of the value, its layer), at most `MAX_ERROR_LINES`."
@@ -515,6 +553,7 @@ def _format_errors(err:pydantic.ValidationError, name:str, env_keys:dict, explic
                     if ".".join(k) == path or path.startswith(".".join(k) + ".")), "")
         if not src and any(path == k or path.startswith(k + ".") for k in explicit_keys): src = " (from explicit arguments)"
         val = f" got {short_repr(e['input'], 80)}" if e["type"] != "missing" and not isinstance(e.get("input"), dict) else ""
+        if val and _SECRET_KEY.search(str(e["loc"][-1])): val = " (value not shown)"
         lines.append(f"{_cut(path)}: {_cut(e['msg'], 200)}{';' if val else ''}{val}{src}")
     more = f"; and {len(errors) - MAX_ERROR_LINES} more" if len(errors) > MAX_ERROR_LINES else ""
     return f"profile {name!r} is invalid: " + "; ".join(lines) + more
@@ -547,3 +586,45 @@ def load_profile(name:str="canary", # profile to resolve
     try: return Profile.model_validate(merged)
     except pydantic.ValidationError as e:
         raise ConfigError(_format_errors(e, name, {k: v[0] for k, v in envs.items()}, explicit)) from None
+
+# %% ../nbs/02_config.ipynb #c3d552d0
+MAX_TOKEN_CHARS = 4096 # the longest auth token accepted (a TradingView token is about 1 KiB)
+
+def _check_token(text:str, where:str) -> str:
+    "`text` stripped, if it is one line of printable ASCII; a `ConfigError` naming `where` (never the text) otherwise."
+    token = text.strip()
+    if not token: raise ConfigError(f"the auth token in {where} is empty; expected your TradingView auth token on one line")
+    if len(token) > MAX_TOKEN_CHARS: raise ConfigError(f"the auth token in {where} is longer than {MAX_TOKEN_CHARS} characters")
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(f"the auth token in {where} is not one line of printable ASCII without spaces (its content is not shown)")
+    return token
+
+def _read_token_file(path:str) -> str:
+    "The token in the file at `path`: a regular file of at most `MAX_TOKEN_CHARS` bytes (plus a line end)."
+    try: src = validate_user_path(path, "hydration.auth_token_file")
+    except ValidationError as e: raise ConfigError(str(e)) from None
+    where = f"auth token file {str(src)!r}"
+    try: fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as e: raise ConfigError(f"cannot read the {where}: {e.strerror}; expected a readable file holding the token") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode): raise ConfigError(f"the {where} is not a regular file (a pipe, device or directory)")
+        with os.fdopen(fd, "rb", closefd=False) as f: data = f.read(MAX_TOKEN_CHARS + 3)
+    except OSError as e: raise ConfigError(f"cannot read the {where}: {e.strerror}") from None
+    finally: os.close(fd)
+    if len(data) > MAX_TOKEN_CHARS + 2: raise ConfigError(f"the {where} is larger than {MAX_TOKEN_CHARS} bytes; expected one token on one line")
+    try: text = data.decode("ascii")
+    except UnicodeDecodeError: raise ConfigError(f"the auth token in {where} is not ASCII text (its content is not shown)") from None
+    return _check_token(text, where)
+
+def resolve_auth_token(hydration, # the profile's `hydration` section (anything with `auth_token_env` and `auth_token_file`)
+                       env:Mapping[str, str]|None=None, # the environment to read the variable from; None reads os.environ
+                      ) -> str|None:
+    "The TradingView auth token the profile points at (its variable, else its file); None when it points at none."
+    name, path = getattr(hydration, "auth_token_env", None), getattr(hydration, "auth_token_file", None)
+    if name is None and path is None: return None
+    value = (os.environ if env is None else env).get(name) if name is not None else None
+    if isinstance(value, str) and value.strip(): return _check_token(value, f"environment variable {name}")
+    if path is not None: return _read_token_file(path)
+    state = "empty" if isinstance(value, str) else "not set"
+    raise ConfigError(f"hydration.auth_token_env names the environment variable {name}, which is {state}; set it to your "
+                      "TradingView auth token, configure hydration.auth_token_file, or remove the setting to fetch as an unauthorized user")

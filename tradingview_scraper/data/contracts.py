@@ -120,9 +120,14 @@ def weekday(ts_ns:np.ndarray) -> np.ndarray:
     "Day of week (Monday = 0) of UTC nanosecond timestamps."
     return (np.floor_divide(ts_ns, _DAY_NS) + 3) % 7     # 1970-01-01 was a Thursday
 
+_NO_FINDINGS = pd.DataFrame({"position": pd.Series(dtype="int64"), "group": pd.Series(dtype="int64"),
+                             "rule_id": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
+
+_NO_RECORD = _NO_FINDINGS.astype({"rule_id": "str"})   # what `record` builds for a rule that found nothing
+
 def _no_findings() -> pd.DataFrame:
-    return pd.DataFrame({"position": pd.Series(dtype="int64"), "group": pd.Series(dtype="int64"),
-                         "rule_id": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
+    "An empty findings table (a copy of one template: building a frame costs more than the rules on a clean series)."
+    return _NO_FINDINGS.copy()
 
 @dataclass(frozen=True)
 class BarFlags:
@@ -152,6 +157,7 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     if not ordered: cur = {k: v[alive] for k, v in cur.items()}
     def record(rule, mask, value, where=None):
         "Findings of `rule` for the working bars under `mask` (`where`: a subset of the working bars)."
+        if not mask.any(): return _NO_RECORD.copy()
         pos, grp = (alive, cur["g"]) if where is None else (alive[where], cur["g"][where])
         val = np.asarray(value, float)
         return pd.DataFrame({"position": pos[mask], "group": grp[mask], "rule_id": rule,
@@ -210,11 +216,14 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     for rule, mask, value in (("non_positive_price", nonpos, pmin), ("toxic_move", toxic, r)):   # recorded, not dropped
         if mask.any(): found.append(record(rule, mask, value, where=rest))
     keep = alive if ordered else np.sort(alive)
+    by_position = lambda f: f.sort_values("position", ignore_index=True) if len(f) > 1 else f
     return BarFlags(keep, excluded, trades_wk, pd.concat(found, ignore_index=True) if found else _no_findings(),
-                    unconfirmed.sort_values("position", ignore_index=True), confirmed.sort_values("position", ignore_index=True))
+                    by_position(unconfirmed), by_position(confirmed))
 
 # %% ../../nbs/11_contracts.ipynb #3d28f826
 UNCONFIRMED_COLUMNS = ["symbol", "ts", "value", "detail"]
+_NO_HELD = pd.DataFrame({"symbol": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                         "value": pd.Series(dtype=float), "detail": pd.Series(dtype="str")})   # no bar held
 
 def no_unconfirmed() -> pd.DataFrame:
     "An empty table of unconfirmed bars, typed (symbol, ts in UTC, value, detail)."
@@ -265,6 +274,7 @@ class IngestionValidator:
              ts:np.ndarray, # int64 UTC nanoseconds of the kernel's input bars
             ) -> pd.DataFrame:
         "The unconfirmed last bars as a report table: symbol, ts, value (the log move), detail."
+        if not len(unconfirmed): return _NO_HELD.copy()
         p = unconfirmed["position"].to_numpy()
         return pd.DataFrame({"symbol": pd.Series(np.asarray(symbols, dtype=object)[unconfirmed["group"].to_numpy()], dtype=object),
                              "ts": pd.to_datetime(ts[p], utc=True).as_unit("ns"), "value": unconfirmed["value"].to_numpy(float),

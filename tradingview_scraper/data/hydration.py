@@ -29,17 +29,18 @@ with warnings.catch_warnings():   # tqdm.auto: the notebook widget with ipywidge
     from tqdm.auto import tqdm
 
 from ..config import DataRules
-from ..core import Symbol, TVSError, ValidationError, describe, to_utc, utc_iso, utc_now
+from ..core import CorruptDataError, Symbol, TVSError, ValidationError, describe, to_utc, utc_iso, utc_now
 from .contracts import IngestionValidator
-from .lakehouse import CATALOG_FIELDS, INTERVALS, Lakehouse, atomic_write_bytes, atomic_write_parquet
+from .lakehouse import CATALOG_FIELDS, INTERVALS, KEPT_FIELDS, Lakehouse, atomic_write_bytes, atomic_write_parquet
 from ..ledger import AuditLedger, canonical_json, content_hash
 from ..security import ensure_safe_path, validate_user_path
 from ..tradingview.scanner import RateLimiter, RetryPolicy, ScannerClient, host_of
 from ..tradingview.stream import HistoryClient, HistoryResult, run_sync, to_resolution
 
 # %% auto #0
-__all__ = ['STATUSES', 'bars_to_request', 'SymbolOutcome', 'HydrationError', 'HydrationReport', 'symbols_of', 'IngestionService',
-           'endpoint_urls', 'hydrate', 'store_screens', 'hydrate_chunk', 'auto_progress', 'hydrate_profile']
+__all__ = ['STATUSES', 'STOPS', 'bars_to_request', 'SymbolOutcome', 'HydrationError', 'AdjustmentMismatchError',
+           'HydrationReport', 'symbols_of', 'IngestionService', 'endpoint_urls', 'hydrate', 'store_screens',
+           'hydrate_chunk', 'auto_progress', 'hydrate_profile']
 
 # %% ../../nbs/15_hydration.ipynb #9ab4098e
 _PERIODS = {"1D": pd.Timedelta(days=1), "1W": pd.Timedelta(days=7)}
@@ -64,6 +65,7 @@ def bars_to_request(last_bar, # newest stored bar (None: nothing stored)
 _log = logging.getLogger(__name__)
 
 STATUSES = ("fetched", "up_to_date", "failed")
+STOPS = ("complete", "limit", "no_more_history") # why a deep history request stopped (see `tradingview.stream`)
 
 @dataclass
 class SymbolOutcome:
@@ -71,7 +73,11 @@ class SymbolOutcome:
     symbol: str
     status: str = "failed"          # fetched | up_to_date | failed
     requested: int = 0              # bars asked for (N); 0 when up to date
-    received: int = 0               # bars served
+    received: int = 0               # distinct bars served (before trimming to the latest `requested`)
+    stop: str|None = None           # why the chart request stopped: complete | limit | no_more_history (None: not fetched)
+    rounds: int = 0                 # answers it took: create_series + request_more_data
+    null_bars: int = 0              # bars served with null prices (no trades), skipped
+    null_bar_ts: list = field(default_factory=list) # their UTC timestamps (ISO, at most 100)
     added: int = 0                  # bars with a new timestamp stored
     replaced: int = 0               # stored bars overwritten with different values (the live bar, revisions)
     history_revised: int = 0        # of those, bars older than the last stored one: the source rewrote history
@@ -87,7 +93,12 @@ class SymbolOutcome:
 class HydrationError(TVSError):
     "No symbol could be fetched: the run is an outage, not a result. `report` holds the outcomes."
     def __init__(self, message:str, report:HydrationReport|None=None):
-        super().__init__(message); self.report = report
+        super().__init__(message)
+        self.report = report
+
+class AdjustmentMismatchError(ValidationError):
+    "The symbol's stored bars carry another price adjustment than the one asked for: mixing them would corrupt its history."
+    kind = "adjustment_mismatch"
 
 @dataclass
 class HydrationReport:
@@ -100,13 +111,16 @@ class HydrationReport:
     endpoint: dict = field(default_factory=dict) # URLs used
     paths: dict = field(default_factory=dict)    # files written by `write`
     screens: dict = field(default_factory=dict)  # online screens stored first: name → {"symbols": n, "as_of": ISO time}
+    adjustment: str|None = None                  # the price adjustment asked for (recorded in the catalog)
 
     @classmethod
     def from_outcomes(cls, outcomes:list[SymbolOutcome], **kw) -> HydrationReport:
         cols = [f.name for f in fields(SymbolOutcome)]
         df = pd.DataFrame([asdict(o) for o in outcomes], columns=cols)
         for c in ("last_before", "last_after"): df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[ns, UTC]")
-        for c in ("requested", "received", "added", "replaced", "history_revised", "quarantined", "attempts"): df[c] = df[c].astype("int64")
+        for c in ("requested", "received", "rounds", "null_bars", "added", "replaced", "history_revised", "quarantined", "attempts"):
+            df[c] = df[c].astype("int64")
+        df["stop"] = df["stop"].astype(object)
         df["duration_s"] = df["duration_s"].astype("float64"); df["excluded"] = df["excluded"].astype(bool)
         return cls(df, **kw)
 
@@ -116,17 +130,20 @@ class HydrationReport:
         n = lambda s: int((o["status"] == s).sum())
         reasons = o.loc[o["status"] == "failed", "reason"].fillna("unknown").str.split(":").str[0].value_counts()
         received = int(o["received"].sum())
+        stops = o["stop"].value_counts()
         return {"symbols": len(o), "fetched": n("fetched"), "up_to_date": n("up_to_date"), "failed": n("failed"),
                 "excluded": int(o["excluded"].sum()), "bars_requested": int(o["requested"].sum()), "bars_received": received,
                 "bars_added": int(o["added"].sum()), "bars_replaced": int(o["replaced"].sum()),
                 "bars_history_revised": int(o["history_revised"].sum()),
+                "stops": {s: int(stops.get(s, 0)) for s in STOPS}, "null_bars": int(o["null_bars"].sum()),
                 "quarantined": int(o["quarantined"].sum()), "attempts": int(o["attempts"].sum()),
                 "metadata_failed": int((~o["metadata"].isin(["ok", "skipped"])).sum()),
                 "duration_s": round(self.duration_s, 6),
                 "symbols_per_s": round(n("fetched") / self.duration_s, 3) if self.duration_s > 0 else None,
                 "bars_per_s": round(received / self.duration_s, 1) if self.duration_s > 0 else None,
                 "failure_reasons": {str(k): int(v) for k, v in reasons.items()},
-                "interval": self.interval, "history_bars": self.history_bars, "started_at": utc_iso(self.started_at)}
+                "interval": self.interval, "history_bars": self.history_bars, "adjustment": self.adjustment,
+                "started_at": utc_iso(self.started_at)}
 
     @property
     def ok(self) -> bool:
@@ -151,8 +168,10 @@ class HydrationReport:
 
     def __repr__(self):
         s = self.summary
+        stops = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s["stops"].items() if n)
         return (f"HydrationReport({s['symbols']} symbols: {s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed; "
-                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; {s['duration_s']:.2f}s)")
+                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; "
+                f"stopped: {stops or 'none'}; {s['null_bars']} null bars skipped; {s['duration_s']:.2f}s)")
 
 # %% ../../nbs/15_hydration.ipynb #196e2f4b
 def symbols_of(items) -> tuple[list[str], list[tuple[Any, str]]]:
@@ -197,6 +216,7 @@ class IngestionService:
         self.context_bars = self.rules.stale_bars if context_bars is None else int(context_bars)
         self.validator = IngestionValidator(self.rules, self.interval)
         self.store_workers, self.progress = max(1, int(store_workers)), progress
+        self.adjustment = history.adjustment               # the client asks for it; the catalog records it
 
     @classmethod
     def from_profile(cls, profile, # a resolved `config.Profile`
@@ -217,36 +237,44 @@ class IngestionService:
         return cls(lakehouse or Lakehouse.from_profile(profile), history, scanner, **{**kw, **kwargs})
 
     def __repr__(self):
-        return f"IngestionService({self.lakehouse!r}, {self.history!r}, interval={self.interval!r}, history_bars={self.history_bars})"
+        return (f"IngestionService({self.lakehouse!r}, {self.history!r}, interval={self.interval!r}, history_bars={self.history_bars}, "
+                f"adjustment={self.adjustment!r})")
 
     @property
     def endpoint(self) -> dict:
         return {"websocket_url": self.history.url, "scanner_url": self.scanner.base_url if self.scanner else None}
 
+    @property
+    def chart_settings(self) -> dict:
+        "What the chart requests asked for besides the bars (recorded in the ledger; never the token)."
+        h = self.history
+        return {"adjustment": self.adjustment, "timezone": h.timezone, "data_quality": h.data_quality, "authorized": h.authorized}
+
 # %% ../../nbs/15_hydration.ipynb #a42f99a8
 def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|None=None) -> SymbolOutcome:
     t0 = time.perf_counter()
     o.attempts, o.requested = r.attempts, r.requested
+    o.stop, o.rounds, o.null_bars, o.null_bar_ts = r.stop, r.rounds, r.null_bars, list(r.null_bar_ts)
     try:
         if not r.ok: raise r.error
         bars = r.bars
-        o.received = len(bars)
+        o.received = max(r.received, len(bars))
         if not len(bars): raise ValidationError(f"{o.symbol}: the server returned no bars")
         stored = self.lakehouse.read_ohlcv(o.symbol, self.interval) if o.last_before is not None else None
         ctx = stored[stored["ts"] < bars["ts"].iloc[0]].tail(self.context_bars) if stored is not None and self.context_bars > 0 else None
         both = pd.concat([ctx, bars], ignore_index=True) if ctx is not None and len(ctx) else bars
         res = self.validator.validate_ohlcv(o.symbol, both, trades_weekends=_trades_weekends(r.info, meta))
-        new_ts = set(bars["ts"].astype("int64"))
+        new_ts = _ns(bars["ts"])
         q = res.quarantine
-        if len(q):
-            q = q[q["ts"].astype("datetime64[ns, UTC]").astype("int64").isin(new_ts)]
-            if len(q): self.lakehouse.record_quarantine(q)
-        clean = _changed(res.clean[res.clean["ts"].astype("int64").isin(new_ts)], stored)
-        if len(clean):
-            w = self.lakehouse.write_ohlcv(o.symbol, clean, self.interval)
-            o.added, o.replaced, o.history_revised = w.added, w.replaced, w.history_revised
+        if len(q) and both is not bars:               # only the new bars' records (the context was judged before)
+            q = q[np.isin(_ns(q["ts"]), new_ts)]
+        if len(q): self.lakehouse.record_quarantine(q)
+        clean = res.clean if both is bars else res.clean[np.isin(_ns(res.clean["ts"]), new_ts)]
+        clean = _changed(clean, stored)
+        w = self.lakehouse.write_ohlcv(o.symbol, clean, self.interval) if len(clean) else None
+        if w is not None: o.added, o.replaced, o.history_revised = w.added, w.replaced, w.history_revised
         o.quarantined, o.excluded, o.status = len(q), bool(res.excluded), "fetched"
-        o.last_after = self.lakehouse.last_bar(o.symbol, self.interval)
+        o.last_after = w.last if w is not None else self.lakehouse.last_bar(o.symbol, self.interval)
     except TVSError as e:
         o.status, o.reason = "failed", f"{getattr(e, 'kind', type(e).__name__)}: {e}"
     except OSError as e:    # the filesystem refused (disk full, read-only): this symbol fails, the batch goes on
@@ -258,6 +286,10 @@ def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|No
     o.duration_s = r.duration_s + (time.perf_counter() - t0)
     return o
 
+def _ns(ts) -> np.ndarray:
+    "int64 UTC nanoseconds of a timestamp column."
+    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+
 def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
     "The rows of `new` that are not already stored with identical values (NaN equals NaN)."
     if stored is None or not len(stored) or not len(new): return new
@@ -266,6 +298,8 @@ def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
     a, b = new[cols].to_numpy(), old[cols].to_numpy()
     same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
     return new[~same]
+
+_META_FIELDS = [c for c in CATALOG_FIELDS if c not in KEPT_FIELDS]   # what the screener knows (the adjustment is ours)
 
 def _metadata(self:IngestionService, symbols:list[str], workers:int) -> tuple[pd.DataFrame, dict]:
     "Catalog records from the symbol-fields endpoint, fetched in parallel; (records, {symbol: error})."
@@ -276,10 +310,59 @@ def _metadata(self:IngestionService, symbols:list[str], workers:int) -> tuple[pd
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as ex:
         for s, m, err in ex.map(one, symbols):
             if err is not None: errors[s] = err
-            else: recs.append({"symbol": s, **{k: m.get(k) for k in CATALOG_FIELDS}})
-    return pd.DataFrame(recs, columns=["symbol", *CATALOG_FIELDS]), errors
+            else: recs.append({"symbol": s, **{k: m.get(k) for k in _META_FIELDS}})
+    return pd.DataFrame(recs, columns=["symbol", *_META_FIELDS]), errors
 
 IngestionService._store, IngestionService._metadata = _store, _metadata
+
+# %% ../../nbs/15_hydration.ipynb #196dbf00
+def _current_catalog(self:IngestionService) -> pd.DataFrame:
+    "The catalog's current versions (what the adjustment check reads)."
+    return self.lakehouse.catalog()
+
+def _check_adjustment(self:IngestionService, symbol:str, # the symbol about to be planned
+                      current:pd.DataFrame|Exception, # `_current_catalog()`, or the error reading it raised
+                     ) -> None:
+    "Refuse `symbol` if the catalog records another adjustment than this run's, or cannot be read."
+    if isinstance(current, Exception):
+        raise CorruptDataError(f"cannot check the stored price adjustment of {symbol}: {current}")
+    stored = current.at[symbol, "adjustment"] if symbol in current.index else None
+    if isinstance(stored, str) and stored != self.adjustment:
+        raise AdjustmentMismatchError(f"{symbol}: its stored bars are adjusted for {stored!r} (catalog) but this run asks for "
+                                      f"{self.adjustment!r}; nothing was fetched or written. Hydrate it with "
+                                      f"hydration.adjustment: {stored}, or into another lakehouse")
+
+def _with_adjustment(self:IngestionService, records:pd.DataFrame, # catalog records from the metadata refresh (maybe none)
+                     outcomes:Mapping[str, SymbolOutcome], # the run's outcomes
+                     current:pd.DataFrame, # the catalog's current versions before the run
+                    ) -> pd.DataFrame:
+    "Catalog records with `adjustment`: this run's for every fetched symbol, the recorded one for the others."
+    fetched = {s for s, o in outcomes.items() if o.status == "fetched"}
+    have = set(records["symbol"])
+    known = [c for c in _META_FIELDS if c in current.columns]
+    extra = [{"symbol": s, **({c: current.at[s, c] for c in known} if s in current.index else {})} for s in sorted(fetched - have)]
+    out = pd.concat([records, pd.DataFrame(extra)], ignore_index=True) if extra else records.copy()
+    recorded = lambda s: current.at[s, "adjustment"] if s in current.index else None
+    out["adjustment"] = pd.Series([self.adjustment if s in fetched else recorded(s) for s in out["symbol"]], index=out.index, dtype="object")
+    return out
+
+IngestionService._current_catalog, IngestionService._check_adjustment = _current_catalog, _check_adjustment
+IngestionService._with_adjustment = _with_adjustment
+
+# %% ../../nbs/15_hydration.ipynb #6f66d802
+def _outage(summary:dict, # `HydrationReport.summary` of a run that fetched nothing
+            first:str, # the first failure's reason
+            root, # the lakehouse root
+            url:str, # the chart endpoint
+           ) -> str:
+    "The one-line message of a hydration that fetched no symbol."
+    reasons = summary["failure_reasons"]
+    if set(reasons) == {"StorageError"}: where = f"the lakehouse {str(root)!r} refused the writes (disk full, read-only?)"
+    elif set(reasons) == {AdjustmentMismatchError.kind}:
+        where = f"the lakehouse {str(root)!r} stores these symbols with another price adjustment (hydration.adjustment)"
+    else: where = f"check the network and the endpoint {url}"
+    return (f"hydration fetched no symbol: all {summary['symbols']} failed ({', '.join(f'{k} ×{v}' for k, v in reasons.items())}); "
+            f"{where}; first error: {first}")
 
 # %% ../../nbs/15_hydration.ipynb #8f1060cb
 async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame with a `symbol` column
@@ -293,26 +376,32 @@ async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame 
     now = started if now is None else to_utc(now)
     syms, refused = symbols_of(symbols)
     if not syms and not refused: raise ValidationError(describe("symbols", symbols, "at least one EXCHANGE:TICKER symbol"))
-    params = {"interval": self.interval, "history_bars": self.history_bars, "now": utc_iso(now), **self.endpoint}
+    params = {"interval": self.interval, "history_bars": self.history_bars, "now": utc_iso(now), **self.endpoint, **self.chart_settings}
     if ledger is not None: ledger.intent("hydrate", params, {"symbols": content_hash(syms)})
     outcomes = {s: SymbolOutcome(s) for s in syms}
     for it, why in refused: outcomes[f"{it!r}"] = SymbolOutcome(str(it), reason=f"validation: {why}", metadata="skipped")
     loop = asyncio.get_running_loop()
     bar = tqdm(total=len(outcomes), desc=f"hydrate {self.interval}", unit="sym", disable=not self.progress)
     bar.update(len(refused))
-    plan = []
+    plan, refused_adj = [], set()
+    try: current = self._current_catalog()
+    except TVSError as e: current = e                          # the catalog cannot be read: no adjustment can be checked
     for s in syms:
         o = outcomes[s]
         try:
+            self._check_adjustment(s, current)
             o.last_before = self.lakehouse.last_bar(s, self.interval)
             o.requested = bars_to_request(o.last_before, now, self.interval, self.history_bars)
         except TVSError as e:
-            o.reason = f"{getattr(e, 'kind', type(e).__name__)}: {e}"; bar.update(1); continue
+            o.reason = f"{getattr(e, 'kind', type(e).__name__)}: {e}"
+            if isinstance(e, AdjustmentMismatchError) or isinstance(current, Exception): refused_adj.add(s)
+            bar.update(1)
+            continue
         if o.requested == 0: o.status, o.last_after = "up_to_date", o.last_before; bar.update(1)
         else: plan.append((s, o.requested))
-    meta_task = None
-    if self.scanner is not None and refresh_metadata and syms:
-        meta_task = loop.run_in_executor(None, self._metadata, syms, self.history.concurrency)
+    meta_task, meta_syms = None, [s for s in syms if s not in refused_adj]   # a refused symbol's catalog is left alone too
+    if self.scanner is not None and refresh_metadata and meta_syms:
+        meta_task = loop.run_in_executor(None, self._metadata, meta_syms, self.history.concurrency)
     pending = []
     with concurrent.futures.ThreadPoolExecutor(self.store_workers) as pool:
         def on_result(r:HistoryResult):
@@ -321,24 +410,22 @@ async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame 
             pending.append(fut)
         if plan: await self.history.fetch_many(plan, self.interval, on_result=on_result)
         await asyncio.gather(*pending)
-    records, meta_errors = await meta_task if meta_task is not None else (pd.DataFrame(), {})
-    for s in syms: outcomes[s].metadata = meta_errors.get(s, "ok") if meta_task is not None else "skipped"
+    records, meta_errors = await meta_task if meta_task is not None else (pd.DataFrame(columns=["symbol"]), {})
+    for s in syms: outcomes[s].metadata = meta_errors.get(s, "ok") if meta_task is not None and s in meta_syms else "skipped"
+    if not isinstance(current, Exception): records = self._with_adjustment(records, outcomes, current)
     if len(records):
         try: self.lakehouse.upsert_catalog(records)
         except TVSError as e:
             for s in records["symbol"]: outcomes[s].metadata = f"catalog write failed: {e}"
     bar.close()
     report = HydrationReport.from_outcomes(list(outcomes.values()), interval=self.interval, history_bars=self.history_bars,
-                                           started_at=started, duration_s=time.perf_counter() - t0, endpoint=self.endpoint)
+                                           started_at=started, duration_s=time.perf_counter() - t0, endpoint=self.endpoint,
+                                           adjustment=self.adjustment)
     if run_dir is not None: report.write(run_dir)
     s = report.summary
     error = None
     if not report.ok:
-        reasons, first = s["failure_reasons"], report.failed()["reason"].iloc[0]
-        where = (f"the lakehouse {str(self.lakehouse.root)!r} refused the writes (disk full, read-only?)"
-                 if set(reasons) == {"StorageError"} else f"check the network and the endpoint {self.history.url}")
-        error = (f"hydration fetched no symbol: all {s['symbols']} failed ({', '.join(f'{k} ×{v}' for k, v in reasons.items())}); "
-                 f"{where}; first error: {first}")
+        error = _outage(s, report.failed()["reason"].iloc[0], self.lakehouse.root, self.history.url)
     if ledger is not None:
         outputs = {k: content_hash(Path(p)) for k, p in report.paths.items()}
         ledger.outcome("hydrate", "succeeded" if error is None else "failed", outputs, error=error, duration_s=report.duration_s,
@@ -466,13 +553,9 @@ def hydrate_profile(profile, # a resolved `config.Profile`
     h = profile.hydration
     report = HydrationReport(pd.concat(parts, ignore_index=True), interval, profile.data.history_bars, started,
                              time.perf_counter() - t0, urls or {"scanner_url": h.scanner_url, "websocket_url": h.websocket_url},
-                             screens={n: {"symbols": len(f), "as_of": utc_iso(now)} for n, f in found.items()})
+                             screens={n: {"symbols": len(f), "as_of": utc_iso(now)} for n, f in found.items()}, adjustment=h.adjustment)
     if run_dir is not None: report.write(run_dir)
     if not report.ok:
         s, first = report.summary, report.failed()["reason"].iloc[0]
-        raise HydrationError(f"hydration fetched no symbol: all {s['symbols']} failed "
-                             f"({', '.join(f'{k} ×{v}' for k, v in s['failure_reasons'].items())}); "
-                             + (f"the lakehouse {str(lh.root)!r} refused the writes (disk full, read-only?)" if set(s["failure_reasons"]) == {"StorageError"}
-                                else f"check the network and the endpoint {report.endpoint['websocket_url']}")
-                             + f"; first error: {first}", report)
+        raise HydrationError(_outage(s, first, lh.root, report.endpoint["websocket_url"]), report)
     return report

@@ -28,9 +28,10 @@ from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
 __all__ = ['OHLCV_COLUMNS', 'OHLCV_SCHEMA', 'INTERVALS', 'REVISION_COLUMNS', 'REVISION_SUMMARY_COLUMNS', 'CATALOG_FIELDS',
-           'CATALOG_COLUMNS', 'QUARANTINE_COLUMNS', 'stale_temp_files', 'file_lock', 'atomic_write_bytes',
-           'atomic_write_parquet', 'read_file_once', 'read_parquet', 'conform_ohlcv', 'empty_ohlcv', 'WriteResult',
-           'Lakehouse', 'revised_bars', 'catalog_as_of', 'MetadataSnapshot']
+           'CATALOG_COLUMNS', 'ADJUSTMENTS', 'KEPT_FIELDS', 'QUARANTINE_COLUMNS', 'stale_temp_files', 'file_lock',
+           'atomic_write_bytes', 'atomic_write_parquet', 'read_file_once', 'read_parquet', 'conform_ohlcv',
+           'empty_ohlcv', 'ohlcv_table', 'WriteResult', 'Lakehouse', 'revised_bars', 'conform_catalog', 'catalog_as_of',
+           'MetadataSnapshot']
 
 # %% ../../nbs/10_lakehouse.ipynb #a6f4027b
 def _storage_error(what:str, path:Path, e:OSError, done:str="nothing was changed") -> StorageError:
@@ -46,7 +47,9 @@ def stale_temp_files(path:Path, # the file whose temp files to list
     path = Path(path)
     if not path.parent.is_dir(): return []
     head = f".{path.name}"
-    return sorted(p for p in path.parent.iterdir() if p.name.startswith(head) and _TEMP_TAIL.fullmatch(p.name[len(head):]))
+    with os.scandir(path.parent) as entries:    # names only: a directory of thousands of symbols is listed without a Path each
+        names = [e.name for e in entries if e.name.startswith(head) and _TEMP_TAIL.fullmatch(e.name[len(head):])]
+    return sorted(path.parent / n for n in names)
 
 @contextlib.contextmanager
 def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar next to it)
@@ -125,6 +128,15 @@ OHLCV_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 OHLCV_SCHEMA = pa.schema([("ts", pa.timestamp("ns", tz="UTC"))] + [(c, pa.float64()) for c in OHLCV_COLUMNS[1:]])
 INTERVALS = ("1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M")
 
+def _conformed(bars:pd.DataFrame) -> bool:
+    "Whether `bars` is already what `conform_ohlcv` returns: exactly the columns and dtypes, a 0..n-1 index, sorted by ts."
+    idx = bars.index
+    if list(bars.columns) != OHLCV_COLUMNS or not isinstance(idx, pd.RangeIndex) or idx.start != 0 or idx.step != 1: return False
+    dtypes = bars.dtypes.tolist()
+    if str(dtypes[0]) != "datetime64[ns, UTC]" or any(d != np.float64 for d in dtypes[1:]): return False
+    i8 = bars["ts"].array.asi8
+    return bool((i8[1:] >= i8[:-1]).all())
+
 def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
     if not isinstance(bars, pd.DataFrame): raise ContractError(describe(what, type(bars).__name__, "a DataFrame with columns " + ", ".join(OHLCV_COLUMNS)))
     if isinstance(bars.columns, pd.MultiIndex) or not bars.columns.is_unique:
@@ -135,14 +147,20 @@ def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
     if not pd.api.types.is_datetime64_any_dtype(ts):
         raise ContractError(describe(f"{what} column 'ts' dtype", str(ts.dtype), "datetime64 with a UTC timezone"))
     if ts.dt.tz is None: raise ContractError(describe(f"{what} column 'ts'", "naive timestamps", "timezone-aware UTC timestamps"))
-    out = pd.DataFrame({"ts": ts.dt.tz_convert("UTC").dt.as_unit("ns")})
+    if _conformed(bars): return bars.copy(deep=False)  # already the schema, sorted, 0..n-1: a new frame, no copy of the data
+    cols = {"ts": (ts if str(ts.dtype) == "datetime64[ns, UTC]" else ts.dt.tz_convert("UTC").dt.as_unit("ns")).array}
     for c in OHLCV_COLUMNS[1:]:
         col = bars[c]
+        if col.dtype == np.float64:                # the common case: already the schema's type
+            cols[c] = col.to_numpy()
+            continue
         real = pd.api.types.is_numeric_dtype(col) and not (pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col))
         if not real and not col.isna().all():
             raise ContractError(describe(f"{what} column {c!r} dtype", str(col.dtype), "real numbers (float64)"))
-        out[c] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
-    return out.sort_values("ts", kind="stable").reset_index(drop=True)
+        cols[c] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
+    out = pd.DataFrame(cols)                       # positional: a RangeIndex whatever the input's index
+    i8 = cols["ts"].asi8
+    return out if (i8[1:] >= i8[:-1]).all() else out.sort_values("ts", kind="stable").reset_index(drop=True)
 
 def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra columns are dropped)
                   what:str="bars", # name for messages, e.g. the symbol
@@ -158,6 +176,17 @@ def empty_ohlcv() -> pd.DataFrame:
     "An empty frame with the lakehouse OHLCV dtypes."
     return OHLCV_SCHEMA.empty_table().to_pandas()
 
+# %% ../../nbs/10_lakehouse.ipynb #dc72806a
+# the schema with the pandas metadata pyarrow writes for a conformed frame (the same for every one: no index, fixed dtypes)
+_OHLCV_PANDAS_SCHEMA = pa.Table.from_pandas(empty_ohlcv(), schema=OHLCV_SCHEMA, preserve_index=False).schema
+
+def ohlcv_table(bars:pd.DataFrame, # a frame as `conform_ohlcv` returns it
+               ) -> pa.Table:
+    "The Arrow table of conformed OHLCV bars, equal (pandas metadata included) to `pa.Table.from_pandas(bars, OHLCV_SCHEMA)`."
+    ts = pa.array(bars["ts"].array.asi8, type=OHLCV_SCHEMA.field("ts").type)
+    values = [pa.array(bars[c].to_numpy(), type=pa.float64(), from_pandas=True) for c in OHLCV_COLUMNS[1:]]   # NaN → null
+    return pa.Table.from_arrays([ts, *values], schema=_OHLCV_PANDAS_SCHEMA)
+
 # %% ../../nbs/10_lakehouse.ipynb #0579a0b5
 @dataclass(frozen=True)
 class WriteResult:
@@ -170,6 +199,7 @@ class WriteResult:
     replaced: int  # stored bars rewritten at the same timestamp (identical values included)
     revised: int = 0          # replaced bars whose values changed: each recorded in `Lakehouse.revisions`
     history_revised: int = 0  # revised bars older than the last stored one: a data event (the last one is the live bar)
+    last: pd.Timestamp|None = None # the newest stored bar after the write
 
 class Lakehouse:
     "A Parquet lakehouse rooted at one directory."
@@ -226,14 +256,17 @@ def revised_bars(sym:Symbol|str, # the instrument
                  revised_at, # when the revision is recorded
                 ) -> pd.DataFrame:
     "Stored bars that `new` overwrites with different values (NaN equals NaN): old and new values, `live` or `history`."
-    o, n = old.set_index("ts"), new.set_index("ts")
-    common = n.index.intersection(o.index)
-    a, b = o.loc[common, _VALUES].to_numpy(), n.loc[common, _VALUES].to_numpy()
-    ts = common[~((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)]
+    old_ts, new_ts = pd.DatetimeIndex(old["ts"]).as_unit("ns").asi8, pd.DatetimeIndex(new["ts"]).as_unit("ns").asi8
+    common, at_old, at_new = np.intersect1d(old_ts, new_ts, return_indices=True)   # sorted, like an index intersection
+    a, b = old[_VALUES].to_numpy()[at_old], new[_VALUES].to_numpy()[at_new]
+    changed = ~((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
+    if not changed.any(): return _empty_revisions()
+    ts = pd.DatetimeIndex(pd.to_datetime(common[changed], utc=True)).as_unit("ns")
     out = pd.DataFrame({"symbol": str(Symbol.parse(sym)), "interval": interval, "ts": ts,
-                        "kind": np.where(ts == old["ts"].max(), "live", "history")}, index=range(len(ts)))
-    for c in _VALUES:
-        out[f"old_{c}"], out[f"new_{c}"] = o.loc[ts, c].to_numpy(), n.loc[ts, c].to_numpy()
+                        "kind": np.where(common[changed] == old_ts.max(initial=np.iinfo(np.int64).min), "live", "history")},
+                       index=range(len(ts)))
+    for k, c in enumerate(_VALUES):
+        out[f"old_{c}"], out[f"new_{c}"] = a[changed, k], b[changed, k]
     out["revised_at"] = pd.Series(to_utc(revised_at), index=out.index).astype("datetime64[ns, UTC]")
     return out[REVISION_COLUMNS]
 
@@ -250,15 +283,19 @@ def _write_ohlcv(self:Lakehouse, symbol:Symbol|str, # the instrument
         raise ContractError(describe(f"{sym} bars", f"duplicated timestamp {dup}", "unique timestamps within one write"))
     path = self.ohlcv_path(sym, interval)
     with file_lock(path):
-        old = _read_bars(path, sym) if path.exists() else empty_ohlcv()
-        replaced = int(old["ts"].isin(new["ts"]).sum())
-        merged = pd.concat([old[~old["ts"].isin(new["ts"])], new], ignore_index=True).sort_values("ts", kind="stable")
-        table = pa.Table.from_pandas(merged, schema=OHLCV_SCHEMA, preserve_index=False)
-        revs = revised_bars(sym, interval, old, new, utc_now())
-        if len(revs): self._record_revisions(sym, interval, revs, lambda: atomic_write_parquet(path, table, f"bars of {sym}"))
+        old = _read_bars(path, sym) if path.exists() else None
+        if old is not None and len(old):
+            kept = ~old["ts"].isin(new["ts"])
+            replaced = len(old) - int(kept.sum())
+            merged = pd.concat([old[kept], new], ignore_index=True).sort_values("ts", kind="stable")
+            revs = revised_bars(sym, interval, old, new, utc_now())
+        else: replaced, merged, revs = 0, new, None         # a new file: the conformed bars (sorted, unique), nothing revised
+        table = ohlcv_table(merged if old is None else conform_ohlcv(merged, str(sym)))
+        if revs is not None and len(revs): self._record_revisions(sym, interval, revs, lambda: atomic_write_parquet(path, table, f"bars of {sym}"))
         else: atomic_write_parquet(path, table, f"bars of {sym}")
-    return WriteResult(str(sym), interval, len(old), len(merged), len(new) - replaced, replaced,
-                       len(revs), int((revs["kind"] == "history").sum()))
+    n_old, n_revs = 0 if old is None else len(old), 0 if revs is None else len(revs)
+    return WriteResult(str(sym), interval, n_old, len(merged), len(new) - replaced, replaced, n_revs,
+                       0 if revs is None else int((revs["kind"] == "history").sum()), merged["ts"].iloc[-1] if len(merged) else None)
 
 def _record_revisions(self:Lakehouse, sym:Symbol, interval:str, revs:pd.DataFrame, write_bars) -> None:
     "Append `revs` to the symbol's revisions file, then `write_bars()`; a failing `write_bars` restores the file."
@@ -384,8 +421,19 @@ Lakehouse._bar_files, Lakehouse.stray_files = _bar_files, _stray_files
 Lakehouse.freshness, Lakehouse.content_manifest = _freshness, _content_manifest
 
 # %% ../../nbs/10_lakehouse.ipynb #f5bba4ec
-CATALOG_FIELDS = ["exchange", "type", "currency", "tick_size", "timezone", "session", "description", "sector"]
+CATALOG_FIELDS = ["exchange", "type", "currency", "tick_size", "timezone", "session", "description", "sector", "adjustment"]
 CATALOG_COLUMNS = ["symbol"] + CATALOG_FIELDS + ["valid_from", "valid_until"]
+ADJUSTMENTS = ("splits", "dividends", "none") # price adjustments of stored bars (None in the catalog: unknown)
+KEPT_FIELDS = ("adjustment",)                  # fields a record without that column leaves as they are
+
+def conform_catalog(versions:pd.DataFrame, # catalog versions as stored (possibly by an older release)
+                   ) -> pd.DataFrame:
+    "`versions` with every catalog column: a field the file predates reads as None (unknown); the file is not touched."
+    missing = [c for c in CATALOG_COLUMNS if c not in versions.columns]
+    if not missing: return versions
+    out = versions.copy()
+    for c in missing: out[c] = pd.Series([None] * len(out), index=out.index, dtype="object")
+    return out[CATALOG_COLUMNS + [c for c in versions.columns if c not in CATALOG_COLUMNS]]
 
 def _empty_catalog() -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype="object") for c in CATALOG_COLUMNS})
@@ -403,6 +451,9 @@ def _norm_catalog(records:pd.DataFrame) -> pd.DataFrame:
         col = records[c] if c in records.columns else pd.Series([None] * len(records))
         out[c] = pd.to_numeric(col.to_numpy(), errors="coerce").astype("float64") if c == "tick_size" else \
                  pd.Series([None if pd.isna(v) else str(v) for v in col], dtype="object")
+    bad = out["adjustment"].dropna()
+    bad = bad[~bad.isin(ADJUSTMENTS)]
+    if len(bad): raise ContractError(describe("catalog adjustment", bad.iloc[0], f"one of {ADJUSTMENTS} or None (unknown)"))
     if out["symbol"].duplicated().any(): raise ContractError(describe("catalog records", "duplicated symbols", "one record per symbol"))
     return out
 
@@ -410,7 +461,7 @@ def _catalog_path(self:Lakehouse) -> Path: return self.path("catalog", "catalog.
 
 def _read_catalog_all(self:Lakehouse) -> pd.DataFrame:
     p = self._catalog_path()
-    return read_parquet(p, "catalog") if p.exists() else _empty_catalog()
+    return conform_catalog(read_parquet(p, "catalog")) if p.exists() else _empty_catalog()
 
 def _upsert_catalog(self:Lakehouse, records:pd.DataFrame, # one row per symbol: symbol + any of CATALOG_FIELDS
                     as_of=None, # when these facts became known (default: now)
@@ -422,6 +473,10 @@ def _upsert_catalog(self:Lakehouse, records:pd.DataFrame, # one row per symbol: 
     with file_lock(path):
         cat = self._read_catalog_all()
         open_ = cat[cat["valid_until"].isna()].set_index("symbol")
+        for c in KEPT_FIELDS:
+            if c not in records.columns:   # not given: the symbol's current value stays
+                known = open_[c].to_dict()
+                new[c] = pd.Series([known.get(s) for s in new["symbol"]], index=new.index, dtype="object")
         changed = []
         for rec in new.itertuples(index=False):
             cur = open_.loc[rec.symbol] if rec.symbol in open_.index else None
@@ -465,7 +520,7 @@ Lakehouse.upsert_catalog, Lakehouse.catalog = _upsert_catalog, _catalog
 class MetadataSnapshot:
     "An immutable copy of the catalog owned by one run; all of the run's metadata reads go through it."
     def __init__(self, versions:pd.DataFrame, path:Path|None=None):
-        self._versions, self.path = versions.copy(deep=True), path
+        self._versions, self.path = conform_catalog(versions).copy(deep=True), path
 
     @classmethod
     def open(cls, path) -> MetadataSnapshot:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,8 @@ __all__ = ['UNIVERSE_POLICIES', 'SURVIVORSHIP_BIASED', 'log', 'BARS', 'CATALOG',
            'build_synthesizer', 'build_allocator', 'build_engine', 'infer_periods_per_year', 'resolve_calendar',
            'UniverseError', 'DatedUniverse', 'build_universe', 'UniverseOnly', 'UniverseSelector', 'step_hydrate',
            'step_ingest', 'step_discover', 'step_select', 'step_synthesize', 'step_backtest', 'step_report',
-           'step_validate', 'step_portfolio', 'lakehouse_reads', 'flow_runner', 'run_flow', 'run_returns']
+           'step_validate', 'price_adjustment', 'step_portfolio', 'lakehouse_reads', 'flow_runner', 'run_flow',
+           'run_returns']
 
 # %% ../../nbs/51_flow.ipynb #3c0c87bb
 def _periods(profile:Profile) -> int:
@@ -365,7 +366,8 @@ def step_ingest(ctx:RunContext) -> dict:
     q = out.report.quarantine
     ctx.summary["last_bar"] = f"{out.returns.index[-1]:%Y-%m-%d}"
     resolved, basis = resolve_calendar(p, out.returns)
-    return {"returns": out.returns, "calendar": {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis}, "load_report": out.report.summary(),
+    return {"returns": out.returns, "calendar": {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis},
+            "adjustment": price_adjustment(lake.catalog(), out.returns.columns), "load_report": out.report.summary(),
             "quarantine": q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)}),
             "unconfirmed": out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
             "confirmed": out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
@@ -450,6 +452,7 @@ def step_backtest(ctx:RunContext) -> dict:
            "metrics": {c["name"]: c["metrics"] for c in cells},
            "conventions": {**cells[0]["conventions"], **info, "allocators": names, "executor": ctx.executor.name,
                            "periods_per_year_basis": ctx.load("ingest", "calendar")["basis"],
+                           "price_adjustment": ctx.load("ingest", "adjustment")["label"],
                            "allocations": {c["name"]: c["conventions"]["allocation"] for c in cells}},   # each allocator's own parameters
            "fallbacks": {c["name"]: c["fallbacks"] for c in cells},
            "timings": {c["name"]: c["timings"] for c in cells},
@@ -525,6 +528,19 @@ def step_validate(ctx:RunContext) -> dict:
     if problems: raise TVSError("validation failed: " + "; ".join(problems))
     return {"checks": checks}
 
+
+# %% ../../nbs/51_flow.ipynb #a9d10002
+def price_adjustment(catalog:pd.DataFrame, # the catalog (indexed by symbol), e.g. `Lakehouse.catalog()`
+                     symbols:Iterable[str], # the columns of the returns matrix
+                    ) -> dict:
+    "The price adjustment of `symbols` per the catalog: a label for the conventions and the count per adjustment."
+    syms = [str(s) for s in symbols]
+    col = catalog["adjustment"] if "adjustment" in catalog.columns else pd.Series(dtype=object)
+    known = col.reindex(syms)
+    kinds = known.where(known.notna() & (known.astype(str) != ""), "not recorded").astype(str)
+    counts = {str(k): int(v) for k, v in kinds.value_counts().sort_index().items()}
+    label = next(iter(counts)) if len(counts) == 1 else "mixed: " + ", ".join(f"{k} ×{v}" for k, v in counts.items())
+    return {"label": label if counts else "no symbols", "counts": counts}
 
 # %% ../../nbs/51_flow.ipynb #9d48e2c3
 def _previous(ctx:RunContext, t:pd.Timestamp):

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.server
-import json
 import logging
 import math
 import os
@@ -20,32 +20,35 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import orjson
 import pandas as pd
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 from ..core import Symbol, TVSError, ValidationError, describe, to_utc
 from .stream import (HEARTBEAT, OHLCV_COLUMNS, SESSION_RESOLUTIONS, MalformedFrameError,
-                                                    _overnight_start, decode_frame, encode_frame, to_resolution)
+                                                    _NoFrameLog, _overnight_start, decode_frame, encode_frame, to_resolution)
 
 # %% auto #0
-__all__ = ['FAULTS', 'SCAN_OPERATIONS', 'DEFAULT_CAPS', 'Fault', 'evaluate_scan', 'wire_bars', 'synthetic_market', 'ReplayServer',
-           'fixture_table']
+__all__ = ['FAULTS', 'REALISM', 'SCAN_OPERATIONS', 'DEFAULT_CAPS', 'ANONYMOUS_TOKEN', 'ADJUSTMENTS', 'Fault', 'realism_set',
+           'evaluate_scan', 'wire_bars', 'WireText', 'synthetic_market', 'ReplayServer', 'fixture_table']
 
 # %% ../../nbs/22_replay.ipynb #045580de
 _log = logging.getLogger(__name__)
 
 FAULTS = MappingProxyType({  # name -> default parameters (read-only)
     "http_429": {"retry_after": 1}, "http_5xx": {"status": 503}, "http_malformed_json": {}, "wrong_d_length": {},
+    "http_error_body": {"status": 200, "text": 'Unknown field "foo"'},
     "handshake_429": {"retry_after": 1}, "close_mid_stream": {}, "truncated_frame": {}, "marker_in_payload": {},
-    "symbol_error": {}, "series_error": {}, "critical_error": {}, "absent_heartbeats": {"stall_s": None},
+    "symbol_error": {}, "series_error": {"text": "custom_resolution"},
+    "critical_error": {"name": "invalid_parameters", "description": "create_series"}, "absent_heartbeats": {"stall_s": None},
     "slow_heartbeats": {"delay_s": 0.2}, "malformed_json": {},
 })
 
 class Fault:
     "A countable fault switch: fires `times` times (None: always) for `symbols` (None: every request)."
     def __init__(self, name:str, # one of `FAULTS`
-                 times:int|None=None, # fire this many times, then stay quiet (None: every time)
+                 /, times:int|None=None, # fire this many times, then stay quiet (None: every time)
                  symbols:Iterable[str]|None=None, # only for these symbols (None: all requests)
                  **params, # switch parameters, e.g. retry_after=2, status=502, stall_s=1.0
                 ):
@@ -70,6 +73,19 @@ class Fault:
 
     def __repr__(self):
         return f"Fault({self.name!r}, times={self.times}, symbols={sorted(self.symbols) if self.symbols else None}, fired={self.fired_})"
+
+# %% ../../nbs/22_replay.ipynb #b7e1a002
+REALISM = ("quotes", "timestamps", "empty_updates", "studies", "foreign_session", "unicode")
+
+def realism_set(realism:Iterable[str]|str|bool=(), # behaviour names from `REALISM`; True: all of them; False or (): none
+               ) -> frozenset[str]:
+    "The validated set of realism behaviours a server plays."
+    if realism is True: return frozenset(REALISM)
+    if realism is False or realism is None: return frozenset()
+    names = [realism] if isinstance(realism, str) else list(realism)
+    for n in names:
+        if n not in REALISM: raise ValidationError(describe("realism behaviour", n, f"one of {list(REALISM)}, or True for all"))
+    return frozenset(names)
 
 # %% ../../nbs/22_replay.ipynb #48f13e5c
 SCAN_OPERATIONS = ("greater", "less", "egreater", "eless", "equal", "nequal", "in_range", "not_in_range", "match")
@@ -110,7 +126,7 @@ def evaluate_scan(table:pd.DataFrame, # one row per symbol (index `EX:SYM`), one
     keep = np.ones(len(t), dtype=bool)
     for f in filters:
         if not isinstance(f, dict) or f.get("operation") not in SCAN_OPERATIONS:
-            return 400, {"error": f"unsupported filter {f!r}; operations: {', '.join(SCAN_OPERATIONS)}"}
+            return 400, {"error": f"unsupported filter {str(f)[:80]!r}; operations: {', '.join(SCAN_OPERATIONS)}"}
         if f.get("left") not in t.columns: return 400, {"error": f"Unknown field \"{f.get('left')}\""}
         vals = [_plain(v) for v in t[f["left"]].tolist()]
         keep &= np.array([_holds(v, f["operation"], f.get("right")) for v in vals], dtype=bool)
@@ -162,6 +178,34 @@ def _ohlcv(bars:pd.DataFrame) -> pd.DataFrame:
     for c in OHLCV_COLUMNS[1:]: out[c] = df[c].to_numpy(dtype="float64") if c in df.columns else np.nan
     return out.drop_duplicates("ts", keep="last").sort_values("ts").reset_index(drop=True)
 
+# %% ../../nbs/22_replay.ipynb #c3d2e002
+_ITEM = '{"i":%d,"v":%s}'
+
+class WireText:
+    "A series' wire bars pre-encoded once: each bar's `v` as JSON text, and the `{i, v}` items of the last index base as one text."
+    def __init__(self, rows:list[list], # wire bars `[ts, o, h, l, c, vol?]`, oldest first (see `wire_bars`)
+                ):
+        self.ts = np.array([r[0] for r in rows], dtype="int64")   # bar stamps (Unix seconds)
+        inner = orjson.dumps(rows).decode()[2:-2]                 # one call: `a],[b],…,[z` (numbers and nulls only)
+        self.v = ["[" + x + "]" for x in inner.split("],[")] if rows else []   # each bar's `v`, as it goes on the wire
+        self._base, self._blob, self._ends = None, "", np.zeros(1, dtype="int64")
+
+    def __len__(self): return len(self.v)
+
+    def items(self, a:int, # first bar position (0: the oldest bar)
+              b:int, # one past the last bar position
+              base:int, # the position that gets index 0: a bar's index is `position - base`
+             ) -> str:
+        "The JSON list text `[{\"i\":…,\"v\":…},…]` of bars `a..b-1`; a slice of a cached text when `base` repeats."
+        if base != self._base and 4 * (b - a) < len(self.v):     # a short answer: not worth caching
+            return "[" + ",".join([_ITEM % (p - base, self.v[p]) for p in range(a, b)]) + "]"
+        if base != self._base:
+            parts = [_ITEM % (p - base, v) for p, v in enumerate(self.v)]
+            ends = np.zeros(len(parts) + 1, dtype="int64")
+            np.cumsum(np.fromiter(map(len, parts), dtype="int64", count=len(parts)) + 1, out=ends[1:])
+            self._base, self._blob, self._ends = base, ",".join(parts), ends
+        return "[" + self._blob[self._ends[a]:max(self._ends[a], self._ends[b] - 1)] + "]"
+
 # %% ../../nbs/22_replay.ipynb #c7e9cf18
 _NAMED = ["BINANCE:BTCUSDT", "NASDAQ:AAPL", "NASDAQ:MSFT", "NYSE:JPM", "BINANCE:ETHUSDT", "NASDAQ:NVDA", "NYSE:XOM", "BINANCE:SOLUSDT"]
 
@@ -212,6 +256,15 @@ def synthetic_market(n_symbols:int=8, # how many instruments
 _GREETING = {"release": "replay-1", "studies_metadata_hash": "0" * 40, "auth_scheme_vsn": 2, "protocol": "json",
              "via": "127.0.0.1:0", "javastudies": ["3.66"]}
 DEFAULT_CAPS = MappingProxyType({"session": 3000, "intraday": 8500})
+ANONYMOUS_TOKEN = "unauthorized_user_token"
+
+def _digest(token:str) -> str: return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+def _positive_int(name:str, v, none_ok:bool=True) -> int|None:
+    if v is None and none_ok: return None
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValidationError(describe(name, v, "a positive integer" + (" or None" if none_ok else "")))
+    return v
 
 class ReplayServer:
     "Loopback screener (HTTP) + chart (WebSocket) server over fixture data, with fault switches and recording."
@@ -225,7 +278,11 @@ class ReplayServer:
                  echo_timeout_s:float|None=None, # close a connection whose heartbeat is not echoed in time (None: max(30 s, 3 heartbeats))
                  chunk_bars:int=1000, # bars per timescale_update
                  messages_per_frame:int=3, # messages packed into one WebSocket frame
-                 cap:int|None=None, # most bars served per series (None: 3000 daily, 8500 intraday)
+                 cap:int|None=None, # most bars in one answer (create_series or request_more_data; None: 3000 daily, 8500 intraday)
+                 depth:int|None=None, # most bars one series reaches over all its answers without a known token (None: all available)
+                 auth_tokens:Mapping[str, int]|None=None, # account token → that account's depth (other tokens: as without one)
+                 realism:Iterable[str]|bool=(), # behaviours of the live service to play (see `REALISM`; True: all)
+                 dividend_bars:Mapping[str, pd.DataFrame]|None=None, # symbol → dividend-adjusted bars (absent: the same bars)
                  latency_s:float=0.0, # delay before answering each history request or HTTP request
                  compression:str|None=None, # WebSocket permessage-deflate (off: on loopback it only costs CPU)
                  as_of=None, # the day the market has reached: bars up to it are served (None: every bar; see `advance_to`)
@@ -235,6 +292,10 @@ class ReplayServer:
         self.table = t.copy()
         self.table.index = pd.Index([str(Symbol.parse(s)) for s in self.table.index], dtype="object", name="symbol")
         self.bars = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (bars or {}).items()}
+        self.dividend_bars = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (dividend_bars or {}).items()}
+        for s, b in self.dividend_bars.items():
+            if s not in self.bars or not b["ts"].equals(self.bars[s]["ts"]):
+                raise ValidationError(describe("dividend_bars of", s, "a symbol of `bars` with the same bar stamps"))
         self.resolution = to_resolution(resolution)
         for name, v in (("heartbeat_s", heartbeat_s), ("chunk_bars", chunk_bars), ("messages_per_frame", messages_per_frame)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0: raise ValidationError(describe(name, v, "a positive number"))
@@ -242,7 +303,14 @@ class ReplayServer:
         self.heartbeat_s = float(heartbeat_s)
         self.echo_timeout_s = float(echo_timeout_s) if echo_timeout_s is not None else max(30.0, 3 * self.heartbeat_s)
         self.chunk_bars, self.messages_per_frame = int(chunk_bars), int(messages_per_frame)
-        self.cap = cap if cap is not None else DEFAULT_CAPS["session" if self.resolution in SESSION_RESOLUTIONS else "intraday"]
+        self.cap = _positive_int("cap", cap) or DEFAULT_CAPS["session" if self.resolution in SESSION_RESOLUTIONS else "intraday"]
+        self.depth = _positive_int("depth", depth)
+        self._token_depths = {}                            # digest of a token → depth: the tokens themselves are not kept
+        for k, d in (auth_tokens or {}).items():
+            if not isinstance(k, str) or not k or k == ANONYMOUS_TOKEN:
+                raise ValidationError(f"invalid key of auth_tokens (not shown): expected a non-empty string other than {ANONYMOUS_TOKEN!r}")
+            self._token_depths[_digest(k)] = _positive_int("depth of an auth token", d, none_ok=False)
+        self.realism = realism_set(realism)
         self.latency_s, self.compression = float(latency_s), compression
         self.faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
@@ -250,14 +318,15 @@ class ReplayServer:
         self._sessions: list[list[str]] = []
         self._requests: list[dict] = []
         self._http_log: list[tuple[str, str, int]] = []
-        self._wire: dict[str, list] = {}
+        self._wire: dict[tuple, WireText] = {}             # (symbol, adjustment served) → pre-encoded wire bars
+        self._infos: dict[str, dict] = {}                  # symbol → its symbol_resolved fields
         self._active = 0                                   # WebSocket connections being served
         self.as_of, self._views = None, {}                 # the market's day, and the screener table as of it (cached)
         if as_of is not None: self.advance_to(as_of)
         self._loop = self._thread = self._ws = self._httpd = self._http_thread = None
 
     # --- faults and records -------------------------------------------------------------------------
-    def inject(self, name:str, times:int|None=None, symbols:Iterable[str]|None=None, **params) -> Fault:
+    def inject(self, name:str, /, times:int|None=None, symbols:Iterable[str]|None=None, **params) -> Fault:
         "Switch a fault on (replacing an earlier switch of the same name); returns it (see `fired_`)."
         f = Fault(name, times, symbols, **params)
         with self._lock: self.faults[name] = f
@@ -270,13 +339,18 @@ class ReplayServer:
         f = self.faults.get(name)
         return f if f is not None and f.fire(symbol) else None
 
+    def account(self, token) -> tuple[bool, int|None]:
+        "`(authorized, depth)` for a connection that sent `token` with `set_auth_token` (compared by digest)."
+        d = self._token_depths.get(_digest(token)) if isinstance(token, str) and token != ANONYMOUS_TOKEN else None
+        return (True, d) if d is not None else (False, self.depth)
+
     @property
     def sessions_(self) -> list[list[str]]:
         "Method sequence of every WebSocket connection so far (copies)."
         with self._lock: return [list(s) for s in self._sessions]
     @property
     def requests_(self) -> list[dict]:
-        "Every `create_series` answered with bars: symbol, resolution, bars asked (`n`) and served."
+        "Every history answer (create_series and request_more_data) with bars or none: what was asked and served, and how."
         with self._lock: return [dict(r) for r in self._requests]
     @property
     def http_log_(self) -> list[tuple[str, str, int]]:
@@ -303,7 +377,7 @@ def _http_handler(server:ReplayServer) -> type:
         protocol_version = "HTTP/1.1"
         def log_message(self, fmt, *args): _log.debug("replay http: " + fmt, *args)
         def _reply(self, status:int, doc=None, raw:bytes|None=None, headers:dict|None=None):
-            body = raw if raw is not None else json.dumps(doc, allow_nan=False).encode()
+            body = raw if raw is not None else orjson.dumps(doc)
             with server._lock: server._http_log.append((self.command, urlsplit(self.path).path, status))  # before the reply: no race
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -316,19 +390,21 @@ def _http_handler(server:ReplayServer) -> type:
             if f := server._fire("http_429", symbol):
                 self._reply(429, {"error": "Too Many Requests"}, headers={"Retry-After": str(f.params["retry_after"])}); return True
             if f := server._fire("http_5xx", symbol): self._reply(int(f.params["status"]), {"error": "upstream failure"}); return True
+            if f := server._fire("http_error_body", symbol):
+                self._reply(int(f.params["status"]), {"totalCount": 0, "data": None, "error": str(f.params["text"])}); return True
             return False
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             m = re.fullmatch(r"/([a-z][a-z0-9_]*)/scan", urlsplit(self.path).path)
             if not m: return self._reply(404, {"error": "not found"})
             if self._faults(None): return
-            try: req = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError): return self._reply(400, {"error": "body is not JSON"})
+            try: req = orjson.loads(body)
+            except orjson.JSONDecodeError: return self._reply(400, {"error": "body is not JSON"})
             status, doc = evaluate_scan(server.screener_table(), req, m.group(1))
             if status == 200 and server._fire("wrong_d_length"):
                 for row in doc["data"] or []: row["d"] = row["d"][:-1]
             if status == 200 and server._fire("http_malformed_json"):
-                raw = json.dumps(doc).encode(); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
+                raw = orjson.dumps(doc); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
             self._reply(status, doc)
         def do_GET(self):
             parts = urlsplit(self.path)
@@ -344,28 +420,43 @@ def _http_handler(server:ReplayServer) -> type:
             row = table.loc[sym]
             doc = {f: _plain(row[f]) if f in row.index else None for f in fields}
             if server._fire("http_malformed_json", sym):
-                raw = json.dumps(doc).encode(); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
+                raw = orjson.dumps(doc); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
             self._reply(200, doc)
     return Handler
 
 # %% ../../nbs/22_replay.ipynb #e5ebde5e
 class _Conn:
-    def __init__(self, ws, methods:list):
-        self.ws, self.methods = ws, methods
+    "One WebSocket connection's state: its sessions, series and account (the token itself is never kept)."
+    def __init__(self, server:ReplayServer, ws, methods:list):
+        self.server, self.ws, self.methods = server, ws, methods
         self.charts: set = set()
-        self.resolved: dict = {}      # symbol id -> (symbol, marker fault fired)
+        self.resolved: dict = {}      # symbol id -> (symbol, marker fault fired, adjustment)
+        self.series: dict = {}        # (chart session, series id) -> _Series
+        self.timezones: dict = {}     # chart session -> zone from switch_timezone
+        self.quotes: dict = {}        # quote session -> fields asked for
+        self.data_quality: str|None = None
+        self.authorized, self.depth = server.account(None)
         self.outstanding: tuple|None = None  # (heartbeat payload, time sent)
         self.silent = False
         self.queue: asyncio.Queue = asyncio.Queue()
         self.hb = 0
 
+    def text(self, msg) -> str:
+        "A message as wire text (orjson); server messages get `t`/`t_ms` when the realism says so."
+        if isinstance(msg, str): return msg
+        if "timestamps" in self.server.realism and "m" in msg:
+            now = self.server.clock()
+            msg = {**msg, "t": int(now), "t_ms": int(now * 1000)}
+        return orjson.dumps(msg).decode()
+
     async def send(self, *msgs):
-        await self.ws.send(encode_frame(*msgs))
+        "Send messages (dicts or wire text) in one WebSocket frame."
+        await self.ws.send(encode_frame(*(self.text(m) for m in msgs)))
 
 async def _ws_handler(server:ReplayServer, ws) -> None:
     methods: list = []
     with server._lock: server._sessions.append(methods); server._active += 1
-    c = _Conn(ws, methods)
+    c = _Conn(server, ws, methods)
     tasks = [asyncio.create_task(_heartbeats(server, c)), asyncio.create_task(_responder(server, c))]
     try:
         now = server.clock()
@@ -374,13 +465,13 @@ async def _ws_handler(server:ReplayServer, ws) -> None:
         async for frame in ws:
             try: payloads = decode_frame(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
             except MalformedFrameError as e:
-                await c.send({"m": "protocol_error", "p": [f"wrong data: {e}"]}); await ws.close(1008, "malformed frame"); return
+                await c.send({"m": "protocol_error", "p": [f"wrong data: {e}"[:200]]}); await ws.close(1008, "malformed frame"); return
             for payload in payloads:
                 if payload.startswith(HEARTBEAT):
                     if c.outstanding and payload == c.outstanding[0]: c.outstanding = None
                     continue
-                try: msg = json.loads(payload)
-                except json.JSONDecodeError: msg = None
+                try: msg = orjson.loads(payload)
+                except orjson.JSONDecodeError: msg = None
                 if not isinstance(msg, dict) or not isinstance(msg.get("m"), str) or not isinstance(msg.get("p", []), list):
                     await c.send({"m": "protocol_error", "p": ["wrong data"]}); await ws.close(1008, "malformed message"); return
                 methods.append(msg["m"])
@@ -414,100 +505,234 @@ async def _responder(server:ReplayServer, c:_Conn) -> None:
     except Exception:
         _log.exception("replay server: error while answering"); await c.ws.close(1011, "replay server error")
 
-async def _fatal(c:_Conn, kind:str, text:str) -> None:
-    await c.send({"m": kind, "p": [text]}); await c.ws.close(1008, kind)
+async def _critical(c:_Conn, cs, name:str, description:str) -> None:
+    "`critical_error [chart session, name, description]`, as the service sends it, then close."
+    await c.send({"m": "critical_error", "p": [cs[:64] if isinstance(cs, str) else "", name, description]})
+    await c.ws.close(1008, "critical_error")
 
-def _spec_symbol(spec) -> str|None:
-    "The symbol of a `resolve_symbol` spec: `={json}` or a plain `EX:SYM`."
+ADJUSTMENTS = ("splits", "dividends", "none")
+
+def _spec(spec) -> tuple[str|None, str|None]:
+    "`(symbol, adjustment)` of a `resolve_symbol` spec: `={json}` or a plain `EX:SYM`; no adjustment given is `none`."
     try:
-        s = json.loads(spec[1:])["symbol"] if isinstance(spec, str) and spec.startswith("=") else spec
-        return str(Symbol.parse(s))
-    except (ValueError, KeyError, TypeError): return None
+        doc = orjson.loads(spec[1:]) if isinstance(spec, str) and spec.startswith("=") else {"symbol": spec}
+        adj = doc.get("adjustment", "none")
+        return str(Symbol.parse(doc["symbol"])), adj if adj in ADJUSTMENTS else None
+    except (ValueError, KeyError, TypeError, AttributeError): return None, None
 
 # %% ../../nbs/22_replay.ipynb #c32fe9ee
+_CHART_METHODS = ("resolve_symbol", "create_series", "request_more_data", "modify_series", "remove_series", "switch_timezone")
+_UNICODE_NOTE = " · 삼성전자 우선주 · Сбербанк России · 📈🚀"   # Korean, Cyrillic, astral emoji
+
+def _text_param(p:list, k:int, bound:int=64) -> str|None:
+    "Parameter `k` when it is a string (bounded), else None."
+    return p[k][:bound] if len(p) > k and isinstance(p[k], str) else None
+
 async def _dispatch(server:ReplayServer, c:_Conn, m:str, p:list) -> None:
-    if m == "chart_create_session":
-        if not p or not isinstance(p[0], str): return await _fatal(c, "critical_error", "chart_create_session needs a session id")
+    if m == "set_auth_token": c.authorized, c.depth = server.account(p[0] if p else None)
+    elif m == "set_data_quality": c.data_quality = _text_param(p, 0, 16)
+    elif m == "quote_create_session":
+        if (qs := _text_param(p, 0)) is not None: c.quotes[qs] = []
+    elif m == "quote_set_fields":
+        if (qs := _text_param(p, 0)) in c.quotes: c.quotes[qs] = [f for f in p[1:] if isinstance(f, str)]
+    elif m == "chart_create_session":
+        if _text_param(p, 0) is None: return await _critical(c, "", "invalid_parameters", "chart_create_session")
         c.charts.add(p[0])
-    elif m in ("resolve_symbol", "create_series", "modify_series", "remove_series"):
-        if not p or p[0] not in c.charts: return await _fatal(c, "critical_error", f"{m}: unknown chart session {p[:1]!r}")
+    elif m in _CHART_METHODS:
+        cs = _text_param(p, 0)
+        if cs not in c.charts: return await _critical(c, cs, "unknown_session", m)
         if m == "resolve_symbol": await _resolve(server, c, p)
         elif m == "create_series": await _series(server, c, p)
+        elif m == "request_more_data": await _more(server, c, p)
+        elif m == "remove_series": c.series.pop((cs, _text_param(p, 1)), None)
+        elif m == "switch_timezone": c.timezones[cs] = _text_param(p, 1)
 
 async def _resolve(server:ReplayServer, c:_Conn, p:list) -> None:
-    cs, sym_id = p[0], p[1] if len(p) > 1 else None
-    sym = _spec_symbol(p[2] if len(p) > 2 else None)
+    cs, sym_id = p[0], _text_param(p, 1)
+    sym, adjustment = _spec(p[2] if len(p) > 2 else None)
     if sym is None or not server.visible(sym) or server._fire("symbol_error", sym):
-        c.resolved[sym_id] = (None, False)
+        c.resolved[sym_id] = (None, False, None)
         return await c.send({"m": "symbol_error", "p": [cs, sym_id, "invalid symbol"]})
+    if adjustment is None:
+        c.resolved[sym_id] = (None, False, None)
+        return await c.send({"m": "symbol_error", "p": [cs, sym_id, "invalid adjustment"]})
     marker = server._fire("marker_in_payload", sym) is not None
-    c.resolved[sym_id] = (sym, marker)
-    row = server.table.loc[sym] if sym in server.table.index else pd.Series(dtype=object)
-    get = lambda k, d=None: _plain(row[k]) if k in row.index and not _is_null(row[k]) else d
-    ex, tk = sym.split(":")
-    info = {"name": tk, "full_name": sym, "pro_name": sym, "exchange": ex, "listed_exchange": ex,
-            "description": get("description", tk) + (" ~m~12~m~ {\"m\":\"x\"} ~m~" if marker else ""),
-            "type": get("type", "stock"), "currency_code": get("currency", "USD"), "timezone": get("timezone", "Etc/UTC"),
-            "session": get("session", "24x7"), "pricescale": get("pricescale", 100), "minmov": get("minmov", 1),
-            "has_intraday": True, "has_daily": True, "visible_plots_set": "ohlcv", "fractional": False}
+    c.resolved[sym_id] = (sym, marker, adjustment)
+    info = dict(_symbol_info(server, sym))
+    info["description"] += (_UNICODE_NOTE if "unicode" in server.realism else "") + (" ~m~12~m~ {\"m\":\"x\"} ~m~" if marker else "")
     await c.send({"m": "symbol_resolved", "p": [cs, sym_id, info]})
 
-def _wire_for(server:ReplayServer, sym:str) -> list:
-    if sym not in server._wire:
+def _symbol_info(server:ReplayServer, sym:str) -> dict:
+    "The `symbol_resolved` fields of `sym` from the table (built once per symbol)."
+    if sym not in server._infos:
+        row = server.table.loc[sym] if sym in server.table.index else pd.Series(dtype=object)
+        get = lambda k, d=None: _plain(row[k]) if k in row.index and not _is_null(row[k]) else d
+        ex, tk = sym.split(":")
+        server._infos[sym] = {"name": tk, "full_name": sym, "pro_name": sym, "exchange": ex, "listed_exchange": ex,
+                              "description": get("description", tk), "type": get("type", "stock"),
+                              "currency_code": get("currency", "USD"), "timezone": get("timezone", "Etc/UTC"),
+                              "session": get("session", "24x7"), "pricescale": get("pricescale", 100), "minmov": get("minmov", 1),
+                              "has_intraday": True, "has_daily": True, "visible_plots_set": "ohlcv", "fractional": False}
+    return server._infos[sym]
+
+def _wire_for(server:ReplayServer, sym:str, adjustment:str="splits") -> WireText:
+    "The pre-encoded wire bars of `sym` (built once): its dividend-adjusted bars for `dividends` when the server has them."
+    kind = "dividends" if adjustment == "dividends" and sym in server.dividend_bars else "bars"
+    if (sym, kind) not in server._wire:
         row = server.table.loc[sym] if sym in server.table.index else pd.Series(dtype=object)
         tz = row["timezone"] if "timezone" in row.index and isinstance(row["timezone"], str) else "Etc/UTC"
         sess = row["session"] if "session" in row.index and isinstance(row["session"], str) else "24x7"
-        server._wire[sym] = wire_bars(server.bars[sym], server.resolution, tz, sess)
-    return server._wire[sym]
+        frame = server.dividend_bars[sym] if kind == "dividends" else server.bars[sym]
+        server._wire[(sym, kind)] = WireText(wire_bars(frame, server.resolution, tz, sess))
+    return server._wire[(sym, kind)]
 
 # %% ../../nbs/22_replay.ipynb #df73a9bf
+class _Series:
+    "One series on a connection: which bars went out so far (positions `lo..avail-1`; position `base` has index 0)."
+    def __init__(self, sym:str, sid, res:str, adjustment:str, wire:WireText, avail:int, m:int):
+        self.sym, self.sid, self.res, self.adjustment, self.wire, self.avail = sym, sid, res, adjustment, wire, avail
+        self.base = self.lo = avail - m
+    @property
+    def served(self) -> int: return self.avail - self.lo
+    def limit(self, depth:int|None) -> bool:
+        "The account's depth is reached while older bars exist."
+        return depth is not None and self.served >= depth and self.lo > 0
+
+def _updates(server:ReplayServer, cs:str, sds:str, st:_Series, a:int, b:int, note:dict) -> list[dict]:
+    "`timescale_update`s carrying the bars at positions `a..b-1`, `chunk_bars` per message (the bar items pre-encoded)."
+    out = []
+    for k in range(a, b, server.chunk_bars):
+        e = min(k + server.chunk_bars, b)
+        out.append({"m": "timescale_update", "p": [cs, {sds: {"node": "replay-1", "s": orjson.Fragment(st.wire.items(k, e, st.base)),
+                    "ns": {"d": "", "indexes": []}, "t": st.sid, "lbs": {"bar_close_time": int(st.wire.ts[e - 1]) + 86400, **note}}},
+                    {"index": e - 1 - st.base, "zoffset": 0, "changes": [], "marks": [], "index_diff": []}]})
+    return out
+
+def _completed(cs:str, sds:str, st:_Series, limit:bool) -> dict:
+    tail = {"rt_update_period": 1, **({"data_completed": "limit"} if limit else {})}
+    return {"m": "series_completed", "p": [cs, sds, "streaming", st.sid, tail]}
+
+def _record(server:ReplayServer, c:_Conn, cs:str, st:_Series, kind:str, n:int, served:int, limit:bool) -> None:
+    with server._lock:
+        server._requests.append({"symbol": st.sym, "resolution": st.res, "n": n, "served": served, "kind": kind, "total": st.served,
+                                 "limit": limit, "adjustment": st.adjustment, "authorized": c.authorized,
+                                 "timezone": c.timezones.get(cs), "data_quality": c.data_quality})
+
+async def _send_answer(server:ReplayServer, c:_Conn, msgs:list) -> None:
+    k = server.messages_per_frame
+    for i in range(0, len(msgs), k): await c.send(*msgs[i:i + k])
+
+# %% ../../nbs/22_replay.ipynb #a9c0de02
 async def _series(server:ReplayServer, c:_Conn, p:list) -> None:
     cs = p[0]
-    sds, sid, sym_id = (p + [None] * 7)[1:4]
-    res, n = (p + [None] * 7)[4:6]
-    sym, marker = c.resolved.get(sym_id, (None, False))
+    sds, sid, sym_id, res, n = (p + [None] * 7)[1:6]
+    sym, marker, adjustment = c.resolved.get(sym_id, (None, False, None)) if isinstance(sym_id, str) else (None, False, None)
     err = lambda why: c.send({"m": "series_error", "p": [cs, sds, sid, why]})
     if sym is None: return await err("unknown or unresolved symbol")
-    if res != server.resolution: return await err(f"resolution {res!r} not available (replay serves {server.resolution})")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1: return await err(f"bad bar count {n!r}")
-    if server._fire("series_error", sym): return await err("series error (injected)")
-    if server._fire("critical_error", sym): return await _fatal(c, "critical_error", "critical error (injected)")
+    if not isinstance(sds, str): return await err("bad series id")
+    if res != server.resolution: return await err(f"resolution {str(res)[:16]!r} not available (replay serves {server.resolution})")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1: return await err(f"bad bar count {str(n)[:16]!r}")
+    if f := server._fire("series_error", sym): return await err(f.params["text"])
+    if f := server._fire("critical_error", sym): return await _critical(c, cs, f.params["name"], f.params["description"])
     if server.latency_s: await asyncio.sleep(server.latency_s)
     if f := server._fire("absent_heartbeats", sym):
         c.silent = True
         if f.params["stall_s"] is None: await c.ws.wait_closed(); return
         await asyncio.sleep(f.params["stall_s"]); c.silent = False
-    wire = _wire_for(server, sym)[:server.visible(sym)]
-    rows = wire[len(wire) - min(n, len(wire), server.cap):]
-    with server._lock: server._requests.append({"symbol": sym, "resolution": res, "n": n, "served": len(rows)})
+    avail = server.visible(sym)
+    st = _Series(sym, sid, res, adjustment, _wire_for(server, sym, adjustment), avail, min(n, server.cap, avail, c.depth or avail))
+    c.series[(cs, sds)] = st
+    limit = st.limit(c.depth)
+    _record(server, c, cs, st, "create_series", n, st.served, limit)
     note = {"note": "~m~7~m~ {\"m\":\"du\"}"} if marker else {}
-    updates = []
-    for k in range(0, len(rows), server.chunk_bars):
-        chunk = rows[k:k + server.chunk_bars]
-        updates.append({"m": "timescale_update", "p": [cs, {sds: {"node": "replay-1", "s": [{"i": k + i, "v": v} for i, v in enumerate(chunk)],
-                        "ns": {"d": "", "indexes": []}, "t": sid, "lbs": {"bar_close_time": chunk[-1][0] + 86400, **note}}},
-                        {"index": k + len(chunk) - 1, "zoffset": 0, "changes": [], "marks": [], "index_diff": []}]})
-    tail = ([{"m": "du", "p": [cs, {sds: {"s": [{"i": len(rows) - 1, "v": rows[-1]}], "ns": {"d": "", "indexes": "nochange"}, "t": sid,
-                                       "lbs": {"bar_close_time": rows[-1][0] + 86400}}}]}] if rows else [])
-    tail.append({"m": "series_completed", "p": [cs, sds, "streaming", sid, {"rt_update_period": 1}]})
-    msgs = [{"m": "series_loading", "p": [cs, sds, sid]}, *updates, *tail]
+    head = [{"m": "series_loading", "p": [cs, sds, sid]}]
+    updates = _updates(server, cs, sds, st, st.lo, avail, note)
+    last = {"s": [{"i": avail - 1 - st.base, "v": orjson.Fragment(st.wire.v[avail - 1])}], "ns": {"d": "", "indexes": "nochange"},
+            "t": sid, "lbs": {"bar_close_time": int(st.wire.ts[avail - 1]) + 86400}}
+    tail = [{"m": "du", "p": [cs, {sds: last}]}, _completed(cs, sds, st, limit)]
+    msgs = [*head, *updates, *tail]
     if server._fire("close_mid_stream", sym):
-        half = rows[:max(1, len(rows) // 2)]
-        await c.send(msgs[0], {"m": "timescale_update", "p": [cs, {sds: {"s": [{"i": i, "v": v} for i, v in enumerate(half)], "t": sid}}]})
+        half = st.lo + max(1, st.served // 2)
+        await c.send(msgs[0], {"m": "timescale_update", "p": [cs, {sds: {"s": orjson.Fragment(st.wire.items(st.lo, half, st.base)), "t": sid}}]})
         await c.ws.close(1011, "closed mid-stream (injected)"); return
     if server._fire("truncated_frame", sym):
-        text = encode_frame(*msgs[:2])
-        await c.ws.send(text[:len(text) - max(1, len(encode_frame(msgs[1])) // 2)]); return
+        texts = [c.text(x) for x in msgs[:2]]
+        text = encode_frame(*texts)
+        await c.ws.send(text[:len(text) - max(1, len(encode_frame(texts[1])) // 2)]); return
     if server._fire("malformed_json", sym):
-        await c.ws.send(encode_frame(msgs[0], '{"m":"timescale_update","p":["' + cs + '",{')); return
+        await c.ws.send(encode_frame(c.text(msgs[0]), '{"m":"timescale_update","p":["' + cs + '",{')); return
+    if server.realism: msgs = _realistic(server, c, cs, sds, st, st.lo, avail, head, updates, tail)
     if f := server._fire("slow_heartbeats", sym):
         for msg in msgs:
             await asyncio.sleep(f.params["delay_s"])
             c.hb += 1; await c.send(f"{HEARTBEAT}{c.hb}")
             await c.send(msg)
         return
-    k = server.messages_per_frame
-    for i in range(0, len(msgs), k): await c.send(*msgs[i:i + k])
+    await _send_answer(server, c, msgs)
+
+# %% ../../nbs/22_replay.ipynb #a9c0de04
+async def _more(server:ReplayServer, c:_Conn, p:list) -> None:
+    cs = p[0]
+    sds, n = _text_param(p, 1), (p + [None] * 3)[2]
+    st = c.series.get((cs, sds))
+    if st is None: return await _critical(c, cs, "invalid_parameters", "request_more_data: no such series")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return await c.send({"m": "series_error", "p": [cs, sds, st.sid, f"bad bar count {str(n)[:16]!r}"]})
+    if server.latency_s: await asyncio.sleep(server.latency_s)
+    room = st.lo if c.depth is None else min(st.lo, c.depth - st.served)
+    k = max(0, min(n, server.cap, room))
+    a, b = st.lo - k, st.lo
+    st.lo = a
+    limit = st.limit(c.depth)
+    _record(server, c, cs, st, "request_more_data", n, k, limit)
+    updates, tail = _updates(server, cs, sds, st, a, b, {}), [_completed(cs, sds, st, limit)]
+    msgs = _realistic(server, c, cs, sds, st, a, b, [], updates, tail) if server.realism and k else [*updates, *tail]
+    await _send_answer(server, c, msgs)
+
+# %% ../../nbs/22_replay.ipynb #a9c0de06
+_FOREIGN = "cs_replayother"   # another chart session on the same connection (a second chart in a browser tab)
+_HEADLINE = "Replay 📰 실적 발표 · Отчёт о прибыли 🚀"
+_EMPTY_INDEX = {"index": 0, "zoffset": 0, "changes": [], "marks": [], "index_diff": []}
+
+def _qsd(qs:str, st:_Series) -> dict:
+    "Quote data for the series' symbol on the client's quote session, text with Korean, Cyrillic and emoji."
+    last = orjson.loads(st.wire.v[st.avail - 1])
+    ex, tk = st.sym.split(":")
+    return {"m": "qsd", "p": [qs, {"n": st.sym, "s": "ok", "v": {"lp": last[4], "volume": last[5] if len(last) > 5 else None,
+            "short_name": tk, "exchange": ex, "description": f"{tk} 📈 시세 · Котировка", "news_headline": _HEADLINE,
+            "update_mode": "streaming"}}]}
+
+def _foreign(cs:str, sds:str, st:_Series, a:int, b:int) -> list[dict]:
+    "Another chart session's answer under the same series id: the same stamps, other prices (`2p + 1`), its own completion."
+    other = _FOREIGN if cs != _FOREIGN else _FOREIGN + "2"
+    rows = [orjson.loads(v) for v in st.wire.v[a:b]]
+    items = [{"i": p - st.base, "v": [r[0], *(None if x is None else round(2 * x + 1, 8) for x in r[1:5]), *r[5:]]}
+             for p, r in zip(range(a, b), rows)]
+    return [{"m": "timescale_update", "p": [other, {sds: {"node": "replay-1", "s": items, "ns": {"d": "", "indexes": []}, "t": st.sid,
+                                                         "lbs": {}}}, _EMPTY_INDEX]},
+            {"m": "du", "p": [other, {sds: {"s": items[-1:], "ns": {"d": "", "indexes": "nochange"}, "t": st.sid}}]},
+            {"m": "series_completed", "p": [other, sds, "streaming", st.sid, {"rt_update_period": 1}]}]
+
+def _realistic(server:ReplayServer, c:_Conn, cs:str, sds:str, st:_Series, a:int, b:int, # the bars' positions in this answer
+               head:list, updates:list, tail:list) -> list:
+    "An answer with the live service's other traffic woven in, as `server.realism` asks."
+    R, early, mid, late = server.realism, [], [], []
+    first, last = a - st.base, b - 1 - st.base
+    if "studies" in R:
+        early.append({"m": "study_loading", "p": [cs, "st_replay", "st1"]})
+        late += [{"m": "series_timeframe", "p": [cs, sds, st.sid, first, last, True]},
+                 {"m": "du", "p": [cs, {"st_replay": {"st": [{"i": last, "v": [int(st.wire.ts[b - 1]), 50.0]}],
+                                                      "ns": {"d": "", "indexes": "nochange"}, "t": "st1"}}]},
+                 {"m": "study_completed", "p": [cs, "st_replay", "st1"]}, {"m": "study_deleted", "p": [cs, "st_replay"]}]
+    if "empty_updates" in R:
+        early.append({"m": "timescale_update", "p": [cs, {}, _EMPTY_INDEX]})
+        late.append({"m": "du", "p": [cs, {}]})
+    if "quotes" in R and c.quotes:
+        qs = next(reversed(c.quotes))                  # the client's (latest) quote session
+        early.append(_qsd(qs, st))                     # right before the first bars: the same frame
+        mid.append({"m": "quote_completed", "p": [qs, st.sym]})
+    if "foreign_session" in R: mid += _foreign(cs, sds, st, a, min(b, a + server.chunk_bars))
+    return [*head, *early, *updates[:1], *mid, *updates[1:], *late, *tail]
 
 # %% ../../nbs/22_replay.ipynb #f49ac8db
 def _start(self:ReplayServer) -> ReplayServer:
@@ -523,7 +748,8 @@ def _start(self:ReplayServer) -> ReplayServer:
     async def main():
         try:
             self._ws = await serve(lambda ws: _ws_handler(self, ws), self.host, self.ws_port, process_request=process_request,
-                                   compression=self.compression, ping_interval=None, max_size=2**22)
+                                   compression=self.compression, ping_interval=None, max_size=2**22,
+                                   logger=_NoFrameLog(logging.getLogger("websockets.server"), {}))   # frames carry tokens: no debug lines of them
             self.ws_port = self._ws.sockets[0].getsockname()[1]
             self._stopping = asyncio.Event()
         except BaseException as e: failure.append(e); ready.set(); return

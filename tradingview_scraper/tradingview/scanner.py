@@ -24,12 +24,12 @@ import pandas as pd
 import tenacity
 
 import tradingview_scraper
-from ..core import DataNotFoundError, ProtocolError, Symbol, ValidationError, describe
+from ..core import DataNotFoundError, ProtocolError, Symbol, ValidationError, describe, short_repr
 
 # %% auto #0
-__all__ = ['DEFAULT_SCANNER_URL', 'DEFAULT_USER_AGENT', 'FILTER_OPERATIONS', 'METADATA_FIELDS', 'RemoteError',
+__all__ = ['DEFAULT_SCANNER_URL', 'DEFAULT_USER_AGENT', 'FILTER_OPERATIONS', 'METADATA_FIELDS', 'MAX_SERVER_WORDS', 'RemoteError',
            'parse_retry_after', 'RetryPolicy', 'RateLimiter', 'host_of', 'make_user_agent', 'check_base_url',
-           'tick_size', 'rows_to_frame', 'ScannerClient']
+           'tick_size', 'error_words', 'rows_to_frame', 'ScannerClient']
 
 # %% ../../nbs/20_scanner.ipynb #6da405b8
 _log = logging.getLogger(__name__)
@@ -41,9 +41,11 @@ class RemoteError(ProtocolError):
                  status:int|None=None, # HTTP status when there is one
                  retry_after:float|None=None, # seconds the server asked us to wait
                  retryable:bool=False, # whether a later attempt may succeed
+                 server_words:str|None=None, # the server's own error text (bounded), when it sent one
                 ):
         super().__init__(message)
         self.kind, self.status, self.retry_after, self.retryable = kind, status, retry_after, retryable
+        self.server_words = server_words
 
 def parse_retry_after(value:str|None, # the `Retry-After` header: delta seconds or an HTTP date
                       now:float|None=None, # current Unix time (for HTTP dates); defaults to the clock
@@ -190,6 +192,20 @@ def tick_size(pricescale, minmov) -> float|None:
     ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
     return float(minmov) / float(pricescale) if ok(pricescale) and ok(minmov) else None
 
+# %% ../../nbs/20_scanner.ipynb #278b4340
+MAX_SERVER_WORDS = 200 # most characters of a server's error text kept in a message
+
+def error_words(body:Any, # a decoded JSON reply body
+               ) -> str|None:
+    "The server's `error` text of a reply body, bounded; None when the body reports no error."
+    if not isinstance(body, dict) or body.get("error") in (None, "", [], {}): return None
+    return short_repr(body["error"], MAX_SERVER_WORDS)
+
+def _body_words(resp:httpx.Response) -> str|None:
+    "`error_words` of a reply whose body may not be JSON at all (an HTML error page, nothing)."
+    try: return error_words(resp.json())
+    except (ValueError, UnicodeDecodeError): return None
+
 # %% ../../nbs/20_scanner.ipynb #f95fd562
 def _typed(values:list) -> pd.Series:
     nn = [v for v in values if v is not None]
@@ -276,9 +292,11 @@ class ScannerClient:
                     if ra: self.limiter.pause(self.host, ra)
                     raise RemoteError(f"{what}: HTTP 429 rate limited (Retry-After: {resp.headers.get('Retry-After')})",
                                       kind="http_429", status=st, retry_after=ra, retryable=True)
-                if st >= 500: raise RemoteError(f"{what}: HTTP {st} {resp.reason_phrase}", kind=f"http_{st}", status=st, retryable=True)
                 if st >= 300:
-                    raise RemoteError(f"{what}: HTTP {st} {resp.reason_phrase}: {resp.text[:200]!r}", kind=f"http_{st}", status=st)
+                    words = _body_words(resp)
+                    says = f": the server says {words}" if words else f": {short_repr(resp.text[:MAX_SERVER_WORDS])}" if st < 500 else ""
+                    raise RemoteError(f"{what}: HTTP {st} {resp.reason_phrase}{says}", kind="server_error" if words and st < 500 else f"http_{st}",
+                                      status=st, retryable=st >= 500, server_words=words)
                 return parse(resp)
 
     @staticmethod
@@ -287,6 +305,9 @@ class ScannerClient:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RemoteError(describe(f"reply body of {resp.request.url}", resp.text[:120], "valid JSON", str(e)),
                               kind="malformed", retryable=True) from None
+        if (words := error_words(body)) is not None:
+            raise RemoteError(f"{resp.request.method} {resp.request.url}: HTTP {resp.status_code}, but the server says {words}",
+                              kind="server_error", status=resp.status_code, server_words=words)
         if not isinstance(body, expected):
             raise RemoteError(describe(f"reply body of {resp.request.url}", body, f"a JSON {expected.__name__}"), kind="malformed", retryable=True)
         return body
