@@ -124,7 +124,7 @@ def _backtestresult_plot(self:BacktestResult, name:str|None=None, # the curve's 
                         ) -> go.Figure:
     "Equity (top) and drawdown (bottom) of one result."
     label = name or _name_of(self)
-    dd = self.equity / self.equity.cummax() - 1.0
+    dd = self.to_frame()["drawdown"]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
     fig.add_trace(go.Scatter(x=self.equity.index, y=self.equity.to_numpy(), name=label, mode="lines"), row=1, col=1)
     fig.add_trace(go.Scatter(x=dd.index, y=dd.to_numpy(), name="drawdown", mode="lines", fill="tozeroy"), row=2, col=1)
