@@ -37,7 +37,7 @@ nbtest: $(STAMP)  ## run the notebook tests (add FLAGS=slow for the long ones)
 pytest: $(STAMP)  ## run the system tests in tests/ (FLAGS=slow adds the ones marked slow)
 	source $(BIN)/activate && $(BIN)/python -m pytest -q tests $(if $(findstring slow,$(FLAGS)),,-m "not slow")
 
-docs-check: $(STAMP)  ## build the offline docs into a temp dir and check every page exists
+docs-check: $(STAMP)  ## build the offline docs into a temp dir, check every page and open each in headless Chromium (skipped, saying so, without it)
 	source $(BIN)/activate && $(BIN)/python tools/build_docs.py --check
 
 test: $(STAMP)  ## everything CI checks: sync, notebook tests, system tests, docs smoke check

@@ -27,7 +27,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-canary", action="store_true")
     a = ap.parse_args()
-    from tradingview_scraper.config import load_profile
+    from tradingview_scraper.profile import load_profile
     from tradingview_scraper.data.loader import DataLoader
     from tradingview_scraper.data.sample import sample_lakehouse
     from tradingview_scraper.orchestration.flow import _backtest_cell, run_flow

@@ -92,7 +92,7 @@ def _flow_in_process(label:str, pythonpath:Path|None, repeat:int) -> dict:
 
 def _kernels() -> dict:
     "In-process: the canary's backtest step alone, and each fast path against its plain twin on the canary's data."
-    from tradingview_scraper.config import load_profile
+    from tradingview_scraper.profile import load_profile
     from tradingview_scraper.data.lakehouse import Lakehouse
     from tradingview_scraper.data.loader import IngestionStage, PointInTimeView
     from tradingview_scraper.data.sample import sample_lakehouse

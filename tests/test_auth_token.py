@@ -7,7 +7,8 @@ import secrets
 
 import pytest
 
-from tradingview_scraper.config import load_profile, resolve_auth_token
+from tradingview_scraper.config import resolve_auth_token
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.core import ConfigError
 from tradingview_scraper.data.hydration import HydrationError, IngestionService, hydrate
 from tradingview_scraper.data.lakehouse import Lakehouse

@@ -4,8 +4,9 @@ an explicit outcome — recorded fallbacks or a typed error — and never NaN we
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
-from tradingview_scraper.backtest.engine import RETURNS_RULE, BacktestEngine, NotReturnsError
+from tradingview_scraper.backtest.engine import RETURNS_RULE, BacktestEngine, BacktestParams, NotReturnsError
 from tradingview_scraper.backtest.metrics import prices_to_returns
 from tradingview_scraper.backtest.reference import reference_backtest, synthetic_returns
 from tradingview_scraper.core import ContractError, ValidationError
@@ -146,3 +147,55 @@ def test_bars_before_1677_run_like_any_others():
     assert a.returns.index[0] == old.index[126] and a.returns.to_numpy().tobytes() == b.returns.to_numpy().tobytes()
     assert reference_backtest(old, HRP(), train=126, test=21, cost_bps=5).returns.to_numpy().tobytes() == \
         reference_backtest(p, HRP(), train=126, test=21, cost_bps=5).returns.to_numpy().tobytes()
+
+
+BOUNDED = [n for n, f in BacktestParams.model_fields.items() if n != "lag" and any(hasattr(m, "le") for m in f.metadata)]
+
+
+def _bounds(name):
+    meta = BacktestParams.model_fields[name].metadata
+    return next(m.ge for m in meta if hasattr(m, "ge")), next(m.le for m in meta if hasattr(m, "le"))
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_engine_and_params_share_every_bound(name):
+    "One declaration: the engine accepts and refuses exactly what BacktestParams does, on both sides of every bound."
+    lo, hi = _bounds(name)
+    step = 1e-9 if isinstance(hi, float) or name == "cost_bps" else 1
+    extra = {"test": 2**31 - 1} if name == "step" else {}          # a step beyond test would not change the lag bound
+    for value, ok in ((lo, True), (hi, True), (lo - step, False), (hi + step, False)):
+        kw = {name: value, **extra}
+        if ok:
+            assert getattr(BacktestParams(**kw), name) == value
+            assert getattr(BacktestEngine(**kw).params, name) == value
+        else:
+            with pytest.raises(PydanticValidationError): BacktestParams(**kw)
+            with pytest.raises(ValidationError, match=f"invalid {name} "): BacktestEngine(**kw)
+
+
+@pytest.mark.parametrize("test, step", [(21, None), (21, 5), (5, 21), (1, None)])
+def test_the_lag_rule_is_stated_once(test, step):
+    "lag < min(step, test): the model, the engine and the reference refuse the same first lag, and accept the one before."
+    limit = min(step or test, test)
+    assert BacktestParams(test=test, step=step).max_lag == limit - 1
+    p = synthetic_returns(60, 2, seed=0)
+    BacktestParams(test=test, step=step, lag=limit - 1)
+    BacktestEngine(10, test, step=step, lag=limit - 1)
+    reference_backtest(p, EqualWeight(), train=10, test=test, step=step, lag=limit - 1)
+    with pytest.raises(PydanticValidationError, match="must be smaller than min"): BacktestParams(test=test, step=step, lag=limit)
+    with pytest.raises(ValidationError, match=f"invalid lag {limit}: expected an integer ≥ 0 and ≤ {limit - 1}"):
+        BacktestEngine(10, test, step=step, lag=limit)
+    with pytest.raises(ValidationError, match=f"invalid lag {limit}"):
+        reference_backtest(p, EqualWeight(), train=10, test=test, step=step, lag=limit)
+
+
+def test_from_config_builds_the_engine_of_a_profile_section():
+    "A profile's backtest section (strings from TVS_* included) builds the engine the keywords build; get_params rebuilds it."
+    section = BacktestParams(train="126", test=21, cost_bps="5", lag=1, periods_per_year=252, holding="fixed")
+    eng = BacktestEngine.from_config(section)
+    assert eng.params == section and eng.get_params() == BacktestEngine(126, 21, cost_bps=5.0, lag=1, holding="fixed").get_params()
+    p = synthetic_returns(400, 4, seed=3)
+    a, b = eng.run(p, HRP()), BacktestEngine(**eng.get_params()).run(p, HRP())
+    assert a.returns.to_numpy().tobytes() == b.returns.to_numpy().tobytes()
+    with pytest.raises(ValidationError, match="periods_per_year None.*read it from the data's calendar"):
+        BacktestEngine.from_config(BacktestParams())

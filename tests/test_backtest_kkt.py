@@ -5,6 +5,8 @@ import pytest
 
 from tradingview_scraper.backtest.reference import synthetic_returns
 from tradingview_scraper.pipelines import allocation as A
+from tradingview_scraper.pipelines import covariance as C
+from tradingview_scraper.pipelines import solvers as S
 
 
 def kkt_violation(w, cov, cap=np.inf):
@@ -38,8 +40,8 @@ def test_min_variance_is_a_kkt_point(cap):
         assert kkt_violation(w, cov, np.inf if cap is None else cap) < 1e-10
         # the primal active set from a feasible vertex reaches the same point
         u = np.full(n, 1.0 if cap is None else cap)
-        x0, st = A._greedy_vertex(np.diag(cov), u, 1.0)
-        primal = A._active_set_qp(cov, np.ones(n), 1.0, u, x0, st, A.FreshBuffers())[0]
+        x0, st = S._greedy_vertex(np.diag(cov), u, 1.0)
+        primal = S._active_set_qp(cov, np.ones(n), 1.0, u, x0, st, A.FreshBuffers())[0]
         assert np.abs(primal - w).max() < 1e-10
 
 
@@ -81,5 +83,5 @@ def test_near_singular_covariances_are_detected_and_shrunk():
     X = np.column_stack([X, X[:, 0] + 1e-10 * np.random.default_rng(1).normal(size=252)])
     r = A.MinVariance().allocate(X)
     assert r.method == "shrinkage" and "singular" in r.fallbacks[0][1]
-    shrunk = A._shrink(np.cov(X, rowvar=False), A.FALLBACK_SHRINKAGE, A.FreshBuffers())
+    shrunk = C._shrink(np.cov(X, rowvar=False), A.FALLBACK_SHRINKAGE, A.FreshBuffers())
     assert kkt_violation(r.weights, shrunk) < 1e-10

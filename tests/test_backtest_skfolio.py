@@ -18,7 +18,8 @@ from skfolio.seriation import HierarchicalSeriation
 
 from tradingview_scraper.backtest.engine import BacktestEngine
 from tradingview_scraper.backtest.reference import synthetic_returns
-from tradingview_scraper.pipelines.allocation import ERC, HRP, LedoitWolf, MaxSharpe, MinVariance, _prepare, _Window, FreshBuffers
+from tradingview_scraper.pipelines.allocation import ERC, HRP, LedoitWolf, MaxSharpe, MinVariance, FreshBuffers
+from tradingview_scraper.pipelines.covariance import _prepare, _Window
 
 warnings.filterwarnings("ignore", module="skfolio")
 DISTANCES = {"pearson": PearsonDistance(), "absolute": PearsonDistance(absolute=True), "squared": PearsonDistance(power=2)}

@@ -24,7 +24,7 @@ PPY = 365
 SPIKE = "BINANCE:CR00003USDT"
 SETTINGS = {"data.source": "lakehouse", "data.start": None, "discovery.screens": [], "backtest.periods_per_year": PPY,
             "allocation.optimizers": ["equal_weight", "min_variance"], "allocation.benchmark": None,
-            "backtest.train": 126, "selection.min_history": 60}
+            "backtest.train": 126, "selection.vetoes.min_history": 60}
 
 
 class Tables(HTMLParser):

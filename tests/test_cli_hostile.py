@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import tree_digest
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.orchestration.runner import OrchestrationRunner, Step
 
 BIN = Path(sys.executable).parent

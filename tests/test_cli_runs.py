@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from helpers import tree_digest
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.data.sample import sample_lakehouse
 from tradingview_scraper.orchestration.flow import flow_runner
 from tradingview_scraper.orchestration.runner import OrchestrationRunner, list_runs

@@ -44,8 +44,8 @@ SCREENS = ("discovery.screens=["
 HYDRATE_SETS = [SCREENS, "data.history_bars=60", "hydration.max_attempts=1"]   # one attempt: a refused day fails at once (no backoff waits)
 # `tvs hydrate` has no --set: the same settings reach it as TVS_* environment overrides (same parser, same precedence)
 HYDRATE_ENV = {"TVS_" + k.upper().replace(".", "__"): v for k, _, v in (s.partition("=") for s in HYDRATE_SETS)}
-RUN_SETS = HYDRATE_SETS + ["hydration.enabled=false", "data.start=2024-05-10", "backtest.train=35", "backtest.test=1", "selection.min_history=20",
-                           "selection.floor=2", "selection.max_selected=4", "synthesis.momentum_lookback=10", "synthesis.ma_window=5",
+RUN_SETS = HYDRATE_SETS + ["hydration.enabled=false", "data.start=2024-05-10", "backtest.train=35", "backtest.test=1", "selection.vetoes.min_history=20",
+                           "selection.htr.floor=2", "selection.htr.max_selected=4", "synthesis.momentum_lookback=10", "synthesis.ma_window=5",
                            "allocation.optimizers=[equal_weight, min_variance]"]
 COST_BPS = 5.0   # the production profile's backtest.cost_bps (not overridden)
 

@@ -11,9 +11,10 @@ import unicodedata
 import pydantic
 import pytest
 
-from tradingview_scraper.config import (MAX_DEPTH, MAX_NODES, MAX_TEXT_BYTES, MAX_VALUE_BYTES, Profile, check_tree,
-                                        load_manifest, load_profile, parse_setting, safe_yaml)
+from tradingview_scraper.config import (MAX_DEPTH, MAX_NODES, MAX_TEXT_BYTES, MAX_VALUE_BYTES, check_tree, load_manifest,
+                                        parse_setting, safe_yaml)
 from tradingview_scraper.core import ConfigError, Symbol, ValidationError, describe, encode_symbol
+from tradingview_scraper.profile import Profile, load_profile
 from tradingview_scraper.security import safe_component
 
 HANG_GUARD_S = 120   # turns a hang (the bug) into a failure; a passing test never comes near it

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import tree_digest
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.data.hydration import HydrationError, hydrate
 from tradingview_scraper.data.lakehouse import Lakehouse
 from tradingview_scraper.tradingview.replay import ReplayServer, synthetic_market

@@ -274,7 +274,7 @@ def test_a_huge_error_text_is_bounded_in_the_message(server):
 
 
 def test_an_error_body_stores_no_universe_snapshot(server, tmp_path):
-    from tradingview_scraper.config import load_profile
+    from tradingview_scraper.profile import load_profile
     from tradingview_scraper.data.hydration import HydrationError, store_screens
     from tradingview_scraper.data.lakehouse import Lakehouse
     lake = Lakehouse(tmp_path / "lake")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.core import ProtocolError
 from tradingview_scraper.data.hydration import HydrationError, IngestionService, hydrate
 from tradingview_scraper.data.lakehouse import Lakehouse

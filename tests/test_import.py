@@ -18,7 +18,7 @@ from tradingview_scraper.data.sample import SyntheticMarket
 from tradingview_scraper.orchestration.flow import run_flow
 
 FLOW = {"data.source": "lakehouse", "discovery.screens": [], "allocation.benchmark": None, "data.start": None,
-        "backtest.train": 126, "selection.min_history": 60}
+        "backtest.train": 126, "selection.vetoes.min_history": 60}
 UTC = lambda *s: list(pd.to_datetime(list(s), utc=True))
 
 

@@ -30,7 +30,7 @@ def test_imported_prices_run_with_the_lakehouse_profile(tvs, tmp_path, calendar,
     imported = tvs("lakehouse", "import", str(src), "--root", str(lake))
     assert imported.returncode == 0, imported.stderr
     r = tvs("run", "--profile", "lakehouse", "--lakehouse", str(lake), "--runs-root", str(runs), "--run-id", "mine",
-            "--set", "backtest.train=126", "--set", "selection.min_history=60", "--set", "selection.floor=4",
+            "--set", "backtest.train=126", "--set", "selection.vetoes.min_history=60", "--set", "selection.htr.floor=4",
             "--set", "allocation.optimizers=[equal_weight, min_variance]", "--progress", "off")
     assert r.returncode == 0, r.stderr
     conv = json.loads((runs / "mine" / "artifacts" / "backtest" / "conventions.json").read_text())

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 from tradingview_scraper.ledger import LEDGER_KEY_ENV, AuditLedger, canonical_json, record_hash
 from tradingview_scraper.orchestration.runner import OrchestrationRunner, Step
 

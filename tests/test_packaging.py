@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import tradingview_scraper
-from tradingview_scraper.config import load_profile
+from tradingview_scraper.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_profiles_ship_as_package_data():
 
 
 def test_env_override_changes_manifest_and_hash_in_a_fresh_process(py):
-    code = "from tradingview_scraper.config import load_profile; p = load_profile('canary'); print(p.backtest.cost_bps, p.manifest_hash)"
+    code = "from tradingview_scraper.profile import load_profile; p = load_profile('canary'); print(p.backtest.cost_bps, p.manifest_hash)"
     plain, over = py(code), py(code, env={"TVS_BACKTEST__COST_BPS": "12.5"})
     assert plain.returncode == 0 and over.returncode == 0, (plain.stderr, over.stderr)
     (c0, h0), (c1, h1) = plain.stdout.split(), over.stdout.split()

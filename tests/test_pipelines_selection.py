@@ -6,9 +6,9 @@ import pytest
 
 from tradingview_scraper.data.loader import PointInTimeView, perturb_future
 from tradingview_scraper.ledger import AuditLedger
-from tradingview_scraper.pipelines.base import default_registry, toy_market
+from tradingview_scraper.pipelines.base import toy_market
 from tradingview_scraper.pipelines.selection import SelectionPipeline, _same_result
-from tradingview_scraper.pipelines.synthesis import Synthesizer
+from tradingview_scraper.pipelines.synthesis import Synthesizer, default_registry
 
 
 @pytest.fixture(scope="module")

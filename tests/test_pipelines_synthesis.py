@@ -1,10 +1,14 @@
 """Synthesis at a larger scale than the notebook: parity of the vectorized kernel with its plain-loop twin on
 random adversarial panels (gaps, −100% bars, +100%+ bars, listings, delistings), and the lag property."""
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tradingview_scraper.pipelines import base, discovery, selection
 from tradingview_scraper.pipelines.base import toy_market
-from tradingview_scraper.pipelines.synthesis import LOGICS, parity, synthesize, synthesize_reference
+from tradingview_scraper.pipelines.synthesis import STAGES, LOGICS, default_registry, parity, synthesize, synthesize_reference
 
 DIRS = ("LONG", "SHORT")
 
@@ -63,3 +67,34 @@ def test_signals_only_read_the_past():
         out = synthesize(m, atoms, momentum_lookback=15, ma_window=8)
         assert out.signal[:j + 1].tobytes() == base.signal[:j + 1].tobytes()
         assert out.returns[:j].tobytes() == base.returns[:j].tobytes()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    "Every module a source file imports (absolute names; relative imports resolved against the package)."
+    pkg = "tradingview_scraper." + ".".join(path.relative_to(path.parents[1]).with_suffix("").parts[:-1])
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
+                base = f"{parent}.{base}" if base else parent
+            out |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def test_the_stage_protocol_is_a_leaf(py):
+    "pipelines.base imports no pipeline implementation (not even inside a function); the registry of them lives after the pillars."
+    src = Path(base.__file__)
+    pillars = {f"tradingview_scraper.pipelines.{m}" for m in ("discovery", "selection", "synthesis", "allocation")}
+    assert not _imported_modules(src) & pillars, sorted(_imported_modules(src) & pillars)
+    assert "default_registry" not in vars(base)
+    # importing the protocol loads no pillar
+    out = py("import sys, tradingview_scraper.pipelines.base; print(sorted(m for m in sys.modules if m.startswith('tradingview_scraper.pipelines.')))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['tradingview_scraper.pipelines.base']", out.stdout
+    reg = default_registry()
+    assert reg.ids() == sorted(s.id for s in (*discovery.STAGES, *selection.STAGES, *STAGES))
+    assert "synthesis.atoms" in reg and len(reg) == 8

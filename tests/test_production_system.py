@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tradingview_scraper.ledger import AuditLedger
-from tradingview_scraper.orchestration.runner import read_status
+from tradingview_scraper.orchestration.flow import BACKTEST, HYDRATE, INGEST
+from tradingview_scraper.orchestration.runner import open_run, read_status
 
 FLOW = """
 import json, sys
@@ -162,7 +163,7 @@ def test_production_without_network_stops_or_continues_as_the_profile_says(tmp_p
                    overrides={**quick, "hydration.on_failure": "continue", "data.source": "sample", "discovery.screens": []},
                    endpoint=CLOSED)   # no screens: each date's universe is what the sample's catalog knew before it
     assert run.status["status"] == "succeeded"
-    hyd = run.load("hydrate", "hydration")
+    hyd = run.load(HYDRATE.hydration)
     assert hyd["continued"] is True and hyd["failed"]
     assert any(w.startswith("hydration failed") for w in run.status["summary"]["warnings"])   # said in the summary, not only the log
 
@@ -177,8 +178,8 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
     screen = {"name": "replay_all", "market": "america", "columns": ["name", "close", "volume"], "filters": [],
               "limit": 50, "direction": "LONG", "logic": "hold"}
     overrides = {"discovery.screens": [screen], "allocation.optimizers": ["equal_weight", "min_variance"],
-                 "allocation.benchmark": None, "backtest.train": 126, "selection.min_history": 60,
-                 "selection.floor": 3, "selection.max_selected": 8, "hydration.chunk": 4,
+                 "allocation.benchmark": None, "backtest.train": 126, "selection.vetoes.min_history": 60,
+                 "selection.htr.floor": 3, "selection.htr.max_selected": 8, "hydration.chunk": 4,
                  "discovery.universe_policy": "present_day"}   # one screen taken today: only today's list exists, and it is labelled biased
     with ReplayServer.synthetic(n_symbols=10, n_bars=600, end=utc_now().normalize()) as srv:
         endpoint = {"scanner_url": srv.scanner_url, "websocket_url": srv.websocket_url}
@@ -190,16 +191,20 @@ def test_production_hydrates_from_a_replay_server(tmp_path):
     bars = lambda root: {p.name: p.read_bytes() for p in sorted((root / "ohlcv").rglob("*.parquet"))}
     assert bars(tmp_path / "lake") == bars(tmp_path / "lake-ray")          # Ray workers stored exactly the same bars
     assert artifact_hashes(ray_run.run_dir).keys() == artifact_hashes(run.run_dir).keys()
-    assert run.load("backtest", "oos_returns").equals(ray_run.load("backtest", "oos_returns"))
+    assert run.load(BACKTEST.oos_returns).equals(ray_run.load(BACKTEST.oos_returns))
+    serial, ray = open_run(run.run_dir).results(), open_run(ray_run.run_dir).results()   # the research objects, read back
+    assert serial.summary().equals(ray.summary()) and list(serial.results) == list(ray.results)
+    for name, res in serial.results.items():
+        assert res.weights.equals(ray.results[name].weights) and res.gross_returns.equals(ray.results[name].gross_returns)
     lake = Lakehouse(tmp_path / "lake")
     assert run.status["status"] == "succeeded"
     assert any("survivorship-biased" in w for w in run.status["summary"]["warnings"])
     assert {str(s) for s in lake.symbols()} and {str(s) for s in lake.symbols()} <= served
     assert lake.universe_dates("replay_all"), "the online screen's result was not stored as a dated universe"
-    hyd = run.load("hydrate", "hydration")
+    hyd = run.load(HYDRATE.hydration)
     assert hyd["chunks"] == -(-hyd["symbols"] // 4) >= 2 and hyd["fetched"] == hyd["symbols"]     # fanned out in chunks, all merged
-    assert (run.run_dir / "hydration" / "outcomes.parquet").exists() and len(run.load("hydrate", "outcomes")) == hyd["symbols"]
-    assert set(run.load("ingest", "returns").columns) == {str(s) for s in lake.symbols()} - set(run.load("ingest", "load_report").query("status != 'loaded'")["symbol"])
+    assert (run.run_dir / "hydration" / "outcomes.parquet").exists() and len(run.load(HYDRATE.outcomes)) == hyd["symbols"]
+    assert set(run.load(INGEST.returns).columns) == {str(s) for s in lake.symbols()} - set(run.load(INGEST.load_report).query("status != 'loaded'")["symbol"])
 
 
 def test_part_of_the_flow_then_the_rest_through_the_production_notebook(tmp_path):

@@ -78,7 +78,7 @@ def test_changed_bar_reruns_ingest_and_everything_after(tmp_path, lake):
 
 
 def go_profile():
-    from tradingview_scraper.config import load_profile
+    from tradingview_scraper.profile import load_profile
     return load_profile("development", env={}, overrides=SETTINGS)
 
 

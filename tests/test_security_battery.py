@@ -77,7 +77,7 @@ import hashlib  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from tradingview_scraper.config import load_profile  # noqa: E402
+from tradingview_scraper.profile import load_profile  # noqa: E402
 from tradingview_scraper.data.lakehouse import Lakehouse  # noqa: E402
 from tradingview_scraper.orchestration.runner import OrchestrationRunner, Step, list_runs, read_status  # noqa: E402
 from tradingview_scraper.security import PATH_MAX, validate_user_path  # noqa: E402

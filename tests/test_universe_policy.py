@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tradingview_scraper.data.lakehouse import Lakehouse
-from tradingview_scraper.orchestration.flow import FLOW, run_flow
+from tradingview_scraper.orchestration.flow import BACKTEST, FLOW, HYDRATE, INGEST, run_flow
 from tradingview_scraper.orchestration.runner import RunFailed, read_status
 from tradingview_scraper.tradingview.replay import ReplayServer, synthetic_market
 
@@ -17,7 +17,7 @@ N_BARS, TRAIN, TEST = 400, 126, 21
 SCREEN = {"name": "picks", "market": "america", "columns": ["name", "close", "volume"], "limit": 50, "direction": "LONG", "logic": "hold",
           "filters": [{"left": "Recommend.All", "operation": "greater", "right": 0}]}
 BASE = {"discovery.screens": [SCREEN], "allocation.optimizers": ["equal_weight"], "allocation.benchmark": None,
-        "backtest.train": TRAIN, "backtest.test": TEST, "selection.min_history": 60, "selection.floor": 2, "selection.max_selected": 8,
+        "backtest.train": TRAIN, "backtest.test": TEST, "selection.vetoes.min_history": 60, "selection.htr.floor": 2, "selection.htr.max_selected": 8,
         "hydration.max_attempts": 2}
 OFFLINE = {**BASE, "hydration.enabled": False}
 CLOSED = {"scanner_url": "http://127.0.0.1:9", "websocket_url": "ws://127.0.0.1:9/socket.io/websocket"}   # nothing listens on port 9
@@ -61,10 +61,10 @@ def test_each_decision_date_sees_exactly_the_snapshot_known_before_it(tmp_path, 
     run = run_flow("production", run_id="offline", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
                    overrides={**OFFLINE, "selection.enabled": selection})   # without Selection the universe still decides
     assert run.status["status"] == "succeeded"
-    cov = run.load("backtest", "universe_coverage")
-    weights = run.load("backtest", "weights_equal_weight")
+    cov = run.load(BACKTEST.universe_coverage)
+    weights = run.load(BACKTEST.weights("equal_weight"))
     assert list(pd.DatetimeIndex(cov["date"])) == list(weights.index)           # one coverage row per decision date
-    columns = set(run.load("ingest", "returns").columns)
+    columns = set(run.load(INGEST.returns).columns)
     seen = []
     for row in cov.itertuples():
         known = [k for k, c in enumerate(clocks) if c < row.date]
@@ -81,7 +81,7 @@ def test_each_decision_date_sees_exactly_the_snapshot_known_before_it(tmp_path, 
         if not selection: assert held == set(picks[k]) & columns          # every candidate, equal weights
         seen.append(k)
     assert seen.count(None) == 4 and {0, 1} <= set(seen) and 2 not in seen     # dates before, between and after the snapshots
-    conv = run.load("backtest", "conventions")
+    conv = run.load(BACKTEST.conventions)
     assert conv["universe_policy"] == "as_known" and conv["universe_basis"] == "screens (stored snapshots)"
     assert conv["universe_coverage"].startswith(f"{len(cov) - 4} of {len(cov)} decision dates had a universe (from 2 snapshot date(s)")
     warning = "4 decision dates held nothing (as_known)"
@@ -107,10 +107,10 @@ def test_first_run_refuses_under_as_known_and_present_day_is_labelled(tmp_path, 
     run = run_flow("production", run_id="today", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
                    overrides={**OFFLINE, "discovery.universe_policy": "present_day"})
     assert run.status["status"] == "succeeded"
-    cov = run.load("backtest", "universe_coverage")
+    cov = run.load(BACKTEST.universe_coverage)
     assert set(cov["snapshot"]) == {clocks[2]} and (cov["candidates"] == len(picks[2])).all()
     label = "survivorship-biased"
-    conv = run.load("backtest", "conventions")
+    conv = run.load(BACKTEST.conventions)
     assert conv["universe_policy"].startswith(f"present_day ({label}")
     md = (run.run_dir / "reports" / "summary.md").read_text()
     assert label in md[:md.index("## Metrics")] and f"- universe_policy: present_day ({label}" in md
@@ -123,7 +123,7 @@ def test_failed_hydration_is_a_banner_with_the_last_bar(tmp_path, market):
     hydrate_days(tmp_path, market, 2)
     run = run_flow("production", run_id="offline-day", runs_root=tmp_path / "runs", lakehouse_root=tmp_path / "lake", env={},
                    overrides={**BASE, "hydration.max_attempts": 1, "hydration.on_failure": "continue"}, endpoint=CLOSED)
-    assert run.status["status"] == "succeeded" and run.load("hydrate", "hydration")["continued"] is True
+    assert run.status["status"] == "succeeded" and run.load(HYDRATE.hydration)["continued"] is True
     last = market[2][1].normalize()                                              # the second day's bar is the last one stored
     banner = f"hydration failed and the run continued on the data already in the lakehouse (last bar {last:%Y-%m-%d})"
     st = read_status(run.run_dir)

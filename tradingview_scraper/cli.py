@@ -20,13 +20,14 @@ import click
 import pandas as pd
 
 import tradingview_scraper
-from .config import load_profile, parse_setting
+from .config import parse_setting
 from .core import DataNotFoundError, TVSError, ValidationError, describe
 from .data.loader import bar_file_problem
 from .data.lakehouse import Lakehouse
 from .ledger import AuditLedger, verify_run
 from .orchestration.runner import (PROGRESS_FILE, Progress, ProgressFollower, compare_runs, list_runs,
                                                       read_status)
+from .profile import load_profile
 from .security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
@@ -47,7 +48,8 @@ def _os_error_line(operation:str, # the command that met the error, e.g. "runs s
                    e:OSError, # what the OS said
                   ) -> str:
     "`<operation>: <strerror> (<path>)` for an `OSError` (the path bounded; the errno name when the OS gave no text)."
-    if isinstance(e, TVSError): return f"{operation}: {_printable(e)}"    # e.g. a lakehouse `StorageError`: its message names the file
+    if isinstance(e, TVSError):
+        return f"{operation}: {_printable(e)}"    # e.g. a lakehouse `StorageError`: its message names the file
     what = e.strerror or (errno.errorcode.get(e.errno) if e.errno else None) or str(e) or type(e).__name__
     paths = [_printable(os.fsdecode(p), 300) for p in (e.filename, e.filename2) if p is not None]
     return f"{operation}: {what}" + (f" ({' -> '.join(paths)})" if paths else "")
@@ -66,7 +68,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try: return super().invoke(ctx)
         except OSError as e:                               # first: a full disk is not bad input, even when typed (`StorageError`)
-            if e.errno == errno.EPIPE: raise              # the reader went away (`tvs runs list | head`): click exits quietly
+            if e.errno == errno.EPIPE:
+                raise              # the reader went away (`tvs runs list | head`): click exits quietly
             click.echo(f"tvs: error: {_os_error_line(_command_of(ctx), e)}", err=True)
             ctx.exit(EXIT_FAILED)
         except TVSError as e:
@@ -87,7 +90,8 @@ def _parse_steps(text:str|None) -> list[str]|None:
     "`--steps a,b` as step names (`run_production` checks them against the flow)."
     if text is None: return None
     names = [s.strip() for s in text.split(",")]
-    if not all(names): raise ValidationError(describe("--steps", text, "step names separated by commas, e.g. ingest,discover"))
+    if not all(names):
+        raise ValidationError(describe("--steps", text, "step names separated by commas, e.g. ingest,discover"))
     return names
 
 def _parse_capital(text:str|None) -> float|None:
@@ -99,6 +103,7 @@ def _parse_capital(text:str|None) -> float|None:
         raise ValidationError(describe("--capital", text, "a number > 0: the portfolio's value in its currency, e.g. 100000"))
     return value
 
+# %% ../nbs/58_cli.ipynb #8e3d4608
 def _progress_display(mode:str) -> Progress:
     "The display `--progress` asks for; `auto` decides from the environment (CI) and whether stderr is a terminal."
     return Progress.auto(sys.stderr) if mode == "auto" else Progress(mode, sys.stderr)
@@ -117,6 +122,7 @@ def _following(path, # the run's progress file (it need not exist yet)
         stop.set()
         thread.join()
 
+# %% ../nbs/58_cli.ipynb #2c4bf8a5
 def _echo_warnings(st) -> None:
     "Print the warnings a run recorded (`summary.warnings`), one `tvs: warning:` line each on stderr."
     summary = st.get("summary") if isinstance(st, dict) else None
@@ -125,16 +131,32 @@ def _echo_warnings(st) -> None:
     for w in warnings if isinstance(warnings, list) else []: click.echo(f"tvs: warning: {_printable(w)}", err=True)
 
 def _run_failed(run_dir, message:str) -> None:
-    "Report a failed run: its recorded warnings, then one `tvs: error:` line (the failed step's own error when the status names one); exit 1."
+    "Report a failed run: its warnings, then one `tvs: error:` line (the failed step's own error when the status names one); exit 1."
     try: st = read_status(run_dir)
     except (TVSError, ValueError, OSError): st = {}   # no (readable) status record: nothing more to say
     step, err = st.get("failed_step"), st.get("error")
     if isinstance(step, str) and isinstance(err, str) and not step.startswith("notebook "):
         message = f"run {run_dir.name!r} failed in step {step!r}: {err}"
-    if not (isinstance(err, str) and err.startswith(DataNotFoundError.__name__)): _echo_warnings(st)   # no data: the error says it all
+    no_data = isinstance(err, str) and err.startswith(DataNotFoundError.__name__)
+    if not no_data: _echo_warnings(st)                 # no data: the error says it all
     click.echo(f"tvs: error: {_printable(message)}", err=True)
     sys.exit(EXIT_FAILED)
 
+# %% ../nbs/58_cli.ipynb #b60d8eec
+def _echo_outcome(st:dict, run_dir) -> None:
+    "Print what a finished run produced (where its report, notebooks or artifacts are), then its warnings."
+    click.echo(f"run {st['run_id']} {st['status']}")
+    if st["status"] == "partial":
+        asked = (st.get("requested") or {}).get("steps") or []
+        click.echo(_printable(f"steps run: {', '.join(map(str, asked))}; the next run of the whole flow resumes it", 500))
+        click.echo(f"artifacts: {run_dir / 'artifacts'}")
+    else:
+        if (st.get("summary") or {}).get("last_bar"): click.echo(f"data through: {_printable(st['summary']['last_bar'], 40)}")
+        click.echo(f"report: {run_dir / 'reports' / 'report.html'}")
+        click.echo(f"notebooks: {run_dir / 'notebooks'}")
+    _echo_warnings(st)
+
+# %% ../nbs/58_cli.ipynb #8739ce5b
 @main.command("run")
 @click.option("--profile", default="canary", show_default=True, help="profile to run")
 @click.option("--run-id", default=None, help="name (or resume) a run; default: a new id")
@@ -156,7 +178,8 @@ def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, not
     from tradingview_scraper.orchestration.runner import RunFailed, new_run_id
     overrides, only, cap = _parse_sets(sets), _parse_steps(steps), _parse_capital(capital)
     safe_component(profile, "profile")
-    if run_id is None: run_id = new_run_id(load_profile(profile, manifest=manifest, overrides=overrides))  # named here, so a failure can point at it
+    if run_id is None:                                        # named here, so a failure can point at it
+        run_id = new_run_id(load_profile(profile, manifest=manifest, overrides=overrides))
     else: run_id = safe_component(run_id, "run_id")
     run_dir = ensure_safe_path(run_id, validate_user_path(runs_root, "runs root"))
     try:
@@ -172,25 +195,19 @@ def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, not
         _run_failed(run_dir, f"run {run_id!r} failed: {type(e).__name__}: {e} (see {run_dir / 'logs'})")
     done = ("succeeded", "partial") if until is not None or only is not None else ("succeeded",)
     if st.get("status") not in done:
-        _run_failed(run_dir, f"run {run_id!r} ended {st.get('status')!r}" + (f" in {st['failed_step']}" if st.get("failed_step") else "")
-                    + (f": {st['error']}" if st.get("error") else ""))
-    click.echo(f"run {st['run_id']} {st['status']}")
-    if st["status"] == "partial":
-        asked = (st.get("requested") or {}).get("steps") or []
-        click.echo(_printable(f"steps run: {', '.join(map(str, asked))}; the next run of the whole flow resumes it", 500))
-        click.echo(f"artifacts: {run_dir / 'artifacts'}")
-    else:
-        if (st.get("summary") or {}).get("last_bar"): click.echo(f"data through: {_printable(st['summary']['last_bar'], 40)}")
-        click.echo(f"report: {run_dir / 'reports' / 'report.html'}")
-        click.echo(f"notebooks: {run_dir / 'notebooks'}")
-    _echo_warnings(st)
+        where = f" in {st['failed_step']}" if st.get("failed_step") else ""
+        why = f": {st['error']}" if st.get("error") else ""
+        _run_failed(run_dir, f"run {run_id!r} ended {st.get('status')!r}{where}{why}")
+    _echo_outcome(st, run_dir)
 
 # %% ../nbs/58_cli.ipynb #dc203492
 def _endpoint_url(value:str, option:str, schemes:tuple) -> str:
     "A `--scanner-url`/`--websocket-url` value: an absolute URL of one of `schemes`, printable, bounded."
-    ok = isinstance(value, str) and len(value) <= 2000 and value.isprintable() and " " not in value and \
-         value.split("://", 1)[0] in schemes and len(value.split("://", 1)) == 2 and value.split("://", 1)[1] != ""
-    if not ok: raise ValidationError(describe(option, value, f"an absolute {' or '.join(schemes)} URL, e.g. {schemes[0]}://127.0.0.1:8765"))
+    scheme, sep, rest = value.partition("://") if isinstance(value, str) else ("", "", "")
+    ok = isinstance(value, str) and len(value) <= 2000 and value.isprintable() and " " not in value
+    if not (ok and scheme in schemes and sep and rest):
+        example = f"{schemes[0]}://127.0.0.1:8765"
+        raise ValidationError(describe(option, value, f"an absolute {' or '.join(schemes)} URL, e.g. {example}"))
     return value
 
 def _as_of(text:str|None):
@@ -199,9 +216,42 @@ def _as_of(text:str|None):
     if text is None: return None
     try: t = to_utc(text)
     except (ValueError, TypeError, OverflowError): t = None
-    if t is None or pd.isna(t): raise ValidationError(describe("--as-of", text, "a date or time, e.g. 2026-12-01 or 2026-12-01T21:00:00Z"))
+    if t is None or pd.isna(t):
+        raise ValidationError(describe("--as-of", text, "a date or time, e.g. 2026-12-01 or 2026-12-01T21:00:00Z"))
     return t
 
+def _endpoint_urls(endpoint:str, scanner_url:str|None, websocket_url:str|None) -> dict|None:
+    "The endpoint `--scanner-url`/`--websocket-url` name together (None: the profile's, or the local server)."
+    if (scanner_url is None) != (websocket_url is None):
+        raise ValidationError(describe("endpoint", scanner_url or websocket_url, "both --scanner-url and --websocket-url (one endpoint)"))
+    if scanner_url is not None and endpoint == "local":
+        raise ValidationError(describe("--endpoint", endpoint, "live with --scanner-url/--websocket-url (local starts its own server)"))
+    if scanner_url is None: return None
+    return {"scanner_url": _endpoint_url(scanner_url, "--scanner-url", ("http", "https")),
+            "websocket_url": _endpoint_url(websocket_url, "--websocket-url", ("ws", "wss"))}
+
+# %% ../nbs/58_cli.ipynb #7baf5ba9
+def _echo_hydration(report, # a `HydrationReport`
+                    root, # the lakehouse directory
+                   ) -> None:
+    "Print what a hydration did: the screens stored, one summary line, the history depth reached, revised history."
+    for name, sc in sorted((report.screens or {}).items()):
+        snapshot = f"screen {name}: {sc.get('symbols')} symbols stored as the universe snapshot of {sc.get('as_of')}"
+        click.echo(_printable(snapshot, 500))
+    s = report.summary
+    click.echo(f"{s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed of {s['symbols']} symbols; "
+               f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} revised in history), "
+               f"{s['quarantined']} quarantined, into {root} in {report.duration_s:.1f} s")
+    stops = s.get("stops") or {}
+    if any(stops.values()) or s.get("null_bars"):
+        why = {"complete": "complete", "limit": "at the account's depth limit", "no_more_history": "no more history"}
+        nulls = f"; {s['null_bars']} bars without prices skipped (listed in the coverage report)" if s.get("null_bars") else ""
+        click.echo("history depth: " + ", ".join(f"{n} {why.get(k, k)}" for k, n in stops.items() if n) + nulls)
+    if s["bars_history_revised"]:
+        click.echo(f"tvs: warning: the source rewrote {s['bars_history_revised']} stored bars of history; their previous values "
+                   f"are in {root / 'revisions'} (Lakehouse.revisions(kind='history'))", err=True)
+
+# %% ../nbs/58_cli.ipynb #c41716d0
 @main.command("hydrate")
 @click.option("--endpoint", type=click.Choice(["live", "local"]), default="live", show_default=True,
               help="live: the profile's TradingView URLs (or --scanner-url/--websocket-url); local: a loopback replay server (offline demo)")
@@ -221,12 +271,7 @@ def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, manifest, 
     from tradingview_scraper.core import Symbol, utc_now
     from tradingview_scraper.data.hydration import HydrationError, hydrate_profile
     from tradingview_scraper.tradingview.replay import ReplayServer
-    if (scanner_url is None) != (websocket_url is None):
-        raise ValidationError(describe("endpoint", scanner_url or websocket_url, "both --scanner-url and --websocket-url (one endpoint)"))
-    if scanner_url is not None and endpoint == "local":
-        raise ValidationError(describe("--endpoint", endpoint, "live with --scanner-url/--websocket-url (local starts its own server)"))
-    urls = None if scanner_url is None else {"scanner_url": _endpoint_url(scanner_url, "--scanner-url", ("http", "https")),
-                                             "websocket_url": _endpoint_url(websocket_url, "--websocket-url", ("ws", "wss"))}
+    urls = _endpoint_urls(endpoint, scanner_url, websocket_url)
     now = _as_of(as_of)
     prof = load_profile(safe_component(profile, "profile"), manifest=manifest, overrides=_parse_sets(sets))
     lake = Lakehouse(lakehouse or prof.data.lakehouse_root)
@@ -235,27 +280,16 @@ def hydrate_cmd(endpoint, scanner_url, websocket_url, as_of, profile, manifest, 
     bars = Progress.auto(sys.stderr).mode != "lines"          # a bar over the symbols on a terminal; none in CI or a pipe
     try:
         if endpoint == "local":
-            with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=(utc_now() if now is None else now).normalize()) as srv:
-                report = hydrate_profile(prof, lake, endpoint=srv, now=now, symbols=syms or list(srv.table.index), run_dir=rd, progress=bars)
+            end = (utc_now() if now is None else now).normalize()
+            with ReplayServer.synthetic(n_symbols=local_symbols, n_bars=local_bars, end=end) as srv:
+                report = hydrate_profile(prof, lake, endpoint=srv, now=now, symbols=syms or list(srv.table.index), run_dir=rd,
+                                         progress=bars)
         else:
             report = hydrate_profile(prof, lake, endpoint=urls, now=now, symbols=syms, run_dir=rd, progress=bars)
     except HydrationError as e:                     # the hydration ran and failed: a failure (exit 1), not a bad argument
         click.echo(f"tvs: error: {_printable(str(e))}", err=True)
         sys.exit(EXIT_FAILED)
-    for name, sc in sorted((report.screens or {}).items()):
-        click.echo(_printable(f"screen {name}: {sc.get('symbols')} symbols stored as the universe snapshot of {sc.get('as_of')}", 500))
-    s = report.summary
-    click.echo(f"{s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed of {s['symbols']} symbols; "
-               f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} revised in history), "
-               f"{s['quarantined']} quarantined, into {lake.root} in {report.duration_s:.1f} s")
-    stops = s.get("stops") or {}
-    if any(stops.values()) or s.get("null_bars"):
-        why = {"complete": "complete", "limit": "at the account's depth limit", "no_more_history": "no more history"}
-        click.echo("history depth: " + ", ".join(f"{n} {why.get(k, k)}" for k, n in stops.items() if n)
-                   + (f"; {s['null_bars']} bars without prices skipped (listed in the coverage report)" if s.get("null_bars") else ""))
-    if s["bars_history_revised"]:
-        click.echo(f"tvs: warning: the source rewrote {s['bars_history_revised']} stored bars of history; their previous values "
-                   f"are in {lake.root / 'revisions'} (Lakehouse.revisions(kind='history'))", err=True)
+    _echo_hydration(report, lake.root)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 # %% ../nbs/58_cli.ipynb #877cb629
@@ -306,6 +340,7 @@ def runs_list(runs_root:str, last:int):
     _echo_table(shown.where(shown.notna(), "—"), limit=last)
     if len(df) > last: click.echo(f"({len(df) - last} older runs not shown: --last {len(df)})")
 
+# %% ../nbs/58_cli.ipynb #1fa675cc
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--runs-root", default="runs", show_default=True)
@@ -350,7 +385,8 @@ def latest_portfolio_run(runs_root) -> Path:
         key = (str(st.get("ended_at") or ""), d.name)
         if st.get("status") == "succeeded" and (best is None or key > best[0]): best = (key, d)
     if best is None:
-        raise DataNotFoundError(describe("runs root", str(root), "a succeeded run with a portfolio/ in it", "run `tvs run` first, or name the run"))
+        raise DataNotFoundError(describe("runs root", str(root), "a succeeded run with a portfolio/ in it",
+                                         "run `tvs run` first, or name the run"))
     return best[1]
 
 def _portfolio_dir(run:str|None, runs_root:str) -> Path:
@@ -361,6 +397,7 @@ def _portfolio_dir(run:str|None, runs_root:str) -> Path:
         raise DataNotFoundError(describe("run", run, f"a run under {str(runs_root)!r} with a portfolio/ (today's portfolio step ran)"))
     return d
 
+# %% ../nbs/58_cli.ipynb #2cddd7d2
 @main.group()
 def portfolio():
     "Today's portfolio and trade list of a run."
@@ -415,9 +452,12 @@ def lakehouse_status(root:str, interval:str):
 def lakehouse_quarantine(root:str, interval:str, symbol:str|None):
     "Quarantined bars: symbol, time, rule, value and why."
     q = Lakehouse(root).quarantined(symbol, interval)
-    if q.empty: click.echo("nothing is quarantined"); return
+    if q.empty:
+        click.echo("nothing is quarantined")
+        return
     click.echo(q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]].to_string(index=False))
 
+# %% ../nbs/58_cli.ipynb #1ec42336
 @lakehouse.command("import")
 @click.argument("path")
 @click.option("--root", default="data/lakehouse", show_default=True, help="lakehouse directory")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -22,33 +23,18 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .core import ConfigError, ValidationError, describe, short_repr, to_utc
+from .core import FLOAT_MAX, SETTING_MAX, ConfigError, Settings, ValidationError, describe, short_repr, to_utc
 from .security import safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['SETTING_MAX', 'Interval', 'FilterValue', 'UniversePolicy', 'MAX_TEXT_BYTES', 'MAX_VALUE_BYTES', 'MAX_DEPTH',
-           'MAX_NODES', 'MAX_INT_CHARS', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'MAX_ERROR_LINES',
-           'MAX_TOKEN_CHARS', 'is_time_zone', 'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen',
-           'DiscoveryConfig', 'SelectionConfig', 'SynthesisConfig', 'AllocationConfig', 'BacktestConfig',
-           'PortfolioConfig', 'OrchestrationConfig', 'Profile', 'safe_yaml', 'check_tree', 'parse_setting',
-           'load_manifest', 'check_manifest', 'deep_merge', 'profile_chain', 'env_overrides', 'load_profile',
-           'resolve_auth_token']
+__all__ = ['Interval', 'FilterValue', 'UniversePolicy', 'MAX_TEXT_BYTES', 'MAX_VALUE_BYTES', 'MAX_DEPTH', 'MAX_NODES',
+           'MAX_INT_CHARS', 'DEFAULT_MANIFEST', 'MANIFEST_VERSION', 'ENV_PREFIX', 'MAX_ERROR_LINES', 'MAX_TOKEN_CHARS',
+           'is_time_zone', 'DataRules', 'DataConfig', 'HydrationConfig', 'ScreenFilter', 'Screen', 'DiscoveryConfig',
+           'PortfolioConfig', 'OrchestrationConfig', 'safe_yaml', 'check_tree', 'parse_setting', 'load_manifest',
+           'check_manifest', 'deep_merge', 'profile_chain', 'env_overrides', 'Layers', 'resolve_layers',
+           'format_errors', 'resolve_auth_token']
 
 # %% ../nbs/02_config.ipynb #0413960a
-SETTING_MAX = 2**31 - 1 # the largest integer setting: counts, rows and periods fit int32 everywhere downstream
-_NUMBERS = (int, float, int | None, float | None)
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, v, info):
-        "`true` is not the number 1 (bool is an int in Python): a bool given for a numeric setting is refused."
-        if isinstance(v, bool) and cls.model_fields[info.field_name].annotation in _NUMBERS:
-            raise ValueError("a boolean is not a number")
-        return v
-
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,31}(?:/[A-Za-z0-9_+\-]{1,32}){0,2}")
 
@@ -59,9 +45,10 @@ def is_time_zone(name:str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError): return False
     return True
 
+# %% ../nbs/02_config.ipynb #0d8d6e29
 Interval = Literal["1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M"]
 
-class DataRules(_Section):
+class DataRules(Settings):
     "Thresholds of the data contracts (the rules are versioned in `data.contracts`)."
     toxic_return: float = Field(5.0, gt=0)       # a simple return above this (+500%) quarantines the symbol
     stale_bars: int = Field(20, ge=2, le=SETTING_MAX)          # this many identical closes in a row mark a stale series
@@ -75,7 +62,7 @@ class DataRules(_Section):
             raise ValueError(f"print_revert ({self.print_revert}) must be smaller than print_move ({self.print_move})")
         return self
 
-class DataConfig(_Section):
+class DataConfig(Settings):
     "Where data lives and which bars to use."
     source: Literal["lakehouse", "sample"] = "lakehouse" # "sample": fill the lakehouse from the shipped sample first (offline)
     lakehouse_root: str = "data/lakehouse"       # relative to the working directory unless absolute
@@ -91,7 +78,8 @@ class DataConfig(_Section):
         if v is not None: to_utc(v)                # raises a ValidationError naming the value
         return v
 
-class HydrationConfig(_Section):
+# %% ../nbs/02_config.ipynb #12e2fdc1
+class HydrationConfig(Settings):
     "Internet → lakehouse. Off unless the profile turns it on."
     enabled: bool = False                        # fetch from TradingView before ingesting
     scanner_url: str = "https://scanner.tradingview.com"
@@ -128,16 +116,17 @@ class HydrationConfig(_Section):
             raise ValueError("expected 'exchange' or an IANA time zone such as 'Etc/UTC' or 'America/New_York'")
         return v
 
+# %% ../nbs/02_config.ipynb #9a86f42c
 FilterValue = str | int | float | bool | None
 
-class ScreenFilter(_Section):
+class ScreenFilter(Settings):
     "One screener filter `{left, operation, right}`."
     left: str
     operation: Literal["greater", "less", "egreater", "eless", "equal", "nequal", "in_range", "not_in_range",
                        "above", "below", "crosses", "crosses_above", "crosses_below", "has", "has_none_of", "match"]
     right: FilterValue | list[FilterValue] = None # a value, or a list of them (in_range, has, ...)
 
-class Screen(_Section):
+class Screen(Settings):
     "A discovery screen: what to ask the screener, and what the results are for."
     name: str
     market: str = "crypto"                       # screener market, e.g. america, crypto, forex
@@ -155,7 +144,7 @@ class Screen(_Section):
 
 UniversePolicy = Literal["as_known", "catalog", "present_day"]
 
-class DiscoveryConfig(_Section):
+class DiscoveryConfig(Settings):
     "Where candidates come from, and which universe each backtest decision date may use."
     source: Literal["scanner", "catalog"] = "catalog" # online screener, or the lakehouse catalog (offline)
     screens: list[Screen] = []
@@ -170,69 +159,8 @@ class DiscoveryConfig(_Section):
             object.__setattr__(self, "universe_policy", "catalog" if self.source == "catalog" else "as_known")
         return self
 
-class SelectionConfig(_Section):
-    enabled: bool = True                         # run Selection inside every backtest window
-    floor: int = Field(15, ge=1, le=SETTING_MAX)               # HTR tops up by rank to at least this many winners
-    max_selected: int = Field(40, ge=1, le=SETTING_MAX)        # and never more than this
-    min_history: int = Field(126, ge=2, le=SETTING_MAX)        # bars of training history an asset needs
-    ranking: Literal["probability_product", "rank_sum"] = "probability_product"
-    feature_weights: dict[str, float] = {"momentum": 1.0, "volatility": 1.0, "efficiency": 1.0}
-    linkage: Literal["single", "average", "complete", "ward"] = "average"
-    cluster_threshold: float = Field(0.5, gt=0, le=2) # cut height on correlation distance
-    max_clusters: int = Field(20, ge=1, le=SETTING_MAX)
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        if self.floor > self.max_selected:
-            raise ValueError(f"floor ({self.floor}) must not exceed max_selected ({self.max_selected})")
-        return self
-
-class SynthesisConfig(_Section):
-    enabled: bool = True                         # build strategy atoms of the winners inside every backtest window
-    logics: list[Literal["hold", "momentum", "mean_reversion", "trend_filter"]] = ["hold", "momentum"]
-    momentum_lookback: int = Field(63, ge=2, le=SETTING_MAX)
-    ma_window: int = Field(20, ge=2, le=SETTING_MAX)
-
-class AllocationConfig(_Section):
-    "Allocators and their conventions (see `pipelines.allocation.allocation_from_config`)."
-    optimizers: list[Literal["equal_weight", "inverse_volatility", "min_variance", "min_variance_long_short", "max_sharpe",
-                             "erc", "hrp", "market", "benchmark"]] = ["equal_weight", "min_variance", "hrp"]
-    covariance: Literal["sample", "ledoit_wolf"] = "sample"
-    ddof: int = Field(1, ge=0, le=1)             # sample covariance degrees of freedom
-    shrinkage: float | None = Field(None, ge=0, le=1) # Ledoit–Wolf intensity; None: estimated
-    min_coverage: float = Field(0.5, gt=0, le=1) # missing-data policy: share of window rows an asset needs
-    budget: float = Field(1.0, gt=0)             # sum of the weights
-    max_weight: float | None = Field(None, gt=0, le=1) # per-stream cap
-    cluster_cap: float | None = Field(None, gt=0, le=1) # per-cluster cap
-    gross_limit: float | None = Field(None, ge=0) # Σ|w| at most this
-    net_limit: float | None = Field(None, ge=0)  # |Σw| at most this
-    hrp_linkage: Literal["single", "average", "complete", "ward"] = "single"
-    hrp_distance: Literal["pearson", "absolute", "squared"] = "pearson"
-    hrp_optimal_ordering: bool = False
-    erc_tol: float = Field(1e-12, gt=0, lt=1e-3)
-    benchmark: str | None = None                 # symbol of the Market baseline
-
-class BacktestConfig(_Section):
-    "Walk-forward conventions (see `backtest.engine.BacktestEngine`)."
-    train: int = Field(252, ge=2, le=SETTING_MAX)              # training rows per fold
-    test: int = Field(21, ge=1, le=SETTING_MAX)                # test rows per fold
-    step: int | None = Field(None, ge=1, le=SETTING_MAX)       # rows between folds (defaults to `test`)
-    anchored: bool = False                       # grow the training window from the first row
-    holding: Literal["fixed", "drift"] = "drift"
-    cost_bps: float = Field(0.0, ge=0, le=10_000)         # cost per unit of one-way turnover, in basis points (≤ 100%)
-    lag: int = Field(0, ge=0, le=SETTING_MAX)                  # rows between decision and the first earning row
-    periods_per_year: int | None = Field(None, ge=1, le=SETTING_MAX) # annualization; None: read from the data's calendar (252 exchange days, 365 for 24/7)
-    warmup: int = Field(0, ge=0, le=SETTING_MAX)               # extra rows before the training window selection/synthesis may read
-    n_batches: int = Field(1, ge=1, le=SETTING_MAX)            # decision batches (parallel units for the executor)
-    workspace: bool = True                       # reuse a NumericalWorkspace per batch
-
-    @model_validator(mode="after")
-    def _lag(self):
-        if self.lag >= min(self.step or self.test, self.test):
-            raise ValueError(f"lag ({self.lag}) must be smaller than min(step, test) = {min(self.step or self.test, self.test)}")
-        return self
-
-class PortfolioConfig(_Section):
+# %% ../nbs/02_config.ipynb #0dd61288
+class PortfolioConfig(Settings):
     "Today's portfolio: the next period's target per allocator, the holdings it trades from, and when not to trade."
     enabled: bool = True                         # compute today's target weights and trade list in every run
     holdings: Literal["previous_run", "cash"] = "previous_run" # without a holdings file: the last successful run's target, drifted (or all cash)
@@ -242,39 +170,12 @@ class PortfolioConfig(_Section):
     allow_short: bool = False                    # negative holdings (weights or quantities) are accepted
     capital: float | None = Field(None, gt=0, le=1e15) # portfolio value in the quote currency: notionals and share quantities (--capital wins)
 
-class OrchestrationConfig(_Section):
+class OrchestrationConfig(Settings):
     executor: Literal["serial", "ray"] = "serial"
     cpus: int | None = Field(None, ge=1, le=SETTING_MAX)       # Ray: CPUs for a local cluster (None: all)
     memory_gb: float | None = Field(None, gt=0, le=2**20)# Ray: memory for a local cluster
     ray_address: str | None = None               # Ray: join an existing cluster
     runs_root: str = "runs"
-
-class Profile(_Section):
-    "A fully resolved profile: every setting of a run."
-    name: str
-    description: str = ""
-    data: DataConfig = DataConfig()
-    hydration: HydrationConfig = HydrationConfig()
-    discovery: DiscoveryConfig = DiscoveryConfig()
-    selection: SelectionConfig = SelectionConfig()
-    synthesis: SynthesisConfig = SynthesisConfig()
-    allocation: AllocationConfig = AllocationConfig()
-    backtest: BacktestConfig = BacktestConfig()
-    portfolio: PortfolioConfig = PortfolioConfig()
-    orchestration: OrchestrationConfig = OrchestrationConfig()
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v): return safe_component(v, "profile")
-
-    def to_json(self) -> str:
-        "Canonical JSON (sorted keys, no whitespace): the bytes the hash is taken over."
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    @property
-    def manifest_hash(self) -> str:
-        "SHA-256 of `to_json()`: equal settings ⇔ equal hash."
-        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 # %% ../nbs/02_config.ipynb #ef5bb3cb
 MAX_TEXT_BYTES = 1 << 20      # a manifest file (the shipped one is about 4 KiB)
@@ -285,6 +186,7 @@ MAX_INT_CHARS = 100           # digits of one integer in untrusted text (the mod
 
 _YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader) # libyaml when PyYAML was built with it (fast), else pure Python
 
+# %% ../nbs/02_config.ipynb #1f439fa6
 class _Budget:
     "Counts parser events: nesting depth, and values with each alias weighted by the size of its anchor."
     def __init__(self, what:str, max_depth:int, max_nodes:int):
@@ -320,6 +222,7 @@ class _Budget:
             if anchor is not None: self.sizes[anchor] = (self.nodes - before, tallest + 1)
             if self.open: self.open[-1][2] = max(self.open[-1][2], tallest + 1)
 
+# %% ../nbs/02_config.ipynb #78376db6
 def _scan(text:str, budget:_Budget) -> None:
     "Feed every parser event of `text` to `budget`, before anything is composed or built."
     parser = _YAML(text)
@@ -466,6 +369,7 @@ def load_manifest(path=None, # a manifest file (YAML or JSON); None: the package
     raw = safe_yaml(_read_manifest(src, max_bytes), f"manifest {str(src)!r}", max_bytes=max_bytes)
     return check_manifest(raw, source=str(src))
 
+# %% ../nbs/02_config.ipynb #e23bc1af
 def check_manifest(raw:Any, source:str="<manifest>") -> dict:
     "Validate the shape of an in-memory manifest mapping (bounded like `safe_yaml` by `check_tree`)."
     source = _cut(source) if isinstance(source, str) else "<manifest>"
@@ -538,54 +442,70 @@ def _overrides_tree(overrides:Mapping|None) -> dict:
         tree = deep_merge(tree, _nest(tuple(k.split(".")), v))
     return tree
 
-# %% ../nbs/02_config.ipynb #fb9b4dbc
+# %% ../nbs/02_config.ipynb #0afa9f11
 MAX_ERROR_LINES = 10 # a message names at most this many invalid settings, then says how many more
 _SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE) # settings whose value an error message never shows
 
-def _format_errors(err:pydantic.ValidationError, name:str, env_keys:dict, explicit:dict) -> str:
-    "One line per invalid setting (key path, reason, a short prefix of the value, its layer), at most `MAX_ERROR_LINES`."
-    errors = err.errors(include_url=False)
-    explicit_keys = _flat_keys(explicit)
-    lines = []
-    for e in errors[:MAX_ERROR_LINES]:
-        path = ".".join(str(p) for p in e["loc"])
-        src = next((f" (from environment variable {_cut(v)})" for k, v in env_keys.items()
-                    if ".".join(k) == path or path.startswith(".".join(k) + ".")), "")
-        if not src and any(path == k or path.startswith(k + ".") for k in explicit_keys): src = " (from explicit arguments)"
-        val = f" got {short_repr(e['input'], 80)}" if e["type"] != "missing" and not isinstance(e.get("input"), dict) else ""
-        if val and _SECRET_KEY.search(str(e["loc"][-1])): val = " (value not shown)"
-        lines.append(f"{_cut(path)}: {_cut(e['msg'], 200)}{';' if val else ''}{val}{src}")
-    more = f"; and {len(errors) - MAX_ERROR_LINES} more" if len(errors) > MAX_ERROR_LINES else ""
-    return f"profile {name!r} is invalid: " + "; ".join(lines) + more
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    "A profile's settings merged over its layers, with the keys each layer gave."
+    name:str # the profile's name
+    merged:dict # defaults are the models'; this is everything the layers set
+    env_keys:dict # key path tuple → the TVS_* variable that set it
+    explicit:dict # the explicit overrides as a nested tree
 
-def _flat_keys(tree:Mapping, prefix:str="") -> list[str]:
-    out = []
-    for k, v in tree.items():
-        out.append(prefix + str(k))
-        if isinstance(v, Mapping): out += _flat_keys(v, prefix + str(k) + ".")
-    return out
-
-def load_profile(name:str="canary", # profile to resolve
-                 manifest=None, # path to a manifest file, an already loaded manifest dict, or None for the packaged one
-                 env:Mapping[str, str]|None=None, # environment for TVS_* overrides; None reads os.environ
-                 overrides:Mapping|None=None, # explicit settings, nested or dotted ('backtest.cost_bps': 2)
-                ) -> Profile:
-    "Resolve `name`: defaults < profile chain < TVS_* env < explicit overrides. Returns a frozen `Profile`."
+def resolve_layers(name:str="canary", # profile to resolve
+                   manifest=None, # path to a manifest file, an already loaded manifest dict, or None for the packaged one
+                   env:Mapping[str, str]|None=None, # environment for TVS_* overrides; None reads os.environ
+                   overrides:Mapping|None=None, # explicit settings, nested or dotted ('backtest.cost_bps': 2)
+                  ) -> Layers:
+    "The layers of `name` merged: profile chain < TVS_* env < explicit overrides (not yet validated)."
     name = safe_component(name, "profile")
     if isinstance(manifest, Mapping):
         m = check_manifest({k: v for k, v in manifest.items() if k != "source"}, manifest.get("source", "<manifest>"))
-    else: m = load_manifest(manifest)
+    else:
+        m = load_manifest(manifest)
     merged: dict = {}
     for link in profile_chain(m, name):
         merged = deep_merge(merged, {k: v for k, v in m["profiles"][link].items() if k != "extends"})
     envs = env_overrides(os.environ if env is None else env)
-    for path, (_, value) in envs.items(): merged = deep_merge(merged, _nest(path, value))
+    for path, (_, value) in envs.items():
+        merged = deep_merge(merged, _nest(path, value))
     explicit = _overrides_tree(overrides)
     merged = deep_merge(merged, explicit)
     merged["name"] = name
-    try: return Profile.model_validate(merged)
-    except pydantic.ValidationError as e:
-        raise ConfigError(_format_errors(e, name, {k: v[0] for k, v in envs.items()}, explicit)) from None
+    return Layers(name, merged, {k: v[0] for k, v in envs.items()}, explicit)
+
+# %% ../nbs/02_config.ipynb #ef3365b9
+def _flat_keys(tree:Mapping, prefix:str="") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        out.append(prefix + str(k))
+        if isinstance(v, Mapping):
+            out += _flat_keys(v, prefix + str(k) + ".")
+    return out
+
+def _error_line(e:dict, layers:Layers, explicit_keys:list[str]) -> str:
+    "One invalid setting: key path, reason, a short prefix of the value (never a secret's), and its layer."
+    path = ".".join(str(p) for p in e["loc"])
+    src = next((f" (from environment variable {_cut(v)})" for k, v in layers.env_keys.items()
+                if ".".join(k) == path or path.startswith(".".join(k) + ".")), "")
+    if not src and any(path == k or path.startswith(k + ".") for k in explicit_keys):
+        src = " (from explicit arguments)"
+    val = f" got {short_repr(e['input'], 80)}" if e["type"] != "missing" and not isinstance(e.get("input"), dict) else ""
+    if val and _SECRET_KEY.search(str(e["loc"][-1])):
+        val = " (value not shown)"
+    return f"{_cut(path)}: {_cut(e['msg'], 200)}{';' if val else ''}{val}{src}"
+
+def format_errors(err:pydantic.ValidationError, # what validating `layers.merged` raised
+                  layers:Layers, # the layers that were validated
+                 ) -> str:
+    "One line per invalid setting, at most `MAX_ERROR_LINES`, then how many more."
+    errors = err.errors(include_url=False)
+    explicit_keys = _flat_keys(layers.explicit)
+    lines = [_error_line(e, layers, explicit_keys) for e in errors[:MAX_ERROR_LINES]]
+    more = f"; and {len(errors) - MAX_ERROR_LINES} more" if len(errors) > MAX_ERROR_LINES else ""
+    return f"profile {layers.name!r} is invalid: " + "; ".join(lines) + more
 
 # %% ../nbs/02_config.ipynb #c3d552d0
 MAX_TOKEN_CHARS = 4096 # the longest auth token accepted (a TradingView token is about 1 KiB)

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #43e705c7
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -13,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator
 
 # %% auto #0
-__all__ = ['TVSError', 'ValidationError', 'UnsafePathError', 'ConfigError', 'ContractError', 'LookAheadError',
-           'DataNotFoundError', 'CorruptDataError', 'StorageError', 'ProtocolError', 'LedgerError', 'short_repr',
-           'describe', 'Symbol', 'encode_symbol', 'decode_symbol', 'to_utc', 'utc_now', 'utc_iso', 'check_utc_index']
+__all__ = ['SETTING_MAX', 'FLOAT_MAX', 'TVSError', 'ValidationError', 'UnsafePathError', 'ConfigError', 'ContractError',
+           'LookAheadError', 'DataNotFoundError', 'CorruptDataError', 'StorageError', 'ProtocolError', 'LedgerError',
+           'short_repr', 'describe', 'Symbol', 'encode_symbol', 'decode_symbol', 'to_utc', 'utc_now', 'utc_iso',
+           'check_utc_index', 'Settings']
 
 # %% ../nbs/00_core.ipynb #2381078d
 class TVSError(Exception):
@@ -231,3 +234,32 @@ def check_utc_index(index:Any, # the index to check (e.g. `frame.index`)
         raise ContractError(describe(what, "unsorted or duplicated timestamps", "strictly increasing timestamps",
                                      hint="sort_index() and drop or merge the duplicates"))
     return index
+
+# %% ../nbs/00_core.ipynb #b6548c02
+SETTING_MAX = 2**31 - 1  # the largest integer setting
+FLOAT_MAX = 1e15         # the largest magnitude of a float setting
+_NUMBERS = (int, float, int | None, float | None)
+
+class Settings(BaseModel):
+    "Base of every parameter model: validated, immutable, unknown keys refused, numbers finite and bounded."
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info):
+        "`true` is not the number 1: a bool given for a numeric setting is refused."
+        if isinstance(v, bool) and cls.model_fields[info.field_name].annotation in _NUMBERS:
+            raise ValueError("a boolean is not a number")
+        return v
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, v, info):
+        "A numeric setting: integers within ±SETTING_MAX, floats within ±FLOAT_MAX."
+        if cls.model_fields[info.field_name].annotation not in _NUMBERS:
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > SETTING_MAX:
+            raise ValueError(f"must be at most {SETTING_MAX} in magnitude")
+        if isinstance(v, float) and math.isfinite(v) and abs(v) > FLOAT_MAX:
+            raise ValueError(f"must be at most {FLOAT_MAX:g} in magnitude")
+        return v

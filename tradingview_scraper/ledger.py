@@ -88,6 +88,7 @@ def _series_bytes(values) -> tuple[str, bytes]:
             out += len(b).to_bytes(4, "little") + b
     return "text", bytes(out)
 
+# %% ../nbs/03_ledger.ipynb #8c7bc9c3
 def frame_hash(df:pd.DataFrame|pd.Series) -> str:
     "The documented `tvs-frame-v1` SHA-256 of a DataFrame or Series."
     if isinstance(df, pd.Series): df = df.to_frame(name=df.name if df.name is not None else "__series__")
@@ -98,13 +99,16 @@ def frame_hash(df:pd.DataFrame|pd.Series) -> str:
     for lvl in range(idx.nlevels):
         vals = idx.get_level_values(lvl)
         fam, b = _series_bytes(vals)
-        h.update(f"index:{canonical_json(vals.name)}:{fam}:{len(b)}\x00".encode()); h.update(b)
+        h.update(f"index:{canonical_json(vals.name)}:{fam}:{len(b)}\x00".encode())
+        h.update(b)
     for i in range(df.shape[1]):
         col = df.iloc[:, i]
         fam, b = _series_bytes(col.array if isinstance(col.dtype, pd.DatetimeTZDtype) else col.to_numpy() if isinstance(col.dtype, np.dtype) else col.astype(object).to_numpy())
-        h.update(f"col:{canonical_json(df.columns[i])}:{fam}:{len(b)}\x00".encode()); h.update(b)
+        h.update(f"col:{canonical_json(df.columns[i])}:{fam}:{len(b)}\x00".encode())
+        h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/03_ledger.ipynb #2748a221
 def file_hash(path, chunk:int=1<<20) -> str:
     "SHA-256 of a file's bytes, streamed."
     p = validate_user_path(path, "file")
@@ -191,6 +195,7 @@ def _check_anchor(anchor:dict|None) -> dict|None:
     if not ok: raise ValidationError(describe("ledger anchor", anchor, "{'seq': int >= 0, 'hash': 64 lowercase hex digits}"))
     return anchor
 
+# %% ../nbs/03_ledger.ipynb #50b3083e
 def _compare_anchor(recs:list[dict], # the ledger's records, already checked as a chain
                     anchor:dict, # the `{seq, hash}` the ledger's last record should be
                     source:str, # how to name the anchor
@@ -228,8 +233,10 @@ def _open_regular(path:Path) -> int:
         raise OSError(errno.EINVAL, "not a regular file")
     return fd
 
+# %% ../nbs/03_ledger.ipynb #efd3e605
 class AuditLedger:
     "Append-only, hash-chained, lock-protected `audit.jsonl`."
+
     def __init__(self, path, # the ledger file (created on first append)
                  durable:bool=True, # fsync every record
                  key:bytes|str|None=None, # secret for record macs; None: `$TRADINGVIEW_SCRAPER_LEDGER_KEY` when set
@@ -250,176 +257,211 @@ class AuditLedger:
         if key is not None: return ledger_key(key)
         return self._key if self._key is not None else ledger_key()
 
-    def _tail(self, fd:int) -> dict|None:
-        "Parse the last record by reading backwards from the end of the file (O(record size))."
-        end = os.fstat(fd).st_size
-        if end == 0: return None
-        if os.pread(fd, 1, end - 1) != b"\n":
-            raise LedgerError(f"ledger {str(self.path)!r} ends with a torn record (no trailing newline); "
-                              "run `tvs ledger verify` and repair before appending")
-        pos, buf = end - 1, b""          # buf: bytes between pos and the final newline
-        while True:
-            start = max(0, pos - 65536)
-            buf = os.pread(fd, pos - start, start) + buf
-            if (nl := buf.rfind(b"\n")) != -1: line = buf[nl + 1:]; break
-            if start == 0: line = buf; break
-            pos = start
-        try:
-            rec = json.loads(line.decode("utf-8"))
-            if rec["hash"] != record_hash(rec): raise ValueError("hash mismatch")
-        except (ValueError, KeyError, TypeError) as e:
-            raise LedgerError(f"last record of {str(self.path)!r} is corrupt ({e}); run `tvs ledger verify`") from None
-        return rec
+# %% ../nbs/03_ledger.ipynb #7e8c34b2
+def _tail(self, fd:int) -> dict|None:
+    "Parse the last record by reading backwards from the end of the file (O(record size))."
+    end = os.fstat(fd).st_size
+    if end == 0: return None
+    if os.pread(fd, 1, end - 1) != b"\n":
+        raise LedgerError(f"ledger {str(self.path)!r} ends with a torn record (no trailing newline); "
+                          "run `tvs ledger verify` and repair before appending")
+    pos, buf = end - 1, b""          # buf: bytes between pos and the final newline
+    while True:
+        start = max(0, pos - 65536)
+        buf = os.pread(fd, pos - start, start) + buf
+        if (nl := buf.rfind(b"\n")) != -1 or start == 0: break
+        pos = start
+    line = buf[nl + 1:] if nl != -1 else buf
+    try:
+        rec = json.loads(line.decode("utf-8"))
+        if rec["hash"] != record_hash(rec): raise ValueError("hash mismatch")
+    except (ValueError, KeyError, TypeError) as e:
+        raise LedgerError(f"last record of {str(self.path)!r} is corrupt ({e}); run `tvs ledger verify`") from None
+    return rec
 
-    def head(self) -> dict|None:
-        "`{seq, hash}` of the last record, read from the end of the file (O(record)); None for a missing or empty ledger."
-        try: fd = _open_regular(self.path)
-        except FileNotFoundError: return None
-        except OSError as e: raise LedgerError(describe("ledger", str(self.path), "a readable ledger file", e.strerror)) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)           # not between an append's write and its rollback
-            last = self._tail(fd)
-        finally: os.close(fd)
-        return None if last is None else {"seq": last["seq"], "hash": last["hash"]}
+AuditLedger._tail = _tail
 
-    def _check_key(self, last:dict, key:bytes|None):
-        "Refuse to extend a keyed ledger without its key, or an unkeyed one with a key (no mixed ledgers)."
-        where = f"ledger {str(self.path)!r}"
-        if "mac" in last and key is None:
-            raise LedgerError(f"{where} is keyed (its records carry a mac): set ${LEDGER_KEY_ENV} to its key to append")
-        if "mac" not in last and key is not None:
-            raise LedgerError(f"{where} was started without a key: unset ${LEDGER_KEY_ENV} to append to it "
-                              "(a ledger is keyed from its genesis record or not at all)")
-        if key is not None and not _mac_ok(key, last):
-            raise LedgerError(f"{where}: the key does not match the one its last record was signed with")
+# %% ../nbs/03_ledger.ipynb #2dd4267b
+def _head(self) -> dict|None:
+    "`{seq, hash}` of the last record, read from the end of the file (O(record)); None for a missing or empty ledger."
+    try: fd = _open_regular(self.path)
+    except FileNotFoundError: return None
+    except OSError as e: raise LedgerError(describe("ledger", str(self.path), "a readable ledger file", e.strerror)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)           # not between an append's write and its rollback
+        last = self._tail(fd)
+    finally: os.close(fd)
+    return None if last is None else {"seq": last["seq"], "hash": last["hash"]}
 
-    def _write(self, fd:int, line:bytes, kind:str):
-        "Write one record at the end; on any failure cut the file back to its size before the write, then raise."
-        size = os.fstat(fd).st_size
-        try:
-            view = memoryview(line)
-            while view: view = view[os.write(fd, view):]
-            if self.durable: os.fsync(fd)
-        except BaseException as e:
-            try: os.ftruncate(fd, size)              # we hold the lock: nobody appended after us
-            except OSError as e2:
-                raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e}) and the partial record "
-                                  f"could not be removed ({e2.strerror}); run `tvs ledger verify`") from None
-            if isinstance(e, OSError):
-                raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e.strerror or e}); "
-                                  "the ledger was left as it was") from None
-            raise
+AuditLedger.head = _head
 
-    def append(self, kind:str, # one of genesis, intent, outcome, event
-               data:dict|None=None, # the record's payload (JSON-able)
-              ) -> dict:
-        "Append one record under the lock; returns it (with `seq`, `prev`, `hash`, and `mac` when keyed)."
-        if kind not in KINDS: raise ValidationError(describe("record kind", kind, f"one of {KINDS}"))
-        payload = to_jsonable(data or {})
-        key = self._resolve_key()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)           # released when fd is closed
-            last = self._tail(fd)
-            if (last is None) != (kind == "genesis"):
-                raise LedgerError(f"ledger {str(self.path)!r}: " + ("the first record must be 'genesis'" if last is None
-                                                                   else "'genesis' can only be the first record"))
-            if last is not None: self._check_key(last, key)
-            rec = {"seq": 0 if last is None else last["seq"] + 1, "ts": utc_iso(), "kind": kind,
-                   "data": payload, "prev": GENESIS_PREV if last is None else last["hash"]}
-            rec["hash"] = record_hash(rec)
-            if key is not None: rec["mac"] = record_mac(key, rec["hash"])
-            self._write(fd, (canonical_json(rec) + "\n").encode("utf-8"), kind)
-        finally: os.close(fd)
-        return rec
+# %% ../nbs/03_ledger.ipynb #0df06c88
+def _check_key(self, last:dict, key:bytes|None):
+    "Refuse to extend a keyed ledger without its key, or an unkeyed one with a key (no mixed ledgers)."
+    where = f"ledger {str(self.path)!r}"
+    if "mac" in last and key is None:
+        raise LedgerError(f"{where} is keyed (its records carry a mac): set ${LEDGER_KEY_ENV} to its key to append")
+    if "mac" not in last and key is not None:
+        raise LedgerError(f"{where} was started without a key: unset ${LEDGER_KEY_ENV} to append to it "
+                          "(a ledger is keyed from its genesis record or not at all)")
+    if key is not None and not _mac_ok(key, last):
+        raise LedgerError(f"{where}: the key does not match the one its last record was signed with")
 
-    def genesis(self, run_id:str, profile:str, manifest_hash:str, **extra) -> dict:
-        "Write the first record: run, profile, settings hash, package/Python versions, git commit."
-        return self.append("genesis", {"run_id": run_id, "profile": profile, "manifest_hash": manifest_hash,
-                                       "package_version": tradingview_scraper.__version__,
-                                       "python_version": platform.python_version(), "platform": platform.platform(),
-                                       "git_commit": _git_commit(), **extra})
+AuditLedger._check_key = _check_key
 
-    def intent(self, step:str, params:dict|None=None, inputs:dict|None=None) -> dict:
-        "Record that `step` is about to run with `params` on `inputs` (name → content hash)."
-        return self.append("intent", {"step": step, "params": params or {}, "inputs": inputs or {}})
+# %% ../nbs/03_ledger.ipynb #f10f214f
+def _write(self, fd:int, line:bytes, kind:str):
+    "Write one record at the end; on any failure cut the file back to its size before the write, then raise."
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(line)
+        while view: view = view[os.write(fd, view):]
+        if self.durable: os.fsync(fd)
+    except BaseException as e:
+        try: os.ftruncate(fd, size)              # we hold the lock: nobody appended after us
+        except OSError as e2:
+            raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e}) and the partial record "
+                              f"could not be removed ({e2.strerror}); run `tvs ledger verify`") from None
+        if isinstance(e, OSError):
+            raise LedgerError(f"ledger {str(self.path)!r}: appending the {kind!r} record failed ({e.strerror or e}); "
+                              "the ledger was left as it was") from None
+        raise
 
-    def outcome(self, step:str, status:str="succeeded", outputs:dict|None=None, error:str|None=None,
-                duration_s:float|None=None, **extra) -> dict:
-        "Record how `step` ended, with `outputs` (name → content hash)."
-        if status not in ("succeeded", "failed", "skipped"):
-            raise ValidationError(describe("outcome status", status, "succeeded, failed or skipped"))
-        return self.append("outcome", {"step": step, "status": status, "outputs": outputs or {}, "error": error,
-                                       "duration_s": None if duration_s is None else round(duration_s, 6), **extra})
+AuditLedger._write = _write
 
-    @contextlib.contextmanager
-    def step(self, name:str, params:dict|None=None, inputs:dict|None=None) -> Iterator[dict]:
-        "Intent now; outcome at exit. Put output hashes into the yielded dict."
-        self.intent(name, params, inputs)
-        outputs: dict = {}
-        t0 = time.perf_counter()
-        try: yield outputs
-        except BaseException as e:
-            self.outcome(name, "failed", outputs, error=f"{type(e).__name__}: {e}", duration_s=time.perf_counter() - t0)
-            raise
-        self.outcome(name, "succeeded", outputs, duration_s=time.perf_counter() - t0)
+# %% ../nbs/03_ledger.ipynb #ffb609bf
+def _append(self, kind:str, # one of genesis, intent, outcome, event
+            data:dict|None=None, # the record's payload (JSON-able)
+           ) -> dict:
+    "Append one record under the lock; returns it (with `seq`, `prev`, `hash`, and `mac` when keyed)."
+    if kind not in KINDS: raise ValidationError(describe("record kind", kind, f"one of {KINDS}"))
+    payload = to_jsonable(data or {})
+    key = self._resolve_key()
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)           # released when fd is closed
+        last = self._tail(fd)
+        if (last is None) != (kind == "genesis"):
+            raise LedgerError(f"ledger {str(self.path)!r}: " + ("the first record must be 'genesis'" if last is None
+                                                               else "'genesis' can only be the first record"))
+        if last is not None: self._check_key(last, key)
+        rec = {"seq": 0 if last is None else last["seq"] + 1, "ts": utc_iso(), "kind": kind,
+               "data": payload, "prev": GENESIS_PREV if last is None else last["hash"]}
+        rec["hash"] = record_hash(rec)
+        if key is not None: rec["mac"] = record_mac(key, rec["hash"])
+        self._write(fd, (canonical_json(rec) + "\n").encode("utf-8"), kind)
+    finally: os.close(fd)
+    return rec
 
-    def records(self) -> list[dict]:
-        "All records, after checking the chain (raises `LedgerError` naming the first broken record)."
-        v, recs = self._scan(key=self._resolve_key())
-        if not v.ok: raise LedgerError(f"{self.path}: {v}")
-        return recs
+AuditLedger.append = _append
 
-    def verify(self, anchor:dict|None=None, # `{seq, hash}` the last record must be (e.g. `status.json`'s `ledger_head`)
-               key:bytes|str|None=None, # check every record's mac with this secret; None: the ledger's or the environment's
-               anchor_source:str="the caller", # how to name the anchor in messages
-              ) -> Verification:
-        "Check every record (canonical line, hash, link to the previous hash, sequence, kind, mac) and the head against `anchor`."
-        return self._scan(_check_anchor(anchor), self._resolve_key(key), anchor_source)[0]
+# %% ../nbs/03_ledger.ipynb #6944becf
+def _genesis(self, run_id:str, profile:str, manifest_hash:str, **extra) -> dict:
+    "Write the first record: run, profile, settings hash, package/Python versions, git commit."
+    return self.append("genesis", {"run_id": run_id, "profile": profile, "manifest_hash": manifest_hash,
+                                   "package_version": tradingview_scraper.__version__,
+                                   "python_version": platform.python_version(), "platform": platform.platform(),
+                                   "git_commit": _git_commit(), **extra})
 
-    def _scan(self, anchor:dict|None=None, key:bytes|None=None, anchor_source:str="the caller") -> tuple[Verification, list[dict]]:
-        "Read the whole ledger under a shared lock and check it record by record, then its head against `anchor`."
-        recs, prev, i, keyed = [], GENESIS_PREV, 0, None    # keyed: do records carry macs (set by the genesis record)
-        def bad(reason, problem="chain"): return Verification(False, len(recs), i, reason, prev if recs else None, problem), recs
-        try: fd = _open_regular(self.path)
-        except FileNotFoundError: return Verification(False, 0, 0, f"no ledger at {str(self.path)!r}", problem="missing"), []
-        except OSError as e: return Verification(False, 0, 0, f"cannot read {str(self.path)!r}: {e.strerror}", problem="unreadable"), []
-        with os.fdopen(fd, "rb") as f:
-            fcntl.flock(fd, fcntl.LOCK_SH)   # a consistent snapshot: no append lands mid-read
-            for i, raw in enumerate(f):
-                if not raw.endswith(b"\n"): return bad("torn record: the line has no trailing newline")
-                try: text = raw[:-1].decode("utf-8")
-                except UnicodeDecodeError: return bad("not valid UTF-8")
-                try: rec = json.loads(text)
-                except (ValueError, RecursionError) as e: return bad(f"not valid JSON ({getattr(e, 'msg', 'nested too deeply')})")
-                if not isinstance(rec, dict) or set(rec) - {"mac"} != RECORD_KEYS:   # check: keys
-                    return bad("not a ledger record (expected keys seq, ts, kind, data, prev, hash, and mac in a keyed ledger)")
-                if keyed is None: keyed = "mac" in rec
-                if ("mac" in rec) != keyed:                                            # check: mac presence
-                    return bad("mac missing from a record of a keyed ledger (stripped?)" if keyed else "a mac on a record of an unkeyed ledger")
-                try: canon = canonical_json(rec)
-                except ValidationError as e: return bad(str(e))
-                if canon != text: return bad("the line is not in canonical form (it was edited)")            # check: canonical
-                if rec["hash"] != record_hash(rec): return bad("hash mismatch: the record's content was changed")  # check: hash
-                if rec["prev"] != prev: return bad("broken link: 'prev' is not the previous record's hash")   # check: prev
-                if type(rec["seq"]) is not int or rec["seq"] != i:                                            # check: seq
-                    return bad(f"sequence gap: seq {_brief(rec['seq'])} at position {i}")
-                if rec["kind"] not in KINDS or (rec["kind"] == "genesis") != (i == 0):                       # check: kind
-                    return bad(f"unexpected kind {_brief(rec['kind'])} at position {i}")
-                if key is not None and not _mac_ok(key, rec):                                                  # check: mac
-                    return bad("no mac: the ledger is not keyed, but a key was given" if not keyed
-                               else "mac mismatch: the record was forged or rewritten without the key (or the key is wrong)", "mac")
-                recs.append(rec); prev = rec["hash"]
-        notes = (f"records carry macs that were not checked (no key: set ${LEDGER_KEY_ENV})",) if keyed and key is None else ()
-        if not recs: return Verification(False, 0, 0, "empty ledger (no genesis record)", problem="empty"), recs
-        if anchor is not None:                                                                             # check: anchor
-            problem, reason, note = _compare_anchor(recs, anchor, anchor_source)
-            if problem:
-                at = min(anchor["seq"], len(recs))
-                return Verification(False, at, at, reason, recs[at - 1]["hash"] if at else None, problem, notes), recs
-            notes += (note,)
-        return Verification(True, len(recs), head=prev, notes=notes), recs
+def _intent(self, step:str, params:dict|None=None, inputs:dict|None=None) -> dict:
+    "Record that `step` is about to run with `params` on `inputs` (name → content hash)."
+    return self.append("intent", {"step": step, "params": params or {}, "inputs": inputs or {}})
+
+def _outcome(self, step:str, status:str="succeeded", outputs:dict|None=None, error:str|None=None,
+             duration_s:float|None=None, **extra) -> dict:
+    "Record how `step` ended, with `outputs` (name → content hash)."
+    if status not in ("succeeded", "failed", "skipped"):
+        raise ValidationError(describe("outcome status", status, "succeeded, failed or skipped"))
+    return self.append("outcome", {"step": step, "status": status, "outputs": outputs or {}, "error": error,
+                                   "duration_s": None if duration_s is None else round(duration_s, 6), **extra})
+
+AuditLedger.genesis, AuditLedger.intent, AuditLedger.outcome = _genesis, _intent, _outcome
+
+# %% ../nbs/03_ledger.ipynb #93c49997
+def _step(self, name:str, params:dict|None=None, inputs:dict|None=None) -> Iterator[dict]:
+    "Intent now; outcome at exit. Put output hashes into the yielded dict."
+    self.intent(name, params, inputs)
+    outputs: dict = {}
+    t0 = time.perf_counter()
+    try: yield outputs
+    except BaseException as e:
+        self.outcome(name, "failed", outputs, error=f"{type(e).__name__}: {e}", duration_s=time.perf_counter() - t0)
+        raise
+    self.outcome(name, "succeeded", outputs, duration_s=time.perf_counter() - t0)
+
+AuditLedger.step = contextlib.contextmanager(_step)
+
+# %% ../nbs/03_ledger.ipynb #29213266
+def _check_line(raw:bytes, # one line of the file, with its newline
+                i:int, # its position in the file: the `seq` it must have
+                prev:str, # the previous record's hash
+                keyed:bool|None, # whether the ledger's records carry macs (None: this is the first record, it decides)
+                key:bytes|None, # check macs with this secret
+               ) -> tuple[dict|None, str, str]:
+    "Check line `i` of a ledger: `(record, '', '')` when it is valid, else `(None, reason, problem)`."
+    def bad(reason, problem="chain"): return None, reason, problem
+    if not raw.endswith(b"\n"): return bad("torn record: the line has no trailing newline")
+    try: text = raw[:-1].decode("utf-8")
+    except UnicodeDecodeError: return bad("not valid UTF-8")
+    try: rec = json.loads(text)
+    except (ValueError, RecursionError) as e: return bad(f"not valid JSON ({getattr(e, 'msg', 'nested too deeply')})")
+    if not isinstance(rec, dict) or set(rec) - {"mac"} != RECORD_KEYS:
+        return bad("not a ledger record (expected keys seq, ts, kind, data, prev, hash, and mac in a keyed ledger)")
+    keyed = "mac" in rec if keyed is None else keyed
+    if ("mac" in rec) != keyed:
+        return bad("mac missing from a record of a keyed ledger (stripped?)" if keyed else "a mac on a record of an unkeyed ledger")
+    try: canon = canonical_json(rec)
+    except ValidationError as e: return bad(str(e))
+    if canon != text: return bad("the line is not in canonical form (it was edited)")
+    if rec["hash"] != record_hash(rec): return bad("hash mismatch: the record's content was changed")
+    if rec["prev"] != prev: return bad("broken link: 'prev' is not the previous record's hash")
+    if type(rec["seq"]) is not int or rec["seq"] != i: return bad(f"sequence gap: seq {_brief(rec['seq'])} at position {i}")
+    if rec["kind"] not in KINDS or (rec["kind"] == "genesis") != (i == 0):
+        return bad(f"unexpected kind {_brief(rec['kind'])} at position {i}")
+    if key is not None and not _mac_ok(key, rec):
+        return bad("no mac: the ledger is not keyed, but a key was given" if not keyed
+                   else "mac mismatch: the record was forged or rewritten without the key (or the key is wrong)", "mac")
+    return rec, "", ""
+
+# %% ../nbs/03_ledger.ipynb #6fbb13e9
+def _scan(self, anchor:dict|None=None, key:bytes|None=None, anchor_source:str="the caller") -> tuple[Verification, list[dict]]:
+    "Read the whole ledger under a shared lock and check it record by record, then its head against `anchor`."
+    recs, prev, keyed = [], GENESIS_PREV, None    # keyed: do records carry macs (set by the genesis record)
+    try: fd = _open_regular(self.path)
+    except FileNotFoundError: return Verification(False, 0, 0, f"no ledger at {str(self.path)!r}", problem="missing"), []
+    except OSError as e: return Verification(False, 0, 0, f"cannot read {str(self.path)!r}: {e.strerror}", problem="unreadable"), []
+    with os.fdopen(fd, "rb") as f:
+        fcntl.flock(fd, fcntl.LOCK_SH)   # a consistent snapshot: no append lands mid-read
+        for i, raw in enumerate(f):
+            rec, reason, problem = _check_line(raw, i, prev, keyed, key)
+            if rec is None: return Verification(False, len(recs), i, reason, prev if recs else None, problem), recs
+            recs.append(rec)
+            prev, keyed = rec["hash"], "mac" in recs[0]
+    notes = (f"records carry macs that were not checked (no key: set ${LEDGER_KEY_ENV})",) if keyed and key is None else ()
+    if not recs: return Verification(False, 0, 0, "empty ledger (no genesis record)", problem="empty"), recs
+    if anchor is not None:                                                                             # check: anchor
+        problem, reason, note = _compare_anchor(recs, anchor, anchor_source)
+        if problem:
+            at = min(anchor["seq"], len(recs))
+            return Verification(False, at, at, reason, recs[at - 1]["hash"] if at else None, problem, notes), recs
+        notes += (note,)
+    return Verification(True, len(recs), head=prev, notes=notes), recs
+
+def _records(self) -> list[dict]:
+    "All records, after checking the chain (raises `LedgerError` naming the first broken record)."
+    v, recs = self._scan(key=self._resolve_key())
+    if not v.ok: raise LedgerError(f"{self.path}: {v}")
+    return recs
+
+def _verify(self, anchor:dict|None=None, # `{seq, hash}` the last record must be (e.g. `status.json`'s `ledger_head`)
+            key:bytes|str|None=None, # check every record's mac with this secret; None: the ledger's or the environment's
+            anchor_source:str="the caller", # how to name the anchor in messages
+           ) -> Verification:
+    "Check every record (canonical line, hash, link to the previous hash, sequence, kind, mac) and the head against `anchor`."
+    return self._scan(_check_anchor(anchor), self._resolve_key(key), anchor_source)[0]
+
+AuditLedger._scan, AuditLedger.records, AuditLedger.verify = _scan, _records, _verify
 
 # %% ../nbs/03_ledger.ipynb #c1040f2d
 STATUS_FILE = "status.json"   # a run's status record (written by `orchestration.runner`); it anchors the ledger head
@@ -438,6 +480,7 @@ def _run_anchor(run_dir:Path) -> tuple[dict|None, str]:
     try: return _check_anchor(head), ""
     except ValidationError as e: raise LedgerError(f"{STATUS_FILE} holds a malformed ledger_head: {e}") from None
 
+# %% ../nbs/03_ledger.ipynb #3fc70c63
 def verify_run(run_dir, # a run directory: `audit.jsonl`, and `status.json` with `ledger_head`
                key:bytes|str|None=None, # the ledger key; None: `$TRADINGVIEW_SCRAPER_LEDGER_KEY` when set
                require_anchor:bool=False, # fail (instead of noting it) when `status.json` anchors no head
@@ -454,9 +497,3 @@ def verify_run(run_dir, # a run directory: `audit.jsonl`, and `status.json` with
     note = f"head not anchored ({why}): records cut off at the tail cannot be detected"
     if require_anchor: return dataclasses.replace(v, ok=False, first_bad=None, reason=note, problem="anchor")
     return dataclasses.replace(v, notes=v.notes + (note,))
-
-# %% ../nbs/03_ledger.ipynb #7342aa64
-def _append_many(path:str, n:int, tag:str):
-    "Append `n` event records tagged `tag` (used to demonstrate and test concurrent appends)."
-    led = AuditLedger(path, durable=False)
-    for i in range(n): led.append("event", {"writer": tag, "i": i})

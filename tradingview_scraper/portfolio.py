@@ -55,10 +55,12 @@ def decide_today(engine:BacktestEngine, # the backtest's engine: its train, anch
                  confirmed:pd.DataFrame|None=None, # the load's `LoadReport.confirmed`: bars still pending at `t` are held
                 ) -> Decision:
     "ONE more walk-forward decision at `t`, through the engine's own decision code (`_DecisionJob`, `_decide_batch`)."
-    if not isinstance(engine, BacktestEngine): raise ValidationError(describe("engine", type(engine).__name__, "a BacktestEngine"))
+    if not isinstance(engine, BacktestEngine):
+        raise ValidationError(describe("engine", type(engine).__name__, "a BacktestEngine"))
     frame = engine._check_returns(returns)
     t = to_utc(t)
-    if not isinstance(t, pd.Timestamp) or pd.isna(t): raise ValidationError(describe("decision time t", str(t)[:80], "one timestamp"))
+    if not isinstance(t, pd.Timestamp) or pd.isna(t):
+        raise ValidationError(describe("decision time t", str(t)[:80], "one timestamp"))
     if len(frame) and t <= frame.index[-1]:
         raise ValidationError(describe("decision time t", str(t), f"a time after the last row of the returns ({frame.index[-1]})",
                                        "a decision at t reads only rows strictly before t: pass returns[returns.index < t]"))
@@ -102,10 +104,13 @@ class Holdings:
 
     def __post_init__(self):
         w = self.weights
-        if not isinstance(w, pd.Series): raise HoldingsError(describe("holdings weights", type(w).__name__, "a Series symbol → weight"))
-        if not w.index.is_unique: raise HoldingsError(describe("holdings symbols", "duplicated", "one weight per symbol"))
+        if not isinstance(w, pd.Series):
+            raise HoldingsError(describe("holdings weights", type(w).__name__, "a Series symbol → weight"))
+        if not w.index.is_unique:
+            raise HoldingsError(describe("holdings symbols", "duplicated", "one weight per symbol"))
         w = w.astype(np.float64)
-        if not np.isfinite(w.to_numpy()).all(): raise HoldingsError(describe("holdings weights", "NaN or inf", "finite weights"))
+        if not np.isfinite(w.to_numpy()).all():
+            raise HoldingsError(describe("holdings weights", "NaN or inf", "finite weights"))
         object.__setattr__(self, "weights", pd.Series(w.to_numpy(), index=pd.Index(w.index.astype(str), name="symbol"), name="weight"))
         object.__setattr__(self, "adjustments", tuple(self.adjustments))
 
@@ -128,17 +133,20 @@ def _column_map(df:pd.DataFrame) -> dict:
     out = {}
     for c in df.columns:
         k = str(c).strip().lower()
-        if k in out: raise HoldingsError(describe("holdings columns", [str(x)[:40] for x in df.columns[:8]], "unique column names", f"{k!r} twice"))
+        if k in out:
+            raise HoldingsError(describe("holdings columns", [str(x)[:40] for x in df.columns[:8]], "unique column names",
+                                         f"{k!r} twice"))
         out[k] = c
     return out
 
+# %% ../nbs/53_portfolio.ipynb #bb2eeeb8
 def _symbols(raw:pd.Series) -> tuple[list, list]:
     "Canonical symbols (or CASH) of every row, and the rows whose text was normalized."
     out, changed = [], []
     for i, v in enumerate(raw.tolist(), start=1):
         if not isinstance(v, str):
-            raise HoldingsError(describe(f"symbol in holdings row {i}", _scalar(v) if v is None or isinstance(v, (int, float, np.generic)) else type(v).__name__,
-                                         "text 'EXCHANGE:TICKER' (or CASH)"))
+            shown = _scalar(v) if v is None or isinstance(v, (int, float, np.generic)) else type(v).__name__
+            raise HoldingsError(describe(f"symbol in holdings row {i}", shown, "text 'EXCHANGE:TICKER' (or CASH)"))
         if v.strip().upper() == CASH: s = CASH
         else:
             try: s = str(Symbol.parse(v))
@@ -147,11 +155,14 @@ def _symbols(raw:pd.Series) -> tuple[list, list]:
         out.append(s)
     return out, changed
 
+# %% ../nbs/53_portfolio.ipynb #9f148fcd
 def _numbers(raw:pd.Series, what:str, symbols:list) -> np.ndarray:
     "`raw` as finite floats, or an error naming the first row that is not a finite number."
     if pd.api.types.is_bool_dtype(raw): raise HoldingsError(describe(f"{what} column", "booleans", "numbers"))
     if pd.api.types.is_numeric_dtype(raw): vals = raw.to_numpy(dtype=np.float64)
-    else: vals = pd.to_numeric(raw.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").to_numpy(dtype=np.float64)
+    else:
+        stripped = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+        vals = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(vals))
     if bad.size:
         i = int(bad[0])
@@ -159,38 +170,107 @@ def _numbers(raw:pd.Series, what:str, symbols:list) -> np.ndarray:
                                      f"{bad.size} rows are not finite numbers" if bad.size > 1 else None))
     return vals
 
+# %% ../nbs/53_portfolio.ipynb #26bfab3b
 def _as_of(raw:pd.Series) -> pd.Timestamp|None:
     "The one time of the `as_of` column (UTC; naive times are UTC)."
     if not len(raw): return None
     uniq = pd.unique(raw.astype(object))
-    if len(uniq) > 1: raise HoldingsError(describe("as_of column", [str(u)[:30] for u in uniq[:3]], "one time for every row"))
+    if len(uniq) > 1:
+        raise HoldingsError(describe("as_of column", [str(u)[:30] for u in uniq[:3]], "one time for every row"))
     try: t = to_utc(uniq[0])
-    except ValidationError: raise HoldingsError(describe("as_of", uniq[0], "a date/time such as 2024-05-31 or 2024-05-31T21:00:00Z")) from None
+    except ValidationError:
+        raise HoldingsError(describe("as_of", uniq[0], "a date/time such as 2024-05-31 or 2024-05-31T21:00:00Z")) from None
     if pd.isna(t): raise HoldingsError(describe("as_of", uniq[0], "a date/time, not empty"))
     return t
 
 def _check_age(as_of:pd.Timestamp, decision_time:pd.Timestamp, max_days:int):
     if as_of > decision_time:
-        raise HoldingsError(describe("holdings as_of", str(as_of), f"a time at or before the decision time {decision_time}", "holdings from the future"))
+        raise HoldingsError(describe("holdings as_of", str(as_of), f"a time at or before the decision time {decision_time}",
+                                     "holdings from the future"))
     if decision_time - as_of > pd.Timedelta(days=max_days):
         age = (decision_time - as_of) / pd.Timedelta(days=1)
-        raise HoldingsError(describe("holdings as_of", str(as_of), f"at most portfolio.max_holdings_age_days = {max_days} days before the "
-                                     f"decision time {decision_time}", f"they are {age:.1f} days old: export today's holdings"))
+        raise HoldingsError(describe("holdings as_of", str(as_of), f"at most portfolio.max_holdings_age_days = {max_days} days "
+                                     f"before the decision time {decision_time}", f"they are {age:.1f} days old: export today's holdings"))
 
+# %% ../nbs/53_portfolio.ipynb #c324668f
 def _check_prices(prices, symbols:list) -> np.ndarray:
     "The price of every symbol: finite and positive."
-    if prices is None: raise HoldingsError(describe("prices", None, "the last close per symbol to value quantities (a Series symbol → price)"))
-    if not isinstance(prices, pd.Series): raise HoldingsError(describe("prices", type(prices).__name__, "a Series symbol → last close"))
+    if prices is None:
+        raise HoldingsError(describe("prices", None, "the last close per symbol to value quantities (a Series symbol → price)"))
+    if not isinstance(prices, pd.Series):
+        raise HoldingsError(describe("prices", type(prices).__name__, "a Series symbol → last close"))
     px = prices.copy()
     px.index = px.index.astype(str)
     if not px.index.is_unique: raise HoldingsError(describe("prices", "duplicated symbols", "one price per symbol"))
     missing = [s for s in symbols if s not in px.index]
-    if missing: raise HoldingsError(describe("prices", missing[:5], "a last close for every held symbol", f"{len(missing)} symbols have none"))
+    if missing:
+        raise HoldingsError(describe("prices", missing[:5], "a last close for every held symbol", f"{len(missing)} symbols have none"))
     vals = pd.to_numeric(px.reindex(symbols), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~(np.isfinite(vals) & (vals > 0)))
-    if bad.size: raise HoldingsError(describe(f"price of {symbols[int(bad[0])]}", _scalar(px[symbols[int(bad[0])]]), "a finite positive last close"))
+    if bad.size:
+        s = symbols[int(bad[0])]
+        raise HoldingsError(describe(f"price of {s}", _scalar(px[s]), "a finite positive last close"))
     return vals
 
+# %% ../nbs/53_portfolio.ipynb #ebaf03c6
+def _check_unique(syms:list):
+    "Refuse a symbol held in two rows (after normalization), naming its rows."
+    seen = {}
+    for i, s in enumerate(syms, start=1): seen.setdefault(s, []).append(i)
+    dup = {s: rows for s, rows in seen.items() if len(rows) > 1}
+    if dup:
+        s, rows = next(iter(dup.items()))
+        raise HoldingsError(describe("holdings symbol", s, "one row per symbol",
+                                     f"rows {rows[:5]}; {len(dup)} symbols repeat: merge the rows"))
+
+def _check_known(syms:list, symbols):
+    "Refuse symbols the run has no data for (`symbols=None`: not checked)."
+    if symbols is None: return
+    known = set(map(str, symbols))
+    unknown = [s for s in syms if s != CASH and s not in known]
+    if unknown:
+        raise HoldingsError(describe("holdings symbols", unknown[:5], "symbols of the run's data",
+                                     f"{len(unknown)} unknown: drop them from the holdings or add their data to the lakehouse"))
+
+# %% ../nbs/53_portfolio.ipynb #e31a74f9
+def _quantity_weights(vals:np.ndarray, is_cash:np.ndarray, prices, names:list, notes:list) -> tuple[np.ndarray, float]:
+    "Weights of quantities valued at `prices` (quantity × price / capital), and the capital Σ quantity·price + cash."
+    value = vals[~is_cash] * _check_prices(prices, names)
+    cash = float(vals[is_cash].sum())
+    capital = float(value.sum()) + cash
+    if not (math.isfinite(capital) and capital > 0):
+        raise HoldingsError(describe("holdings value", capital, "a positive Σ quantity·price + cash", "a book worth nothing has no weights"))
+    notes.append(f"weights = quantity × last close / capital {capital:,.2f} (cash {cash:,.2f})")
+    return value / capital, capital
+
+# %% ../nbs/53_portfolio.ipynb #df3cf665
+def _fraction_weights(vals:np.ndarray, is_cash:np.ndarray, cfg:PortfolioConfig, notes:list) -> np.ndarray:
+    "Weights given as fractions of equity, checked against the gross limit and the profile's `weight_sum` and `allow_short`."
+    w, total = vals[~is_cash], float(vals.sum())
+    gross = float(np.abs(w).sum())
+    if gross > MAX_GROSS:
+        raise HoldingsError(describe("holdings gross exposure Σ|weight|", round(gross, 6),
+                                     f"at most {MAX_GROSS:g} (weights are fractions of equity)", "percent units? divide the weights by 100"))
+    if total > 1 + WEIGHT_TOL:
+        if not cfg.allow_short:
+            raise HoldingsError(describe("holdings weights sum", round(total, 9), f"at most 1 (+{WEIGHT_TOL:g}) in a long-only profile",
+                                         "a sum above one is leverage (negative cash): fix the file, or set portfolio.allow_short: true"))
+        notes.append(f"weights sum to {total:.6g}: cash {1 - float(w.sum()):.6g} (borrowed)")
+    elif total < 1 - WEIGHT_TOL:
+        if cfg.weight_sum == "error":
+            raise HoldingsError(describe("holdings weights sum", round(total, 9), f"1 (± {WEIGHT_TOL:g}) with portfolio.weight_sum: error",
+                                         "add a CASH row, or set portfolio.weight_sum to cash or scale"))
+        if cfg.weight_sum == "scale":
+            if not total > 0:
+                raise HoldingsError(describe("holdings weights sum", round(total, 9), "> 0 to scale to 1 (portfolio.weight_sum: scale)"))
+            w = w / total
+            notes.append(f"weights sum to {total:.6g}: scaled by {1 / total:.6g} to sum to 1 (portfolio.weight_sum: scale)")
+        else: notes.append(f"weights sum to {total:.6g}: the remaining {1 - total:.6g} is cash (portfolio.weight_sum: cash)")
+    if not cfg.allow_short and (1 - float(w.sum())) < -WEIGHT_TOL:       # cash row + weights may still overshoot
+        raise HoldingsError(describe("cash", round(1 - float(w.sum()), 9), "≥ 0 in a long-only profile"))
+    return w
+
+# %% ../nbs/53_portfolio.ipynb #90bbb414
 def holdings_from_frame(df:pd.DataFrame, # symbol + weight, or symbol + quantity; optional as_of and a CASH row
                         *, prices:pd.Series|None=None, # last close per symbol (quantity holdings)
                         symbols=None, # the symbols the run knows (None: not checked)
@@ -200,9 +280,12 @@ def holdings_from_frame(df:pd.DataFrame, # symbol + weight, or symbol + quantity
                        ) -> Holdings:
     "Current holdings from a table; every bad input is a `HoldingsError` or an adjustment recorded in `Holdings.adjustments`."
     cfg = PortfolioConfig() if settings is None else settings
-    if not isinstance(cfg, PortfolioConfig): raise HoldingsError(describe("settings", type(cfg).__name__, "a PortfolioConfig (profile.portfolio)"))
-    if not isinstance(df, pd.DataFrame): raise HoldingsError(describe("holdings", type(df).__name__, "a DataFrame (symbol + weight or quantity)"))
-    if len(df) > MAX_HOLDINGS_ROWS: raise HoldingsError(describe("holdings rows", len(df), f"at most {MAX_HOLDINGS_ROWS}"))
+    if not isinstance(cfg, PortfolioConfig):
+        raise HoldingsError(describe("settings", type(cfg).__name__, "a PortfolioConfig (profile.portfolio)"))
+    if not isinstance(df, pd.DataFrame):
+        raise HoldingsError(describe("holdings", type(df).__name__, "a DataFrame (symbol + weight or quantity)"))
+    if len(df) > MAX_HOLDINGS_ROWS:
+        raise HoldingsError(describe("holdings rows", len(df), f"at most {MAX_HOLDINGS_ROWS}"))
     cols, notes = _column_map(df), []
     kinds = [k for k in ("weight", "quantity") if k in cols]
     if "symbol" not in cols or len(kinds) != 1:
@@ -215,22 +298,13 @@ def holdings_from_frame(df:pd.DataFrame, # symbol + weight, or symbol + quantity
     if changed:
         i, v, s = changed[0]
         notes.append(f"{len(changed)} symbols normalized (row {i}: {short_repr(v, 40)} → {s!r})")
-    seen = {}
-    for i, s in enumerate(syms, start=1): seen.setdefault(s, []).append(i)
-    dup = {s: rows for s, rows in seen.items() if len(rows) > 1}
-    if dup:
-        s, rows = next(iter(dup.items()))
-        raise HoldingsError(describe("holdings symbol", s, "one row per symbol", f"rows {rows[:5]}; {len(dup)} symbols repeat: merge the rows"))
+    _check_unique(syms)
     vals = _numbers(df[cols[kind]], kind, syms)
     if not cfg.allow_short and (vals < 0).any():
         i = int(np.flatnonzero(vals < 0)[0])
         raise HoldingsError(describe(f"{kind} of {syms[i]} (holdings row {i + 1})", float(vals[i]),
                                      "≥ 0 in a long-only profile", "set portfolio.allow_short: true for a book with shorts"))
-    if symbols is not None:
-        known = set(map(str, symbols))
-        unknown = [s for s in syms if s != CASH and s not in known]
-        if unknown: raise HoldingsError(describe("holdings symbols", unknown[:5], "symbols of the run's data",
-                                                 f"{len(unknown)} unknown: drop them from the holdings or add their data to the lakehouse"))
+    _check_known(syms, symbols)
     as_of = _as_of(df[cols["as_of"]]) if "as_of" in cols else None
     if decision_time is not None:
         dt = to_utc(decision_time)
@@ -238,37 +312,8 @@ def holdings_from_frame(df:pd.DataFrame, # symbol + weight, or symbol + quantity
         else: _check_age(as_of, dt, cfg.max_holdings_age_days)
     is_cash = np.array([s == CASH for s in syms], dtype=bool)
     names = [s for s in syms if s != CASH]
-    capital = None
-    if kind == "quantity":
-        value = vals[~is_cash] * _check_prices(prices, names)
-        cash = float(vals[is_cash].sum())
-        capital = float(value.sum()) + cash
-        if not (math.isfinite(capital) and capital > 0):
-            raise HoldingsError(describe("holdings value", capital, "a positive Σ quantity·price + cash", "a book worth nothing has no weights"))
-        w = value / capital
-        notes.append(f"weights = quantity × last close / capital {capital:,.2f} (cash {cash:,.2f})")
-    else:
-        w, total = vals[~is_cash], float(vals.sum())
-        gross = float(np.abs(w).sum())
-        if gross > MAX_GROSS:
-            raise HoldingsError(describe("holdings gross exposure Σ|weight|", round(gross, 6), f"at most {MAX_GROSS:g} (weights are fractions of equity)",
-                                         "percent units? divide the weights by 100"))
-        if total > 1 + WEIGHT_TOL:
-            if not cfg.allow_short:
-                raise HoldingsError(describe("holdings weights sum", round(total, 9), f"at most 1 (+{WEIGHT_TOL:g}) in a long-only profile",
-                                             "a sum above one is leverage (negative cash): fix the file, or set portfolio.allow_short: true"))
-            notes.append(f"weights sum to {total:.6g}: cash {1 - float(w.sum()):.6g} (borrowed)")
-        elif total < 1 - WEIGHT_TOL:
-            if cfg.weight_sum == "error":
-                raise HoldingsError(describe("holdings weights sum", round(total, 9), f"1 (± {WEIGHT_TOL:g}) with portfolio.weight_sum: error",
-                                             "add a CASH row, or set portfolio.weight_sum to cash or scale"))
-            if cfg.weight_sum == "scale":
-                if not total > 0: raise HoldingsError(describe("holdings weights sum", round(total, 9), "> 0 to scale to 1 (portfolio.weight_sum: scale)"))
-                w = w / total
-                notes.append(f"weights sum to {total:.6g}: scaled by {1 / total:.6g} to sum to 1 (portfolio.weight_sum: scale)")
-            else: notes.append(f"weights sum to {total:.6g}: the remaining {1 - total:.6g} is cash (portfolio.weight_sum: cash)")
-        if not cfg.allow_short and (1 - float(w.sum())) < -WEIGHT_TOL:       # cash row + weights may still overshoot
-            raise HoldingsError(describe("cash", round(1 - float(w.sum()), 9), "≥ 0 in a long-only profile"))
+    if kind == "quantity": w, capital = _quantity_weights(vals, is_cash, prices, names, notes)
+    else: w, capital = _fraction_weights(vals, is_cash, cfg, notes), None
     return Holdings(pd.Series(w, index=names, dtype=np.float64), as_of, source, tuple(notes), capital)
 
 # %% ../nbs/53_portfolio.ipynb #f60c2f2d
@@ -277,14 +322,18 @@ _CSV, _PARQUET = (".csv",), (".parquet", ".pq")
 def _read_table(p:Path) -> pd.DataFrame:
     "The table in the file `p` (checked: size, rows, format), or a `HoldingsError`."
     suffix = p.suffix.lower()
-    if suffix not in _CSV + _PARQUET: raise HoldingsError(describe("holdings file suffix", p.suffix, "'.csv', '.parquet' or '.pq'"))
+    if suffix not in _CSV + _PARQUET:
+        raise HoldingsError(describe("holdings file suffix", p.suffix, "'.csv', '.parquet' or '.pq'"))
     if not p.is_file(): raise HoldingsError(describe("holdings file", str(p), "an existing CSV or Parquet file"))
     size = p.stat().st_size
-    if size > MAX_HOLDINGS_BYTES: raise HoldingsError(describe("holdings file size", f"{size} bytes", f"at most {MAX_HOLDINGS_BYTES} bytes"))
+    if size > MAX_HOLDINGS_BYTES:
+        raise HoldingsError(describe("holdings file size", f"{size} bytes", f"at most {MAX_HOLDINGS_BYTES} bytes"))
     try:
         with open(p, "rb") as f: data = f.read(MAX_HOLDINGS_BYTES + 1)
-    except OSError as e: raise HoldingsError(describe("holdings file", str(p), "a readable file", type(e).__name__)) from None
-    if len(data) > MAX_HOLDINGS_BYTES: raise HoldingsError(describe("holdings file size", "growing", f"at most {MAX_HOLDINGS_BYTES} bytes"))
+    except OSError as e:
+        raise HoldingsError(describe("holdings file", str(p), "a readable file", type(e).__name__)) from None
+    if len(data) > MAX_HOLDINGS_BYTES:
+        raise HoldingsError(describe("holdings file size", "growing", f"at most {MAX_HOLDINGS_BYTES} bytes"))
     if suffix in _PARQUET:
         try:
             pf = pq.ParquetFile(pa.BufferReader(data))
@@ -295,9 +344,11 @@ def _read_table(p:Path) -> pd.DataFrame:
             if isinstance(e, TVSError): raise
             raise HoldingsError(describe("holdings file", str(p), "a readable Parquet file", type(e).__name__)) from None
     lines = data.count(b"\n")
-    if lines > MAX_HOLDINGS_ROWS + 1: raise HoldingsError(describe("holdings rows", f"{lines} lines", f"at most {MAX_HOLDINGS_ROWS} rows"))
+    if lines > MAX_HOLDINGS_ROWS + 1:
+        raise HoldingsError(describe("holdings rows", f"{lines} lines", f"at most {MAX_HOLDINGS_ROWS} rows"))
     try: text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e: raise HoldingsError(describe("holdings file", str(p), "UTF-8 text", f"byte {e.start} is not UTF-8")) from None
+    except UnicodeDecodeError as e:
+        raise HoldingsError(describe("holdings file", str(p), "UTF-8 text", f"byte {e.start} is not UTF-8")) from None
     try: return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise HoldingsError(describe("holdings file", str(p), "CSV with a header row such as symbol,weight", type(e).__name__)) from None
@@ -315,18 +366,22 @@ def read_holdings(path, # CSV or Parquet: symbol + weight, or symbol + quantity;
 
 # %% ../nbs/53_portfolio.ipynb #df8487e6
 def _weights(w, what:str="weights") -> pd.Series:
+    "`w` as finite float weights under string symbols, one per symbol."
     if not isinstance(w, pd.Series): raise ValidationError(describe(what, type(w).__name__, "a Series symbol → weight"))
-    if not w.index.is_unique: raise ValidationError(describe(f"{what} index", "duplicated symbols", "one weight per symbol"))
+    if not w.index.is_unique:
+        raise ValidationError(describe(f"{what} index", "duplicated symbols", "one weight per symbol"))
     out = pd.Series(w.to_numpy(dtype=np.float64), index=w.index.astype(str), name="weight")
     if not np.isfinite(out.to_numpy()).all(): raise ValidationError(describe(what, "NaN or inf", "finite weights"))
     return out
 
 def _period(returns:pd.DataFrame, since, until) -> pd.DataFrame:
+    "The rows `since ≤ ts < until` of checked returns."
     BacktestEngine._check_returns(returns, domain=False)
     since, until = to_utc(since), to_utc(until)
     if until < since: raise ValidationError(describe("until", str(until), f"a time at or after since ({since})"))
     return returns[(returns.index >= since) & (returns.index < until)]
 
+# %% ../nbs/53_portfolio.ipynb #5c70d336
 def drift(weights:pd.Series, # symbol → weight bought at `since` (cash = 1 − sum)
           returns:pd.DataFrame, # simple returns (UTC rows, a column per symbol)
           since, # the first row the weights earn (the decision time)
@@ -348,6 +403,7 @@ def drift(weights:pd.Series, # symbol → weight bought at `since` (cash = 1 −
         if (level <= 0.0).any(): return w * 0.0                    # ruin: nothing is left
         return pd.Series(R[-1] * wv / level[-1], index=w.index, name="weight")
 
+# %% ../nbs/53_portfolio.ipynb #1f83bd2a
 def drift_reference(weights:pd.Series, returns:pd.DataFrame, since, until) -> pd.Series:
     "Plain day-by-day twin of `drift` (tests and benchmarks only)."
     w = _weights(weights)
@@ -374,13 +430,15 @@ def carried_holdings(previous:tuple|None, # `previous_portfolio(...)`: (run_id, 
                     ) -> Holdings:
     "The previous run's target of `allocator` drifted to `until` (the default holdings), or cash when there is none."
     until = to_utc(until)
-    if previous is None: return cash_holdings("no previous successful run of the profile with a portfolio: starting from cash", until)
+    if previous is None:
+        return cash_holdings("no previous successful run of the profile with a portfolio: starting from cash", until)
     run_id, portfolio = previous
     if allocator not in portfolio:
         return cash_holdings(f"the previous run {run_id} has no target for {allocator}: starting from cash", until)
     entry = portfolio[allocator]
     t0 = to_utc(entry["t"])
-    if t0 > until: raise HoldingsError(describe(f"previous run {run_id} decision time", str(t0), f"a time at or before {until}"))
+    if t0 > until:
+        raise HoldingsError(describe(f"previous run {run_id} decision time", str(t0), f"a time at or before {until}"))
     w = drift(entry["target"], returns, t0, until)
     n = int(((returns.index >= t0) & (returns.index < until)).sum())
     return Holdings(w, until, f"previous_run:{run_id}", (f"target of {run_id} ({allocator}, decided {t0:%Y-%m-%d}) drifted over {n} rows to {until:%Y-%m-%d}",))
@@ -403,6 +461,7 @@ class TradeList:
     adjustments: tuple      # what was adjusted on the way in (Holdings.adjustments)
     capital: float|None = None # the capital of the notionals
 
+# %% ../nbs/53_portfolio.ipynb #8275b15f
 def _check_lots(lots) -> pd.DataFrame:
     if not isinstance(lots, pd.DataFrame) or "symbol" not in lots.columns or "lot_size" not in lots.columns:
         raise ValidationError(describe("lots", type(lots).__name__, "a DataFrame with columns symbol, lot_size[, min_tick]"))
@@ -411,15 +470,45 @@ def _check_lots(lots) -> pd.DataFrame:
     for c in [c for c in ("lot_size", "min_tick") if c in out.columns]:
         v = pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=np.float64)
         bad = np.flatnonzero(~(np.isnan(v) | (np.isfinite(v) & (v > 0))))
-        if bad.size: raise ValidationError(describe(f"{c} of {out.index[bad[0]]}", _scalar(out[c].iloc[bad[0]]), "a finite positive number, or NaN (unknown)"))
+        if bad.size:
+            raise ValidationError(describe(f"{c} of {out.index[bad[0]]}", _scalar(out[c].iloc[bad[0]]),
+                                           "a finite positive number, or NaN (unknown)"))
         out[c] = v
     return out
 
 def _number(name:str, v, lo:float=0.0, hi:float=math.inf, strict:bool=False) -> float:
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if strict else v >= lo) and v <= hi
-    if not ok: raise ValidationError(describe(name, v, f"a finite number {'>' if strict else '≥'} {lo:g}" + ("" if hi == math.inf else f" and ≤ {hi:g}")))
+    is_number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+    if not (is_number and (v > lo if strict else v >= lo) and v <= hi):
+        bounds = f"a finite number {'>' if strict else '≥'} {lo:g}" + ("" if hi == math.inf else f" and ≤ {hi:g}")
+        raise ValidationError(describe(name, v, bounds))
     return float(v)
 
+# %% ../nbs/53_portfolio.ipynb #e5e261e6
+def _drift_reason(dist:float, band:float) -> str:
+    "Why a trade list is (or is not) empty."
+    if dist == 0: return "already at target: nothing to trade"
+    if dist <= band: return f"inside the no-trade band: drift {dist:.4%} ≤ band {band:.4%}"
+    return f"rebalance: drift {dist:.4%} > band {band:.4%}"
+
+def _add_quantities(table:pd.DataFrame, capital:float, prices, lots) -> None:
+    "Add price, notional, lot-rounded quantity (toward zero) and residual notional to a trade table, in place."
+    if prices is None:
+        raise ValidationError(describe("prices", None, "the last close per traded symbol when capital is given"))
+    px = _check_prices(prices, list(table["symbol"])) if len(table) else np.zeros(0)
+    table["price"] = px
+    table["notional"] = table["delta"] * capital
+    if lots is None: lot = np.full(len(table), np.nan)
+    else: lot = _check_lots(lots)["lot_size"].reindex(table["symbol"]).to_numpy(dtype=np.float64)
+    raw = table["notional"].to_numpy() / px if len(table) else np.zeros(0)
+    with np.errstate(invalid="ignore"):
+        rounded = np.trunc(np.round(raw / lot, 9)) * lot         # toward zero (to 1e-9 of a lot)
+    table["lot_size"] = lot
+    table["quantity"] = np.where(np.isnan(lot), raw, rounded)
+    table["residual"] = table["notional"] - table["quantity"] * table["price"]
+    if lots is not None and "min_tick" in lots.columns:
+        table["min_tick"] = _check_lots(lots)["min_tick"].reindex(table["symbol"]).to_numpy(dtype=np.float64)
+
+# %% ../nbs/53_portfolio.ipynb #c905a3e7
 def trade_list(current:Holdings, # what is held now (a file, the previous run drifted, cash)
                target, # the target weights (a Series symbol → weight, or a Decision)
                *, allocator:str, # whose target
@@ -443,29 +532,13 @@ def trade_list(current:Holdings, # what is held now (a file, the previous run dr
     delta = tgt - cur
     dist = 0.5 * (float(np.abs(delta).sum()) + abs(float(delta.sum())))       # the symbols, and cash: −Σ delta
     traded = dist > band
-    if dist == 0: reason = "already at target: nothing to trade"
-    elif not traded: reason = f"inside the no-trade band: drift {dist:.4%} ≤ band {band:.4%}"
-    else: reason = f"rebalance: drift {dist:.4%} > band {band:.4%}"
     keep = (delta != 0) & traded
     table = pd.DataFrame({"symbol": np.asarray(symbols, dtype=object)[keep], "current_weight": cur[keep], "target_weight": tgt[keep]})
     table["delta"] = table["target_weight"] - table["current_weight"]
-    if capital is not None:
-        if prices is None: raise ValidationError(describe("prices", None, "the last close per traded symbol when capital is given"))
-        px = _check_prices(prices, list(table["symbol"])) if len(table) else np.zeros(0)
-        table["price"] = px
-        table["notional"] = table["delta"] * capital
-        lot = np.full(len(table), np.nan) if lots is None else _check_lots(lots)["lot_size"].reindex(table["symbol"]).to_numpy(dtype=np.float64)
-        raw = table["notional"].to_numpy() / px if len(table) else np.zeros(0)
-        with np.errstate(invalid="ignore"):
-            rounded = np.trunc(np.round(raw / lot, 9)) * lot         # toward zero (to 1e-9 of a lot)
-        table["lot_size"] = lot
-        table["quantity"] = np.where(np.isnan(lot), raw, rounded)
-        table["residual"] = table["notional"] - table["quantity"] * table["price"]
-        if lots is not None and "min_tick" in lots.columns:
-            table["min_tick"] = _check_lots(lots)["min_tick"].reindex(table["symbol"]).to_numpy(dtype=np.float64)
+    if capital is not None: _add_quantities(table, capital, prices, lots)
     turnover = float(np.abs(table["delta"].to_numpy()).sum())
     est = cost_bps / 1e4 * turnover
-    return TradeList(allocator, t, table.reset_index(drop=True), dist, band, bool(traded), reason, turnover, est,
+    return TradeList(allocator, t, table.reset_index(drop=True), dist, band, bool(traded), _drift_reason(dist, band), turnover, est,
                      None if capital is None else est * capital, current.source, tuple(current.adjustments), capital)
 
 # %% ../nbs/53_portfolio.ipynb #4a05f990
@@ -514,26 +587,42 @@ def _json_value(v):
     if isinstance(v, (list, tuple)): return [_json_value(x) for x in v]
     return v
 
-def _dumps(obj) -> bytes: return (json.dumps(_json_value(obj), indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode()
+def _dumps(obj) -> bytes:
+    "Indented JSON text (UTF-8) of `obj`, JSON-safe first."
+    return (json.dumps(_json_value(obj), indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode()
 
 def _write(path:Path, data:bytes, what:str) -> Path:
+    "Write atomically, readable by the group (0644)."
     atomic_write_bytes(path, data, what, mode=0o644)
     return path
 
 def _parquet(df:pd.DataFrame, meta:dict) -> bytes:
+    "Parquet bytes (zstd) of `df`, with `meta` in the schema's metadata."
     table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k.encode(): str(v).encode() for k, v in meta.items()}})
+    extra = {k.encode(): str(v).encode() for k, v in meta.items()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
+
+# %% ../nbs/53_portfolio.ipynb #aaa7dc6d
+def _summary_entry(target:Decision, trades:TradeList) -> dict:
+    "The summary entry of one allocator: its decision and trade list in plain values."
+    return {"t": to_utc(target.t), "cash": target.cash, "drift": trades.drift, "band": trades.band, "traded": trades.traded,
+            "reason": trades.reason, "turnover": trades.turnover, "est_cost": trades.est_cost, "est_cost_ccy": trades.est_cost_ccy,
+            "capital": trades.capital, "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
+            "fallbacks": [list(map(str, f)) for f in target.fallbacks],
+            "excluded": {str(k): str(v) for k, v in target.excluded.items()}}
 
 def write_portfolio(run_dir, # the run directory (portfolio/ is created in it)
                     target:Decision, # today's decision of the allocator
                     trades:TradeList, # its trade list (names the allocator)
                    ) -> dict[str, Path]:
     "Write one allocator's target and trade list into `run_dir/portfolio/` (Parquet + CSV + JSON, atomic, 0644) and its summary entry."
-    if not isinstance(target, Decision): raise ValidationError(describe("target", type(target).__name__, "a Decision (decide_today)"))
-    if not isinstance(trades, TradeList): raise ValidationError(describe("trades", type(trades).__name__, "a TradeList (trade_list)"))
+    if not isinstance(target, Decision):
+        raise ValidationError(describe("target", type(target).__name__, "a Decision (decide_today)"))
+    if not isinstance(trades, TradeList):
+        raise ValidationError(describe("trades", type(trades).__name__, "a TradeList (trade_list)"))
     if to_utc(target.t) != to_utc(trades.t):
         raise ValidationError(describe("trade list time", str(trades.t), f"the target's decision time {target.t}"))
     root = validate_user_path(run_dir, "run directory")
@@ -543,16 +632,16 @@ def write_portfolio(run_dir, # the run directory (portfolio/ is created in it)
     t, w = to_utc(target.t), target.weights
     held = pd.DataFrame({"symbol": w.index[w.to_numpy() != 0].astype(str), "weight": w.to_numpy()[w.to_numpy() != 0]})
     meta = {"t": t.isoformat(), "allocator": name}
-    entry = {"t": t, "cash": target.cash, "drift": trades.drift, "band": trades.band, "traded": trades.traded, "reason": trades.reason,
-             "turnover": trades.turnover, "est_cost": trades.est_cost, "est_cost_ccy": trades.est_cost_ccy, "capital": trades.capital,
-             "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
-             "fallbacks": [list(map(str, f)) for f in target.fallbacks], "excluded": {str(k): str(v) for k, v in target.excluded.items()}}
-    out = {"target": _write(path(f"target_{name}.parquet"), _parquet(held, meta), f"target of {name}"),
-           "target_csv": _write(path(f"target_{name}.csv"), held.to_csv(index=False).encode(), f"target of {name}"),
-           "target_json": _write(path(f"target_{name}.json"), _dumps({**meta, "cash": target.cash, "weights": dict(zip(held["symbol"], held["weight"]))}), f"target of {name}"),
-           "trades": _write(path(f"trades_{name}.parquet"), _parquet(trades.table, meta), f"trades of {name}"),
-           "trades_csv": _write(path(f"trades_{name}.csv"), trades.table.to_csv(index=False).encode(), f"trades of {name}"),
-           "trades_json": _write(path(f"trades_{name}.json"), _dumps({"allocator": name, **entry, "trades": trades.table.to_dict("records")}), f"trades of {name}")}
+    entry = _summary_entry(target, trades)
+    weights_doc = {**meta, "cash": target.cash, "weights": dict(zip(held["symbol"], held["weight"]))}
+    trades_doc = {"allocator": name, **entry, "trades": trades.table.to_dict("records")}
+    tgt, trd = f"target of {name}", f"trades of {name}"
+    out = {"target": _write(path(f"target_{name}.parquet"), _parquet(held, meta), tgt),
+           "target_csv": _write(path(f"target_{name}.csv"), held.to_csv(index=False).encode(), tgt),
+           "target_json": _write(path(f"target_{name}.json"), _dumps(weights_doc), tgt),
+           "trades": _write(path(f"trades_{name}.parquet"), _parquet(trades.table, meta), trd),
+           "trades_csv": _write(path(f"trades_{name}.csv"), trades.table.to_csv(index=False).encode(), trd),
+           "trades_json": _write(path(f"trades_{name}.json"), _dumps(trades_doc), trd)}
     summary = path(SUMMARY_FILE)
     with file_lock(summary):
         doc = _read_summary(summary) if summary.exists() else {}
@@ -560,9 +649,12 @@ def write_portfolio(run_dir, # the run directory (portfolio/ is created in it)
         out["summary"] = _write(summary, _dumps(doc), "portfolio summary")
     return out
 
+# %% ../nbs/53_portfolio.ipynb #aeea84a8
 def _read_summary(p:Path) -> dict:
+    "The summary file: allocator → entry; anything else is damage, never taken as an empty portfolio."
     try: doc = json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, OSError) as e: raise CorruptDataError(f"portfolio summary {str(p)!r} is damaged ({type(e).__name__})") from None
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise CorruptDataError(f"portfolio summary {str(p)!r} is damaged ({type(e).__name__})") from None
     if not isinstance(doc, dict) or not all(isinstance(v, dict) and "t" in v for v in doc.values()):
         raise CorruptDataError(describe("portfolio summary", str(p), "a JSON object: allocator → entry with t"))
     return doc
@@ -571,14 +663,17 @@ def load_portfolio(run_dir) -> dict[str, dict]:
     "allocator → {'target': Series symbol → weight, 'trades': DataFrame, **summary entry} of a run's portfolio/."
     root = validate_user_path(run_dir, "run directory")
     summary = ensure_safe_path([PORTFOLIO_DIR, SUMMARY_FILE], root)
-    if not summary.exists(): raise DataNotFoundError(describe("run directory", str(root), f"a run with {PORTFOLIO_DIR}/{SUMMARY_FILE} (today's portfolio)"))
+    if not summary.exists():
+        raise DataNotFoundError(describe("run directory", str(root), f"a run with {PORTFOLIO_DIR}/{SUMMARY_FILE} (today's portfolio)"))
     out = {}
     for name, entry in _read_summary(summary).items():
         name = safe_component(name, "name")
         held = read_parquet(ensure_safe_path([PORTFOLIO_DIR, f"target_{name}.parquet"], root), f"target of {name}")
         trades = read_parquet(ensure_safe_path([PORTFOLIO_DIR, f"trades_{name}.parquet"], root), f"trades of {name}")
-        out[name] = {"target": pd.Series(held["weight"].to_numpy(dtype=np.float64), index=pd.Index(held["symbol"].astype(str), name="symbol"), name="weight"),
-                     "trades": trades, **entry, "t": pd.Timestamp(entry["t"]), "adjustments": tuple(entry.get("adjustments", ()))}
+        weights = pd.Series(held["weight"].to_numpy(dtype=np.float64), index=pd.Index(held["symbol"].astype(str), name="symbol"),
+                            name="weight")
+        out[name] = {"target": weights, "trades": trades, **entry, "t": pd.Timestamp(entry["t"]),
+                     "adjustments": tuple(entry.get("adjustments", ()))}
     return out
 
 # %% ../nbs/53_portfolio.ipynb #3e935f98
@@ -610,7 +705,9 @@ def previous_portfolio(runs_root, # where run directories live
     return None if best is None else (best[1], best[2])
 
 # %% ../nbs/53_portfolio.ipynb #45279c6e
-def _pct(v) -> str: return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.2f}%"
+def _pct(v) -> str:
+    "A fraction as a percentage with two decimals; empty for None, NaN or inf."
+    return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.2f}%"
 
 def _wrap(text:str, width:int) -> list[str]:
     "A line of prose, wrapped at `width` (continuations indented)."
@@ -624,16 +721,19 @@ def format_portfolio(portfolio:dict, # load_portfolio(run_dir)
     lines = []
     for name, e in portfolio.items():
         w = e["target"].sort_values(ascending=False)
-        lines.append(f"{name}: target at {pd.Timestamp(e['t']):%Y-%m-%d %H:%M} UTC, {int((w != 0).sum())} positions, cash {_pct(1.0 - float(w.sum()))}")
+        lines.append(f"{name}: target at {pd.Timestamp(e['t']):%Y-%m-%d %H:%M} UTC, {int((w != 0).sum())} positions, "
+                     f"cash {_pct(1.0 - float(w.sum()))}")
         lines += [f"  {s:<28} {_pct(v):>9}" for s, v in w.head(top).items()]
         if len(w) > top: lines.append(f"  … {len(w) - top} more")
-        cost = f"est. cost {1e4 * e['est_cost']:.2f} bps of equity" + ("" if e.get("est_cost_ccy") is None else f" ({e['est_cost_ccy']:,.2f})")
+        ccy_cost = "" if e.get("est_cost_ccy") is None else f" ({e['est_cost_ccy']:,.2f})"
+        cost = f"est. cost {1e4 * e['est_cost']:.2f} bps of equity{ccy_cost}"
         lines += _wrap(f"trades: {e['reason']}", width)
         lines += _wrap(f"turnover {_pct(e['turnover'])}, {cost}; holdings from {e['holdings_source']}", width)
         tr = e["trades"]
         ccy = "notional" in tr.columns
         if len(tr):
-            lines.append(f"  {'symbol':<28} {'current':>9} {'target':>9} {'delta':>9}" + (f" {'notional':>14} {'quantity':>14}" if ccy else ""))
+            head = f"  {'symbol':<28} {'current':>9} {'target':>9} {'delta':>9}"
+            lines.append(head + (f" {'notional':>14} {'quantity':>14}" if ccy else ""))
             for r in tr.head(top).itertuples():
                 row = f"  {r.symbol:<28} {_pct(r.current_weight):>9} {_pct(r.target_weight):>9} {_pct(r.delta):>9}"
                 lines.append(row + (f" {r.notional:>14,.2f} {r.quantity:>14,.4f}" if ccy else ""))
@@ -641,6 +741,7 @@ def format_portfolio(portfolio:dict, # load_portfolio(run_dir)
         for a in e.get("adjustments", ()): lines += _wrap(f"adjusted: {a}", width)
     return "\n".join(l if len(l) <= width else l[:width - 1] + "…" for l in lines)
 
+# %% ../nbs/53_portfolio.ipynb #cd6c684c
 def diff_portfolios(a:dict, # load_portfolio of run A
                     b:dict, # load_portfolio of run B
                    ) -> pd.DataFrame:
@@ -653,12 +754,15 @@ def diff_portfolios(a:dict, # load_portfolio of run A
         va, vb = (w.reindex(syms, fill_value=0.0).to_numpy(dtype=np.float64) if name in side else np.full(len(syms), np.nan)
                   for w, side in ((wa, a), (wb, b)))
         ca, cb = 1.0 - va.sum(), 1.0 - vb.sum()          # NaN for an allocator the run does not have
-        part = pd.DataFrame({"allocator": name, "symbol": syms + [CASH], "weight_a": np.append(va, ca), "weight_b": np.append(vb, cb)})
+        part = pd.DataFrame({"allocator": name, "symbol": syms + [CASH], "weight_a": np.append(va, ca),
+                             "weight_b": np.append(vb, cb)})
         part["change"] = part["weight_b"] - part["weight_a"]
         rows.append(part.iloc[np.argsort(-np.abs(part["change"].fillna(np.inf).to_numpy()), kind="stable")])
-    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["allocator", "symbol", "weight_a", "weight_b", "change"])
+    empty = pd.DataFrame(columns=["allocator", "symbol", "weight_a", "weight_b", "change"])
+    out = pd.concat(rows, ignore_index=True) if rows else empty
     return out.reset_index(drop=True)
 
+# %% ../nbs/53_portfolio.ipynb #de2e2833
 def format_diff(diff:pd.DataFrame, # diff_portfolios(a, b)
                 *, top:int=20, # most rows per allocator
                ) -> str:
@@ -667,6 +771,8 @@ def format_diff(diff:pd.DataFrame, # diff_portfolios(a, b)
     for name, part in diff.groupby("allocator", sort=False):
         moved = part[part["change"].fillna(1.0) != 0]
         lines.append(f"{name}: {len(moved)} changed, {len(part) - len(moved)} unchanged")
-        lines += [f"  {r.symbol:<28} {_pct(r.weight_a) or 'absent':>9} → {_pct(r.weight_b) or 'absent':>9}  ({'+' if (r.change or 0) > 0 else ''}{_pct(r.change) or 'n/a'})"
-                  for r in moved.head(top).itertuples()]
+        for r in moved.head(top).itertuples():
+            sign = "+" if (r.change or 0) > 0 else ""
+            lines.append(f"  {r.symbol:<28} {_pct(r.weight_a) or 'absent':>9} → {_pct(r.weight_b) or 'absent':>9}  "
+                         f"({sign}{_pct(r.change) or 'n/a'})")
     return "\n".join(lines)

@@ -50,6 +50,7 @@ class StrategyResult:
         "Take what the report needs from a `BacktestResult`."
         return cls(name, result.returns, result.weights, result.turnover, result.costs, dict(result.metrics))
 
+# %% ../nbs/55_reports.ipynb #2a73a001
 @dataclass
 class ReportInputs:
     "Everything a run report shows."
@@ -111,6 +112,7 @@ def plot_dates(index:pd.Index) -> list[str]:
     day = v.astype("datetime64[D]")
     return np.datetime_as_string(day if (v == day).all() else v.astype("datetime64[s]")).tolist()
 
+# %% ../nbs/55_reports.ipynb #97355653
 def _plotly_value(o):
     "JSON for what `json` cannot encode: float arrays as plotly.js typed arrays (base64 little-endian f8, NaN kept), numpy scalars."
     if isinstance(o, np.ndarray):
@@ -145,6 +147,7 @@ def plot_div(spec:dict, # a figure as a dict: {"data": [trace dicts], "layout": 
 
 # %% ../nbs/55_reports.ipynb #81df3f5c
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 def _curves(inp:ReportInputs) -> dict:
@@ -163,6 +166,7 @@ def _line(x:list, y, name:str, i:int, **line) -> dict:
     return {"type": "scatter", "mode": "lines", "x": x, "y": np.asarray(y, dtype=np.float64), "name": name,
             "line": {"color": _COLORS[i % len(_COLORS)], **line}}
 
+# %% ../nbs/55_reports.ipynb #1450305a
 def equity_spec(inp:ReportInputs) -> dict:
     "Equity curves (log scale) of every allocator and the benchmark, as a plotly figure dict."
     curves = _curves(inp)
@@ -188,6 +192,7 @@ def rolling_sharpe_spec(inp:ReportInputs, window:int=126, periods_per_year:int|N
         data.append(_line(xs[name], roll.mean() / roll.std(ddof=1) * np.sqrt(periods_per_year), name, i, width=1))
     return {"data": data, "layout": {"title": {"text": f"Rolling Sharpe ({window} periods, ×√{periods_per_year})"}, "height": 320}}
 
+# %% ../nbs/55_reports.ipynb #cfcd638d
 def weights_spec(s:StrategyResult, top:int=12) -> dict:
     "Target weights at each rebalance (the `top` largest assets by average |weight|, the rest summed)."
     w = s.weights
@@ -198,6 +203,7 @@ def weights_spec(s:StrategyResult, top:int=12) -> dict:
     data = [area(w[a], a) for a in shown] + ([area(w[rest].sum(axis=1), f"{len(rest)} others")] if rest else [])
     return {"data": data, "layout": {"title": {"text": f"Weights over time — {s.name}"}, "yaxis": {"tickformat": ".0%"}, "height": 340}}
 
+# %% ../nbs/55_reports.ipynb #5d936d93
 def monthly_returns(r:pd.Series) -> pd.DataFrame:
     "Compounded returns per calendar month: years × months."
     m = (1 + r).groupby([r.index.year, r.index.month]).prod() - 1
@@ -225,6 +231,7 @@ def monthly_spec(s:StrategyResult) -> dict:
                                      "xaxis": {"domain": [0.0, 0.86], "type": "category"}, "xaxis2": {"domain": [0.88, 0.95], "type": "category"},
                                      "yaxis": {"autorange": "reversed", "type": "category"}}}
 
+# %% ../nbs/55_reports.ipynb #3e177ebf
 def turnover_spec(inp:ReportInputs) -> dict:
     "One-way turnover (%) and costs (bps of equity) per rebalance, side by side."
     data = []
@@ -237,6 +244,7 @@ def turnover_spec(inp:ReportInputs) -> dict:
                                      "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"}, "yaxis2": {"anchor": "x2", "title": {"text": "bps"}},
                                      "annotations": [title("one-way turnover per rebalance", 0.225), title("costs per rebalance (bps of equity)", 0.775)]}}
 
+# %% ../nbs/55_reports.ipynb #2e6ee2b0
 def fig_equity(inp:ReportInputs) -> go.Figure:
     "`equity_spec` as a plotly `Figure` (to show or change in a notebook)."
     return go.Figure(equity_spec(inp))
@@ -269,6 +277,7 @@ METRIC_COLUMNS = {
     "calmar": ("Calmar", "ratio"), "max_drawdown": ("max drawdown", "drawdown"), "turnover": ("turnover / yr", "pct"),
     "costs_bps": ("costs (bps / yr)", "bps"),
 }
+
 _METRICS = list(METRIC_COLUMNS)
 
 def format_value(v, # a number (None or non-finite: missing)
@@ -285,6 +294,7 @@ def format_value(v, # a number (None or non-finite: missing)
     if kind == "bps": return f"{v:,.1f}"
     raise ValidationError(describe("format kind", kind, "'pct', 'weight', 'drawdown', 'ratio' or 'bps'"))
 
+# %% ../nbs/55_reports.ipynb #5b034ef7
 def _when(t) -> str:
     if t is None or (not isinstance(t, str) and pd.isna(t)): return "?"
     t = pd.Timestamp(t)
@@ -316,6 +326,7 @@ def format_metrics(mt:pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({label: [format_value(v, kind) for v in mt[k]] for k, (label, kind) in METRIC_COLUMNS.items()}, index=mt.index)
     return out.rename_axis("allocator")
 
+# %% ../nbs/55_reports.ipynb #f7d7d6b6
 def _display(df:pd.DataFrame) -> pd.DataFrame:
     "Time columns as dates (with the time, in UTC, only when it is not midnight)."
     cols = {c: [_when(v) if not pd.isna(v) else "" for v in df[c]] for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype) or df[c].dtype.kind == "M"}
@@ -389,6 +400,7 @@ def trade_table(trades:pd.DataFrame|None) -> pd.DataFrame:
     cols = [c for c in _TRADE_COLUMNS if c in trades.columns]
     return pd.DataFrame({_TRADE_COLUMNS[c][0]: [_TRADE_COLUMNS[c][1](v) for v in trades[c]] for c in cols})
 
+# %% ../nbs/55_reports.ipynb #9d293207
 def portfolio_facts(entry:Mapping) -> list[str]:
     """The lines that say what today's portfolio of one allocator is: decision time, drift and band, trades or why none,
     cost, holdings and their adjustments, and (when there are any) the decision's fallbacks and exclusions."""
@@ -411,6 +423,7 @@ def portfolio_facts(entry:Mapping) -> list[str]:
     if ex: out.append(f"left out of the decision: {len(ex)} (" + "; ".join(f"{k}: {v}" for k, v in list(ex.items())[:5]) + ("; …" if len(ex) > 5 else "") + ")")
     return out
 
+# %% ../nbs/55_reports.ipynb #f6f93081
 _NO_PORTFOLIO = "no portfolio computed for this run (portfolio step disabled or not run)"
 
 def _portfolio_html(inp:ReportInputs, top:int=10) -> str:
@@ -427,6 +440,7 @@ def _portfolio_html(inp:ReportInputs, top:int=10) -> str:
                      f"<div><h4>Trade list</h4>{tl}</div></div>")
     return f"<section id='portfolio'><h2>Today's portfolio</h2>{''.join(parts)}</section>"
 
+# %% ../nbs/55_reports.ipynb #83fe484b
 def _fmt_weights(t:pd.DataFrame) -> pd.DataFrame:
     return t.assign(weight=[format_value(v, "weight") for v in t["weight"]])
 
@@ -489,6 +503,7 @@ def _ledger_line(inp:ReportInputs) -> str:
 _METRICS_NOTE = ("ann. return: mean × periods per year; CAGR: compounded; max drawdown: the largest fall from a peak (negative); "
                  "turnover / yr: annualized one-way turnover; costs: paid per year, in bps of equity. Definitions: Conventions below.")
 
+# %% ../nbs/55_reports.ipynb #0a5b0e0d
 def render_html(inp:ReportInputs) -> str:
     "The report as one self-contained HTML document (plotly.js embedded once; figures serialized from plain dicts)."
     if not inp.strategies: raise ValidationError(describe("report strategies", [], "at least one allocator result"))
@@ -517,6 +532,7 @@ def render_html(inp:ReportInputs) -> str:
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Run {html.escape(str(run.get('run_id', '')))}</title>"
             f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>{body}</body></html>")
 
+# %% ../nbs/55_reports.ipynb #9fdab3cb
 def render_markdown(inp:ReportInputs) -> str:
     "A short Markdown summary: today's portfolio, metrics, data health, conventions."
     facts = header_facts(inp)
@@ -542,6 +558,7 @@ def render_markdown(inp:ReportInputs) -> str:
         lines += [f"- universe per decision date: {int((c['candidates'] > 0).sum())} of {len(c)} dates had candidates"]
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/55_reports.ipynb #869cfce2
 REPORT_MODE = 0o644   # report files: readable by the group and others on a shared server, whatever the umask
 
 def write_report(inp:ReportInputs, out_dir) -> dict:

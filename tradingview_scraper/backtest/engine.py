@@ -10,19 +10,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Literal, get_args, get_origin
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from ..core import ContractError, LookAheadError, TVSError, ValidationError, check_utc_index, describe
+from ..data import contracts
 from ..data.loader import PointInTimeView, perturb_future
 from ..pipelines.allocation import Allocator, AllocationPipeline
 from .metrics import METRIC_CONVENTIONS, compute_metrics
 
 # %% auto #0
 __all__ = ['RETURNS_RULE', 'WorkspaceError', 'NumericalWorkspace', 'pending_holds', 'Simulation', 'simulate', 'BacktestResult',
-           'NotReturnsError', 'BacktestEngine', 'parity_gap', 'lookahead_check', 'as_of_check']
+           'BacktestParams', 'BacktestEngine', 'NotReturnsError', 'parity_gap', 'lookahead_check', 'as_of_check']
 
 # %% ../../nbs/42_engine.ipynb #448adba5
 class WorkspaceError(TVSError, RuntimeError):
@@ -33,6 +37,11 @@ _WINDOW_BUFFERS = (("train", "rows"), ("rows", "rows"), ("clean", "rows"), ("cen
                    ("chol", "square"), ("chol_rows", "square"), ("chol_full", "square"), ("erc_h", "square"),
                    ("mean", "vector"), ("qp_rhs", "vector2"))
 
+def _count(name:str, v) -> int:
+    "`v` if it is an integer ≥ 1, else a `ValidationError` naming it."
+    if not (isinstance(v, (int, np.integer)) and v >= 1): raise ValidationError(describe(name, v, "an integer ≥ 1"))
+    return int(v)
+
 class NumericalWorkspace:
     "Preallocated, reusable scratch buffers for one engine run on one worker (never shared across threads)."
     def __init__(self, n_assets:int, # columns a window can have
@@ -40,72 +49,92 @@ class NumericalWorkspace:
                  poison:bool=False, # fill float buffers with NaN at every reset (for tests)
                  preallocate:bool=True, # allocate the allocation kernels' buffers now (False: on first request)
                 ):
-        if not (isinstance(n_assets, (int, np.integer)) and n_assets >= 1): raise ValidationError(describe("n_assets", n_assets, "an integer ≥ 1"))
-        if not (isinstance(max_rows, (int, np.integer)) and max_rows >= 1): raise ValidationError(describe("max_rows", max_rows, "an integer ≥ 1"))
-        self.n_assets, self.max_rows, self.poison = int(n_assets), int(max_rows), bool(poison)
+        self.n_assets, self.max_rows, self.poison = _count("n_assets", n_assets), _count("max_rows", max_rows), bool(poison)
         self._owner = threading.get_ident()
         self._bufs: dict[tuple[str, str], np.ndarray] = {}
+        self._views: dict[tuple, np.ndarray] = {}
         self.generation, self.released = 0, False
         self.stats = {"allocations": 0, "allocated_bytes": 0, "resets": 0}
-        self._views: dict[tuple, np.ndarray] = {}
         n, T = self.n_assets, self.max_rows
         sizes = {"rows": T * n, "rows_bool": T * n, "square": n * n, "vector": n, "vector2": 2 * n}
         for name, kind in (_WINDOW_BUFFERS if preallocate else ()):
             self._alloc(name, np.dtype(bool) if kind == "rows_bool" else np.dtype(np.float64), sizes[kind])
 
-    def _alloc(self, name:str, dtype:np.dtype, size:int) -> np.ndarray:
-        b = np.full(size, np.nan) if (self.poison and dtype.kind == "f") else np.empty(size, dtype=dtype)
-        self._bufs[(name, dtype.str)] = b
-        self._views = {k: v for k, v in getattr(self, "_views", {}).items() if k[0] != name}
-        self.stats["allocations"] += 1; self.stats["allocated_bytes"] += b.nbytes
-        return b
+# %% ../../nbs/42_engine.ipynb #61c12163
+def _workspace_alloc(self:NumericalWorkspace, name:str, dtype:np.dtype, size:int) -> np.ndarray:
+    "A new buffer `name` of `size` elements (NaN-filled if `poison`); views of the previous one are dropped."
+    b = np.full(size, np.nan) if (self.poison and dtype.kind == "f") else np.empty(size, dtype=dtype)
+    self._bufs[(name, dtype.str)] = b
+    self._views = {k: v for k, v in self._views.items() if k[0] != name}
+    self.stats["allocations"] += 1
+    self.stats["allocated_bytes"] += b.nbytes
+    return b
 
-    def _check(self):
-        if self.released: raise WorkspaceError("the workspace was released; create a new one for a new run")
-        if threading.get_ident() != self._owner:
-            raise WorkspaceError("a NumericalWorkspace belongs to the thread that created it: create one per worker")
+def _workspace_check(self:NumericalWorkspace):
+    "Refuse a released workspace, or one used from another thread than its creator's."
+    if self.released:
+        raise WorkspaceError("the workspace was released; create a new one for a new run")
+    if threading.get_ident() != self._owner:
+        raise WorkspaceError("a NumericalWorkspace belongs to the thread that created it: create one per worker")
 
-    def buf(self, name:str, shape:tuple, dtype=np.float64) -> np.ndarray:
-        "An uninitialized C-contiguous array of `shape`, backed by the buffer `name`."
-        if self.released or threading.get_ident() != self._owner: self._check()
-        key = (name, shape, dtype)
-        v = self._views.get(key)
-        if v is None:
-            dt = np.dtype(dtype); size = math.prod(shape)
-            b = self._bufs.get((name, dt.str))
-            if b is None or b.size < size: b = self._alloc(name, dt, max(size, int(1.25 * (0 if b is None else b.size))))
-            v = self._views[key] = b[:size].reshape(shape)
-        return v
+NumericalWorkspace._alloc = _workspace_alloc
+NumericalWorkspace._check = _workspace_check
 
-    def reset(self):
-        "Start a new window: earlier views become invalid; buffers are kept (poisoned with NaN if `poison`)."
-        self._check()
-        self.generation += 1; self.stats["resets"] += 1
-        if self.poison:
-            for b in self._bufs.values():
-                if b.dtype.kind == "f": b.fill(np.nan)
+# %% ../../nbs/42_engine.ipynb #38ea824c
+def _workspace_buf(self:NumericalWorkspace, name:str, shape:tuple, dtype=np.float64) -> np.ndarray:
+    "An uninitialized C-contiguous array of `shape`, backed by the buffer `name`."
+    if self.released or threading.get_ident() != self._owner: self._check()
+    key = (name, shape, dtype)
+    v = self._views.get(key)
+    if v is None:
+        dt, size = np.dtype(dtype), math.prod(shape)
+        b = self._bufs.get((name, dt.str))
+        if b is None or b.size < size: b = self._alloc(name, dt, max(size, int(1.25 * (0 if b is None else b.size))))
+        v = self._views[key] = b[:size].reshape(shape)
+    return v
 
-    def release(self):
-        "Drop every buffer; the workspace cannot be used afterwards."
-        self._bufs.clear(); self._views.clear(); self.released = True
+NumericalWorkspace.buf = _workspace_buf
 
-    @property
-    def nbytes(self) -> int: return sum(b.nbytes for b in self._bufs.values())
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.release()
-    def __repr__(self):
-        state = "released" if self.released else f"{self.nbytes / 2**20:.2f} MiB, generation {self.generation}"
-        return f"NumericalWorkspace({self.n_assets} assets × {self.max_rows} rows: {state}, {self.stats['allocations']} allocations)"
+# %% ../../nbs/42_engine.ipynb #6a9192af
+def _workspace_reset(self:NumericalWorkspace):
+    "Start a new window: earlier views become invalid; buffers are kept (poisoned with NaN if `poison`)."
+    self._check()
+    self.generation += 1
+    self.stats["resets"] += 1
+    if self.poison:
+        for b in self._bufs.values():
+            if b.dtype.kind == "f": b.fill(np.nan)
+
+def _workspace_release(self:NumericalWorkspace):
+    "Drop every buffer; the workspace cannot be used afterwards."
+    self._bufs.clear()
+    self._views.clear()
+    self.released = True
+
+def _workspace_repr(self:NumericalWorkspace) -> str:
+    state = "released" if self.released else f"{self.nbytes / 2**20:.2f} MiB, generation {self.generation}"
+    shape = f"{self.n_assets} assets × {self.max_rows} rows"
+    return f"NumericalWorkspace({shape}: {state}, {self.stats['allocations']} allocations)"
+
+NumericalWorkspace.reset = _workspace_reset
+NumericalWorkspace.release = _workspace_release
+NumericalWorkspace.nbytes = property(lambda self: sum(b.nbytes for b in self._bufs.values()), doc="Bytes held by the buffers.")
+NumericalWorkspace.__enter__ = lambda self: self
+NumericalWorkspace.__exit__ = lambda self, *exc: self.release()
+NumericalWorkspace.__repr__ = _workspace_repr
 
 # %% ../../nbs/42_engine.ipynb #7d1c0a02
 _CONFIRMED_COLUMNS = ("symbol", "ts", "confirmed_at")
 
 def _check_confirmed(confirmed) -> pd.DataFrame:
-    "`confirmed` if it reads like `LoadReport.confirmed`: symbol, ts, confirmed_at (UTC times, each confirmation after its bar)."
+    "`confirmed` if it reads like `LoadReport.confirmed`: symbol, ts, confirmed_at (UTC; each confirmation after its bar)."
     if not isinstance(confirmed, pd.DataFrame):
-        raise ContractError(describe("confirmed", type(confirmed).__name__, "None or a DataFrame like LoadReport.confirmed (symbol, ts, confirmed_at)"))
+        raise ContractError(describe("confirmed", type(confirmed).__name__,
+                                     "None or a DataFrame like LoadReport.confirmed (symbol, ts, confirmed_at)"))
     missing = [c for c in _CONFIRMED_COLUMNS if c not in confirmed.columns]
-    if missing: raise ContractError(describe("confirmed columns", list(confirmed.columns)[:8], f"all of {list(_CONFIRMED_COLUMNS)}", f"missing {missing}"))
+    if missing:
+        raise ContractError(describe("confirmed columns", list(confirmed.columns)[:8], f"all of {list(_CONFIRMED_COLUMNS)}",
+                                     f"missing {missing}"))
     if not len(confirmed): return confirmed
     for c in ("ts", "confirmed_at"):
         dt = confirmed[c].dtype
@@ -114,16 +143,17 @@ def _check_confirmed(confirmed) -> pd.DataFrame:
     late = ~(confirmed["confirmed_at"] > confirmed["ts"]).to_numpy()     # NaT compares False
     if late.any():
         i = int(np.flatnonzero(late)[0])
-        raise ContractError(describe(f"confirmed row {i}", {"ts": str(confirmed["ts"].iloc[i]), "confirmed_at": str(confirmed["confirmed_at"].iloc[i])},
-                                     "a confirmation time (the next bar) after the suspect bar"))
+        row = {"ts": str(confirmed["ts"].iloc[i]), "confirmed_at": str(confirmed["confirmed_at"].iloc[i])}
+        raise ContractError(describe(f"confirmed row {i}", row, "a confirmation time (the next bar) after the suspect bar"))
     return confirmed
 
-def pending_holds(confirmed:pd.DataFrame|None, # `LoadReport.confirmed` (symbol, ts, confirmed_at); None or empty: nothing pending
+# %% ../../nbs/42_engine.ipynb #7ba9afd1
+def pending_holds(confirmed:pd.DataFrame|None, # `LoadReport.confirmed` (symbol, ts, confirmed_at); None/empty: nothing
                   index:pd.DatetimeIndex, # rows of the returns matrix (sorted, UTC)
                   columns:pd.Index, # its columns (unique)
                   decisions, # decision rows: the decision at row b is made at index[b] and reads rows before b
                  ) -> list:
-    "Per decision row b: (rows, cols) of the suspect bars a load ending at `index[b]` still holds (ts < index[b] ≤ confirmed_at), or None."
+    "Per decision row b: (rows, cols) of the bars a load ending at `index[b]` holds (ts < index[b] ≤ confirmed_at), or None."
     decisions = np.asarray(decisions, dtype=np.intp)
     if confirmed is None or not len(_check_confirmed(confirmed)): return [None] * len(decisions)
     rows = index.get_indexer(pd.DatetimeIndex(confirmed["ts"]))
@@ -138,6 +168,7 @@ def pending_holds(confirmed:pd.DataFrame|None, # `LoadReport.confirmed` (symbol,
         out.append((rows[m], cols[m]) if m.any() else None)
     return out
 
+# %% ../../nbs/42_engine.ipynb #42450216
 def _hold(window:np.ndarray, # rows lo, lo+1, ... of the returns (written in place)
           hold:tuple|None, # (rows, cols) of `pending_holds`; None: nothing
           lo:int, # row of the returns matrix of window[0]
@@ -149,14 +180,14 @@ def _hold(window:np.ndarray, # rows lo, lo+1, ... of the returns (written in pla
         window[rows[inside] - lo, cols[inside]] = np.nan
     return window
 
-
 # %% ../../nbs/42_engine.ipynb #465a5874
 class _FoldView(PointInTimeView):
     "PointInTimeView of rows [lo, hi) of an already validated frame, stored in a workspace buffer (valid for one window)."
     def __init__(self, values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index, lo:int, hi:int, ws:NumericalWorkspace,
                  name:str="returns", hold:tuple|None=None): # hold: (rows, cols) of `pending_holds`, NaN in this view
         self.name, self._n = name, hi - lo
-        self._buf = ws.buf("train", (hi - lo, values.shape[1])); np.copyto(self._buf, values[lo:hi])
+        self._buf = ws.buf("train", (hi - lo, values.shape[1]))
+        np.copyto(self._buf, values[lo:hi])
         _hold(self._buf, hold, lo)
         self._ws, self._gen = ws, ws.generation
         self._full_index, self._lo, self._hi, self._cols, self._df = index, lo, hi, columns, None
@@ -165,33 +196,91 @@ class _FoldView(PointInTimeView):
     def t(self) -> pd.Timestamp: return self._full_index[self._hi]
     @property
     def _idx(self) -> pd.DatetimeIndex: return self._full_index[self._lo:self._hi]
-
-    def _alive(self):
-        if self._ws.released or self._ws.generation != self._gen:
-            raise WorkspaceError(f"{self.name}: this view belongs to an earlier window (decision at {self.t}); its buffer was reused")
-
-    @property
-    def _data(self) -> pd.DataFrame:
-        self._alive()
-        if self._df is None:
-            self._df = pd.DataFrame(self._buf.copy(), index=self._idx, columns=self._cols)
-            if self._df.shape[1]: self._df.values.flags.writeable = False
-        return self._df
-
-    def borrow(self) -> np.ndarray:
-        "Read-only view of the visible rows without a copy (valid until the workspace is reset)."
-        self._alive(); v = self._buf.view(); v.flags.writeable = False; return v
-    @property
-    def values(self) -> np.ndarray:
-        self._alive(); a = self._buf.copy(); a.flags.writeable = False; return a
-    @property
-    def index(self) -> pd.DatetimeIndex: self._alive(); return self._idx.copy()
-    @property
-    def columns(self) -> pd.Index: self._alive(); return self._cols.copy()
     @property
     def shape(self) -> tuple: return (self._n, len(self._cols))
 
+    def _alive(self):
+        if self._ws.released or self._ws.generation != self._gen:
+            raise WorkspaceError(f"{self.name}: this view belongs to an earlier window (decision at {self.t}); "
+                                 "its buffer was reused")
+
+# %% ../../nbs/42_engine.ipynb #b6b9d52f
+def _foldview_data(self:_FoldView) -> pd.DataFrame:
+    self._alive()
+    if self._df is None:
+        self._df = pd.DataFrame(self._buf.copy(), index=self._idx, columns=self._cols)
+        if self._df.shape[1]: self._df.values.flags.writeable = False
+    return self._df
+
+def _read_only(a:np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+def _foldview_borrow(self:_FoldView) -> np.ndarray:
+    "Read-only view of the visible rows without a copy (valid until the workspace is reset)."
+    self._alive()
+    return _read_only(self._buf.view())
+
+def _foldview_values(self:_FoldView) -> np.ndarray:
+    self._alive()
+    return _read_only(self._buf.copy())
+
+def _alive_copy(attr:str) -> property:
+    "A property giving a copy of `attr` once the view is checked alive."
+    def get(self):
+        self._alive()
+        return getattr(self, attr).copy()
+    return property(get)
+
+_FoldView._data = property(_foldview_data)
+_FoldView.borrow = _foldview_borrow
+_FoldView.values = property(_foldview_values)
+_FoldView.index = _alive_copy("_idx")
+_FoldView.columns = _alive_copy("_cols")
+
 # %% ../../nbs/42_engine.ipynb #582b5eb7
+def _effective_returns(R:np.ndarray, # the period's asset returns, days × assets (rewritten in place)
+                       bad:np.ndarray, # scratch of R's shape (bool)
+                       w:np.ndarray, # the weights held
+                      ) -> np.ndarray:
+    "`R` with missing values as 0 and each position's loss capped at its value."
+    np.isfinite(R, out=bad)
+    np.logical_not(bad, out=bad)
+    R[bad] = 0.0
+    np.maximum(R, np.where(w > 0, -1.0, -np.inf), out=R)      # a long loses at most its value
+    np.minimum(R, np.where(w < 0, 1.0, np.inf), out=R)        # a short loses at most its weight
+    return R
+
+# %% ../../nbs/42_engine.ipynb #15888333
+def _period_path(R:np.ndarray, # effective returns of the period (drift: rewritten into cumulative growth)
+                 w:np.ndarray, # the target bought at the period's start
+                 holding:str, # "drift" or "fixed"
+                ) -> tuple[np.ndarray, np.ndarray]:
+    "(daily portfolio returns, equity relative to the period start) of one holding period."
+    if holding == "fixed":
+        port = R @ w
+        return port, np.cumprod(1.0 + port)
+    R += 1.0
+    np.cumprod(R, axis=0, out=R)
+    level = (1.0 - w.sum()) + R @ w                       # equity relative to the segment start
+    port = np.empty(len(level))
+    port[0] = level[0] - 1.0
+    port[1:] = level[1:] / level[:-1] - 1.0
+    return port, level
+
+# %% ../../nbs/42_engine.ipynb #e290d5cb
+def _ruin(net:np.ndarray, gross:np.ndarray, turnover:np.ndarray, costs:np.ndarray,
+          day:int, # position of the ruin day in net/gross
+          f:int, # the trade during whose holding period it happened
+         ):
+    "Write ruin into the path in place: −100% on `day`, 0 afterwards, no trade after `f`."
+    net[day] = -1.0
+    net[day + 1:] = 0.0
+    gross[day + 1:] = 0.0
+    turnover[f + 1:] = 0.0
+    costs[f + 1:] = 0.0
+
+# %% ../../nbs/42_engine.ipynb #78122414
 @dataclass(frozen=True)
 class Simulation:
     "Output of `simulate`, positions relative to `start`."
@@ -202,6 +291,7 @@ class Simulation:
     holdings: np.ndarray   # weights held after the last day
     ruin_row: int|None     # row on which the equity reached 0, if it did
 
+# %% ../../nbs/42_engine.ipynb #4d93a758
 def simulate(values:np.ndarray, # asset returns, rows × assets (read-only is fine; NaN/inf count as 0)
              trade_rows:np.ndarray, # row of each trade (strictly increasing, start ≤ row < end)
              targets:np.ndarray, # target weights of each trade, trades × assets
@@ -216,37 +306,29 @@ def simulate(values:np.ndarray, # asset returns, rows × assets (read-only is fi
     F, n = len(trade_rows), values.shape[1]
     net, gross = np.zeros(end - start), np.zeros(end - start)
     turnover, costs = np.zeros(F), np.zeros(F)
-    h = np.zeros(n); ruin = None
+    h, ruin = np.zeros(n), None
     longest = int(np.diff(np.append(trade_rows, end)).max()) if F else 0
     seg_buf = np.empty((longest, n)) if ws is None else ws.buf("sim_segment", (longest, n))
     bad_buf = np.empty((longest, n), dtype=bool) if ws is None else ws.buf("sim_mask", (longest, n), dtype=bool)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for f in range(F):
-            r0 = int(trade_rows[f]); r1 = int(trade_rows[f + 1]) if f + 1 < F else end
-            w = targets[f]
-            to = float(np.abs(w - h).sum()); c = cost_bps / 1e4 * to
+            r0 = int(trade_rows[f])
+            r1 = int(trade_rows[f + 1]) if f + 1 < F else end
+            w, L, o = targets[f], r1 - r0, r0 - start
+            to = float(np.abs(w - h).sum())
+            c = cost_bps / 1e4 * to
             turnover[f], costs[f] = to, c
-            L = r1 - r0
-            R = seg_buf[:L]; bad = bad_buf[:L]
-            np.copyto(R, values[r0:r1]); np.isfinite(R, out=bad); np.logical_not(bad, out=bad); R[bad] = 0.0
-            np.maximum(R, np.where(w > 0, -1.0, -np.inf), out=R)      # a long loses at most its value
-            np.minimum(R, np.where(w < 0, 1.0, np.inf), out=R)        # a short loses at most its weight
-            if holding == "fixed":
-                port = R @ w
-                level = np.cumprod(1.0 + port)
-            else:
-                R += 1.0; np.cumprod(R, axis=0, out=R)
-                level = (1.0 - w.sum()) + R @ w                       # equity relative to the segment start
-                port = np.empty(L); port[0] = level[0] - 1.0; port[1:] = level[1:] / level[:-1] - 1.0
-            o = r0 - start
+            R = seg_buf[:L]
+            np.copyto(R, values[r0:r1])
+            port, level = _period_path(_effective_returns(R, bad_buf[:L], w), w, holding)
             gross[o:o + L] = port
-            net[o:o + L] = port; net[o] = (1.0 - c) * (1.0 + port[0]) - 1.0
+            net[o:o + L] = port
+            net[o] = (1.0 - c) * (1.0 + port[0]) - 1.0
             dead = np.flatnonzero(level <= 0.0)
             if c >= 1.0 or dead.size:
-                d = 0 if c >= 1.0 else int(dead[0])
-                net[o + d] = -1.0; net[o + d + 1:] = 0.0; gross[o + d + 1:] = 0.0
-                turnover[f + 1:] = 0.0; costs[f + 1:] = 0.0
-                h = np.zeros(n); ruin = r0 + d
+                ruin = r0 + (0 if c >= 1.0 else int(dead[0]))
+                _ruin(net, gross, turnover, costs, ruin - start, f)
+                h = np.zeros(n)
                 break
             h = w.copy() if holding == "fixed" else R[L - 1] * w / level[L - 1]
     return Simulation(net, gross, turnover, costs, h, ruin)
@@ -269,145 +351,72 @@ class BacktestResult:
     excluded: dict = field(default_factory=dict)  # decision date → {asset or stream: reason}
     timings: dict = field(default_factory=dict)   # seconds spent deciding and simulating
 
-    def summary(self) -> str:
-        "Metrics, then the conventions, as text for reports."
-        fmt = lambda v: "undefined" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-        lines = ["metrics:"] + [f"  {k:<13} {fmt(v)}" for k, v in self.metrics.items()]
-        lines += ["conventions:"] + [f"  {k:<17} {v}" for k, v in self.conventions.items() if k != "metrics"]
-        lines += [f"fallbacks: {len(self.fallbacks)} recorded"]
-        return "\n".join(lines)
+# %% ../../nbs/42_engine.ipynb #cf30f305
+_COUNT_MAX = 2**31 - 1      # row and batch counts: far beyond any history, and safe for numpy's int64 arithmetic
+
+class BacktestParams(BaseModel):
+    "Walk-forward conventions: the profile's `backtest` section and what `BacktestEngine` is built from."
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+    train: int = Field(252, ge=2, le=_COUNT_MAX)              # training rows per fold (L)
+    test: int = Field(21, ge=1, le=_COUNT_MAX)                # test rows per fold (H)
+    step: int|None = Field(None, ge=1, le=_COUNT_MAX)         # rows between folds (S); None: `test`
+    anchored: bool = False                                    # every fold trains from row 0 (an expanding window)
+    holding: Literal["drift", "fixed"] = "drift"              # bought and left to drift, or re-levered to the target daily
+    cost_bps: float = Field(0.0, ge=0, le=10_000)             # cost per unit of one-way turnover, in basis points (≤ 100%)
+    lag: int = Field(0, ge=0, le=_COUNT_MAX)                  # rows between the decision and the first earning row
+    periods_per_year: int|None = Field(None, ge=1, le=_COUNT_MAX) # annualization; None: read from the data's calendar
+    warmup: int = Field(0, ge=0, le=_COUNT_MAX)               # rows before the training window selection/synthesis may read
+    n_batches: int = Field(1, ge=1, le=_COUNT_MAX)            # decision batches (parallel units for the executor)
+    workspace: bool = True                                    # reuse a NumericalWorkspace per batch
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v, info):
+        "`true` is not the number 1 (bool is an int in Python): a bool given for a numeric parameter is refused."
+        if isinstance(v, bool) and cls.model_fields[info.field_name].annotation in (int, float, int|None):
+            raise ValueError("a boolean is not a number")
+        return v
+
+    @property
+    def max_lag(self) -> int:
+        "The largest lag: min(step, test) − 1."
+        return min(self.step or self.test, self.test) - 1
+
+    @model_validator(mode="after")
+    def _lag(self):
+        if self.lag > self.max_lag:
+            raise ValueError(f"lag ({self.lag}) must be smaller than min(step, test) = {self.max_lag + 1}")
+        return self
+
+# %% ../../nbs/42_engine.ipynb #d7d17c89
+def _expected(name:str, # a field of BacktestParams
+              given:dict, # all the values given (the lag's bound depends on step and test)
+             ) -> str:
+    "What `BacktestParams` accepts for `name`, in words, from the model's own bounds."
+    f = BacktestParams.model_fields[name]
+    if get_origin(f.annotation) is Literal: return " or ".join(repr(v) for v in get_args(f.annotation))
+    if f.annotation is bool: return "True or False"
+    ge = next(m.ge for m in f.metadata if hasattr(m, "ge"))
+    le = next(m.le for m in f.metadata if hasattr(m, "le"))
+    if name == "cost_bps": return f"a finite number ≥ {ge} and ≤ {le} (basis points per unit of turnover)"
+    if name == "lag":
+        try:
+            le = BacktestParams.model_validate({**given, "lag": 0}, strict=True).max_lag
+        except PydanticValidationError:      # step or test is wrong too: the count bound
+            pass
+    return f"an integer ≥ {ge} and ≤ {le}"
+
+def _engine_params(**given) -> BacktestParams:
+    "`given` as strictly typed `BacktestParams` (numpy integers count), or a `ValidationError` naming the first bad value."
+    plain = {k: int(v) if isinstance(v, np.integer) else v for k, v in given.items()}
+    try:
+        return BacktestParams.model_validate(plain, strict=True)
+    except PydanticValidationError as err:
+        loc = err.errors()[0]["loc"]
+        name = loc[0] if loc else "lag"          # the model's one rule across fields is the lag's
+        raise ValidationError(describe(name, given[name], _expected(name, plain))) from None
 
 # %% ../../nbs/42_engine.ipynb #b997cec2
-_MISSING_POLICY = ("allocators use a column only if it has a value on the last training row and on at least min_coverage "
-                   "of the rows; estimation uses the rows where all usable columns have values; constant columns are dropped")
-
-@dataclass(frozen=True)
-class _DecisionJob:
-    "Everything a decision batch needs (picklable for process or Ray executors)."
-    frame: pd.DataFrame
-    values: np.ndarray
-    folds: tuple
-    pipeline: AllocationPipeline
-    selector: Any
-    synthesizer: Any
-    warmup: int
-    workspace: bool
-    poison: bool
-    holds: tuple = ()       # per fold: (rows, cols) its decision holds (`pending_holds`), or None; (): nothing pending
-
-    def hold(self, f:int) -> tuple|None: return self.holds[f] if self.holds else None
-
-def _decide_batch(job:_DecisionJob, fold_ids) -> list:
-    "Decide the folds `fold_ids` with one workspace (created here, reset per window, released at the end)."
-    ws = None
-    if job.workspace:
-        rows = max(b - a for a, b, s, e in job.folds)
-        ws = NumericalWorkspace(job.values.shape[1], rows, poison=job.poison)
-    try:
-        alloc = job.pipeline.allocator
-        if (job.selector is None or not alloc.uses_selection) and (job.synthesizer is None or not alloc.uses_streams):
-            return _decide_fast(job, list(fold_ids), ws)
-        out = []
-        for f in fold_ids:
-            if ws is not None: ws.reset()
-            out.append(_decide_one(job, int(f), ws))
-        return out
-    finally:
-        if ws is not None: ws.release()
-
-def _cash(n:int, err:TVSError) -> tuple:
-    if isinstance(err, (LookAheadError, WorkspaceError)): raise err
-    return np.zeros(n), [("decision", f"{type(err).__name__}: {err}; holding cash")], {}
-
-def _decide_fast(job:_DecisionJob, fold_ids:list, ws) -> list:
-    "No selection or synthesis in the loop: the allocator reads each fold's training rows through a fold view; windows may be batched."
-    frame, cols = job.frame, job.frame.columns
-    def window(i:int) -> np.ndarray:
-        a, b, s, e = job.folds[fold_ids[i]]
-        hold = job.hold(fold_ids[i])
-        if ws is None:
-            v = PointInTimeView(frame.iloc[a:b], frame.index[b], name="returns").values
-            return v if hold is None else _hold(v.copy(), hold, a)
-        ws.reset()
-        return _FoldView(job.values, frame.index, cols, a, b, ws, hold=hold).borrow()
-    out = []
-    for r in job.pipeline.run_many(window, len(fold_ids), cols, ws=ws):
-        if isinstance(r, TVSError): out.append(_cash(len(cols), r)); continue
-        _, w, fb, exc, _ = r
-        out.append((w, list(fb), {cols[j]: why for j, why in exc.items()}))
-    return out
-
-def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
-    "Selection and/or synthesis in the loop: each reads the fold's PointInTimeView (training rows + warmup)."
-    a, b, s, e = job.folds[f]
-    frame, cols = job.frame, job.frame.columns
-    alloc = job.pipeline.allocator
-    try:
-        lo, hold = max(0, a - job.warmup), job.hold(f)
-        window = frame.iloc[lo:b]
-        if hold is not None:                 # what a load ending at the decision time holds (`hold_pending`)
-            window = pd.DataFrame(_hold(window.to_numpy(dtype=np.float64, copy=True), hold, lo), index=window.index, columns=window.columns)
-        view = PointInTimeView(window, frame.index[b], name="returns")
-        assets, clusters, directions, logics = list(cols), None, None, None
-        if job.selector is not None and alloc.uses_selection:
-            sel = job.selector.run(view)
-            assets, clusters = list(sel.winners), sel.clusters
-            directions, logics = getattr(sel, "directions", None), getattr(sel, "logics", None)
-        if job.synthesizer is not None and alloc.uses_streams:
-            syn = job.synthesizer.run(view, assets, directions=directions, logics=logics)
-            streams, composition = syn.returns, syn.composition
-        else:
-            streams, composition = view.frame[assets], None
-        streams = streams[streams.index >= frame.index[a]]
-        res = job.pipeline.run(streams, composition, clusters, ws=ws)
-        unknown = [k for k in res.asset_weights.index if k not in cols]
-        if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
-        aw = res.asset_weights
-        if aw.index.is_unique:                       # positions in the frame's columns (its hash table is built once per run)
-            w = np.zeros(len(cols))
-            w[cols.get_indexer(aw.index)] = aw.to_numpy(dtype=np.float64)
-        else: w = aw.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
-        return w, list(res.fallbacks), dict(res.excluded)
-    except TVSError as err: return _cash(len(cols), err)
-
-_MAX_COUNT = 2**31 - 1      # row and batch counts: far beyond any history, and safe for numpy's int64 arithmetic
-
-def _int(name, v, lo, hi=_MAX_COUNT):
-    if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi):
-        raise ValidationError(describe(name, v, f"an integer ≥ {lo} and ≤ {hi}"))
-    return int(v)
-
-class NotReturnsError(ContractError):
-    "The frame given as returns cannot be simple returns (prices, percent units, log returns)."
-
-_PRICE_LIKE_MIN = 10        # finite values a column needs before it can be judged to be prices
-_TO_RETURNS = "pass simple returns, e.g. prices_to_returns(prices) from tradingview_scraper.backtest.metrics"
-RETURNS_RULE = ("simple returns r = p_t / p_{t−1} − 1: every finite value ≥ −1 (−1 itself, a total loss, is allowed); no column "
-                f"with ≥ {_PRICE_LIKE_MIN} finite values that are all > 0 with a median above 1 (prices: a typical period more "
-                "than doubling and none ever falling); NaN and ±inf are missing values")
-
-def _check_domain(values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index):
-    "Refuse values that cannot be simple returns (`RETURNS_RULE`), naming the first offender."
-    finite = np.isfinite(values)
-    with np.errstate(invalid="ignore"): low = finite & (values < -1.0)
-    if low.any():
-        i, j = (int(v[0]) for v in np.nonzero(low))
-        raise NotReturnsError(describe(f"return of {repr(columns[j])[:80]} at {index[i]}", float(values[i, j]), "a simple return ≥ −1 (−100%)",
-                                       hint=f"{int(low.sum())} values below −1: percent units (divide by 100), log returns "
-                                            f"(np.expm1)? {_TO_RETURNS}"))
-    with np.errstate(invalid="ignore"): positive = np.where(finite, values > 0, True).all(axis=0)
-    suspects = np.flatnonzero(positive & (finite.sum(axis=0) >= _PRICE_LIKE_MIN))
-    medians = {str(columns[j])[:80]: float(np.median(values[finite[:, j], j])) for j in suspects}
-    priced = {c: round(m, 6) for c, m in medians.items() if m > 1.0}
-    if priced:
-        raise NotReturnsError(describe("returns columns (median)", dict(list(priced.items())[:5]), "simple returns, not prices",
-                                       hint=f"{len(priced)} columns have only positive values with a median above 1, which is "
-                                            f"what prices look like; {_TO_RETURNS}"))
-
-_PENDING_RULE = ("a suspect bar (|log move| > data.rules.print_move) confirmed only at or after a decision time is NaN in that "
-                 "decision's training, selection and synthesis windows (what a load ending then holds: hold_pending); the "
-                 "simulation earns every bar")
-
 class BacktestEngine:
     "Walk-forward backtest: decide every fold through a point-in-time view, then simulate the path in order."
     def __init__(self, train:int=252, # training rows per fold (L)
@@ -424,145 +433,378 @@ class BacktestEngine:
                  workspace:bool=True, # reuse a NumericalWorkspace per batch (False: fresh arrays per window)
                  poison:bool=False, # NaN-fill workspace buffers at every reset (tests)
                 ):
-        self.train, self.test = _int("train", train, 2), _int("test", test, 1)
-        self.step = self.test if step is None else _int("step", step, 1)
-        if not isinstance(anchored, bool): raise ValidationError(describe("anchored", anchored, "True or False"))
-        if holding not in ("drift", "fixed"): raise ValidationError(describe("holding", holding, "'drift' or 'fixed'"))
-        if not (isinstance(cost_bps, (int, float)) and not isinstance(cost_bps, bool) and math.isfinite(cost_bps) and cost_bps >= 0):
-            raise ValidationError(describe("cost_bps", cost_bps, "a finite number ≥ 0 (basis points per unit of turnover)"))
-        self.lag = _int("lag", lag, 0, min(self.step, self.test) - 1)
-        self.periods_per_year, self.warmup = _int("periods_per_year", periods_per_year, 1), _int("warmup", warmup, 0)
+        p = _engine_params(train=train, test=test, step=step, anchored=anchored, holding=holding, cost_bps=cost_bps, lag=lag,
+                           periods_per_year=periods_per_year, warmup=warmup, n_batches=n_batches, workspace=workspace)
+        if p.periods_per_year is None:
+            raise ValidationError(describe("periods_per_year", None, _expected("periods_per_year", {}),
+                                           "None means 'read it from the data's calendar': resolve it before building an engine"))
         if not callable(map_fn): raise ValidationError(describe("map_fn", map_fn, "a callable like map(fn, items)"))
-        self.n_batches = _int("n_batches", n_batches, 1)
-        self.anchored, self.holding, self.cost_bps, self.map_fn = anchored, holding, float(cost_bps), map_fn
-        self.workspace, self.poison = bool(workspace), bool(poison)
+        self.params, self.map_fn, self.poison = p, map_fn, bool(poison)
+        self.train, self.test, self.step, self.lag = p.train, p.test, p.step or p.test, p.lag
+        self.anchored, self.holding, self.cost_bps, self.warmup = p.anchored, p.holding, p.cost_bps, p.warmup
+        self.periods_per_year, self.n_batches, self.workspace = p.periods_per_year, p.n_batches, p.workspace
 
-    def folds(self, n_rows:int) -> list[tuple[int, int, int, int]]:
-        "(train_start, train_end, test_start, test_end) of every fold of a history of `n_rows` rows."
-        n_folds = max(0, (n_rows - self.train - self.test) // self.step + 1)
-        ends = self.train + self.step * np.arange(n_folds)
-        return [(0 if self.anchored else int(te) - self.train, int(te), int(te), int(te) + self.test) for te in ends]
+    def __repr__(self):
+        changed = {k: v for k, v in self.get_params().items() if k != "map_fn" and v != _ENGINE_DEFAULTS[k]}
+        return f"BacktestEngine({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
-    @staticmethod
-    def _check_returns(returns, # what `run` was given
-                       domain:bool=True, # also apply `RETURNS_RULE` to the values (False: structure only)
-                      ) -> pd.DataFrame:
-        "The engine's one input check: a UTC-indexed frame of unique numeric columns holding simple returns."
-        if not isinstance(returns, pd.DataFrame): raise ContractError(describe("returns", type(returns).__name__, "a DataFrame (time × assets)"))
-        check_utc_index(returns.index, "returns index")
-        if not returns.columns.is_unique: raise ContractError(describe("returns columns", "duplicated names", "unique asset names"))
-        bad = [c for c in returns.columns if not pd.api.types.is_numeric_dtype(returns[c])]
-        if bad: raise ContractError(describe("returns columns", bad[:5], "numeric columns"))
-        if domain: _check_domain(returns.to_numpy(dtype=np.float64), returns.index, returns.columns)
-        return returns
+# %% ../../nbs/42_engine.ipynb #fe38aac6
+def _engine_from_config(cls, params:BacktestParams, # a profile's `backtest` section, `periods_per_year` resolved
+                        map_fn:Callable=map, # how decision batches are run
+                       ) -> BacktestEngine:
+    "The engine of `params`."
+    if not isinstance(params, BacktestParams):
+        raise ValidationError(describe("params", type(params).__name__, "a BacktestParams (the profile's backtest section)"))
+    return cls(**{k: getattr(params, k) for k in BacktestParams.model_fields}, map_fn=map_fn)
 
-    def conventions(self, pipeline:AllocationPipeline, selector=None, synthesizer=None, n_folds:int|None=None,
-                    n_held:int|None=None, # (decision, bar) cells held as pending; None: no `confirmed` given
-                   ) -> dict:
-        "Every convention of a run with these settings."
-        return {
-            "window": "fold f trains on rows [f·step, f·step + train) ([0, f·step + train) if anchored) and tests on the next "
-                      "`test` rows; folds continue while the test window is complete (skfolio WalkForward(train_size, test_size))",
-            "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored, "n_folds": n_folds,
-            "decision_time": "timestamp of the fold's first test row; every decision reads a PointInTimeView holding only earlier rows",
-            "decision_data": "allocator: the training rows; selection and synthesis: also `warmup` rows before them",
-            "warmup": self.warmup,
-            "pending_bars": _PENDING_RULE, "pending_held": n_held,
-            "lag": self.lag,
-            "execution": "the target trades at the close of row (first test row + lag − 1) and earns from row (first test row + lag); "
-                         "until then the previous holdings keep earning (all cash before the first trade); a target is held "
-                         "until the next fold's trade, the last one until the end of its test window",
-            "holding": self.holding,
-            "holding_rule": {"drift": "bought at the trade and left to drift with prices; cash earns 0",
-                             "fixed": "re-levered to the target every day at no cost"}[self.holding],
-            "cost_bps": self.cost_bps,
-            "cost_model": "equity × (1 − cost_bps/1e4 × Σ|w_target − w_held|) at each trade, before that day's return; "
-                          "w_held = holdings drifted to the trade (all cash at the start); holdings carried across windows",
-            "input": RETURNS_RULE,
-            "missing_returns": "a NaN/inf asset return counts as 0 for a held position",
-            "loss_cap": "a short's daily return is capped at +100% (its loss at its weight), a long's at −100%",
-            "ruin": "if the equity reaches 0 that day's return is −100% and every later return is 0",
-            "bad_decision": "a typed error (TVSError) from a decision makes that fold hold cash, recorded in fallbacks",
-            "missing_data_policy": _MISSING_POLICY,
-            "periods_per_year": self.periods_per_year, "risk_free_rate": 0.0,
-            "metrics": dict(METRIC_CONVENTIONS),
-            "allocation": pipeline.describe_params(),
-            "selector": None if selector is None else repr(selector),
-            "synthesizer": None if synthesizer is None else repr(synthesizer),
-            "workspace": self.workspace, "n_batches": self.n_batches,
-        }
+def _engine_get_params(self:BacktestEngine) -> dict:
+    "The engine's constructor arguments: `BacktestEngine(**e.get_params())` is the same engine."
+    return {**self.params.model_dump(), "map_fn": self.map_fn, "poison": self.poison}
 
-    def run(self, returns:pd.DataFrame, # simple daily asset returns (`RETURNS_RULE`): UTC DatetimeIndex, a column per asset, NaN where not listed
-            allocator:Allocator|AllocationPipeline, # the allocator (or a pipeline with caps and limits)
-            selector=None, # Pillar 2 selection: .run(view) → result with .winners and .clusters
-            synthesizer=None, # synthesis: .run(view, assets) → result with .returns, .atoms, .composition
-            confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of the load that gave `returns`: decisions hold what was not confirmed yet
+BacktestEngine.from_config = classmethod(_engine_from_config)
+BacktestEngine.get_params = _engine_get_params
+_ENGINE_DEFAULTS = {**BacktestParams().model_dump(), "periods_per_year": 252, "map_fn": map, "poison": False}
+
+# %% ../../nbs/42_engine.ipynb #390b28fe
+def _engine_folds(self:BacktestEngine, n_rows:int) -> list[tuple[int, int, int, int]]:
+    "(train_start, train_end, test_start, test_end) of every fold of a history of `n_rows` rows."
+    n_folds = max(0, (n_rows - self.train - self.test) // self.step + 1)
+    ends = self.train + self.step * np.arange(n_folds)
+    return [(0 if self.anchored else int(te) - self.train, int(te), int(te), int(te) + self.test) for te in ends]
+
+BacktestEngine.folds = _engine_folds
+
+# %% ../../nbs/42_engine.ipynb #e2e13a87
+class NotReturnsError(ContractError):
+    "The frame given as returns cannot be simple returns (prices, percent units, log returns)."
+
+_PRICE_LIKE_MIN = 10        # finite values a column needs before it can be judged to be prices
+_TO_RETURNS = "pass simple returns, e.g. prices_to_returns(prices) from tradingview_scraper.backtest.metrics"
+RETURNS_RULE = ("simple returns r = p_t / p_{t−1} − 1: every finite value ≥ −1 (−1 itself, a total loss, is allowed: "
+                f"data.contracts.bad_returns, with ±inf read as missing); no column with ≥ {_PRICE_LIKE_MIN} finite values "
+                "that are all > 0 with a median above 1 (prices: a typical period more than doubling and none ever falling); "
+                "NaN and ±inf are missing values")
+
+def _check_values(values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index):
+    "Refuse a finite value below −1 (`contracts.bad_returns`), naming the first."
+    low = contracts.bad_returns(values) & np.isfinite(values)
+    if low.any():
+        i, j = (int(v[0]) for v in np.nonzero(low))
+        raise NotReturnsError(describe(f"return of {repr(columns[j])[:80]} at {index[i]}", float(values[i, j]),
+                                       "a simple return ≥ −1 (−100%)",
+                                       hint=f"{int(low.sum())} values below −1, against the rule '{contracts.RETURNS_RULE}': "
+                                            f"percent units (divide by 100), log returns (np.expm1)? {_TO_RETURNS}"))
+
+# %% ../../nbs/42_engine.ipynb #ca236842
+def _check_not_prices(values:np.ndarray, columns:pd.Index):
+    "Refuse columns that look like prices: ≥ `_PRICE_LIKE_MIN` finite values, all > 0, median above 1."
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"): positive = np.where(finite, values > 0, True).all(axis=0)
+    suspects = np.flatnonzero(positive & (finite.sum(axis=0) >= _PRICE_LIKE_MIN))
+    medians = {str(columns[j])[:80]: float(np.median(values[finite[:, j], j])) for j in suspects}
+    priced = {c: round(m, 6) for c, m in medians.items() if m > 1.0}
+    if priced:
+        raise NotReturnsError(describe("returns columns (median)", dict(list(priced.items())[:5]), "simple returns, not prices",
+                                       hint=f"{len(priced)} columns have only positive values with a median above 1, which is "
+                                            f"what prices look like; {_TO_RETURNS}"))
+
+def _check_domain(values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index):
+    "Refuse values that cannot be simple returns (`RETURNS_RULE`), naming the first offender."
+    _check_values(values, index, columns)
+    _check_not_prices(values, columns)
+
+# %% ../../nbs/42_engine.ipynb #22cd1fe3
+def _engine_check_returns(returns, # what `run` was given
+                          domain:bool=True, # also apply `RETURNS_RULE` to the values (False: structure only)
+                         ) -> pd.DataFrame:
+    "The engine's one input check: a UTC-indexed frame of unique numeric columns holding simple returns."
+    if not isinstance(returns, pd.DataFrame):
+        raise ContractError(describe("returns", type(returns).__name__, "a DataFrame (time × assets)"))
+    check_utc_index(returns.index, "returns index")
+    if not returns.columns.is_unique:
+        raise ContractError(describe("returns columns", "duplicated names", "unique asset names"))
+    bad = [c for c in returns.columns if not pd.api.types.is_numeric_dtype(returns[c])]
+    if bad: raise ContractError(describe("returns columns", bad[:5], "numeric columns"))
+    if domain: _check_domain(returns.to_numpy(dtype=np.float64), returns.index, returns.columns)
+    return returns
+
+BacktestEngine._check_returns = staticmethod(_engine_check_returns)
+
+# %% ../../nbs/42_engine.ipynb #dfc63194
+_MISSING_POLICY = ("allocators use a column only if it has a value on the last training row and on at least min_coverage "
+                   "of the rows; estimation uses the rows where all usable columns have values; constant columns are dropped")
+_PENDING_RULE = ("a suspect bar (|log move| > data.rules.print_move) confirmed only at or after a decision time is NaN in that "
+                 "decision's training, selection and synthesis windows (what a load ending then holds: hold_pending); the "
+                 "simulation earns every bar")
+_RULES = MappingProxyType({
+    "window": "fold f trains on rows [f·step, f·step + train) ([0, f·step + train) if anchored) and tests on the next "
+              "`test` rows; folds continue while the test window is complete (skfolio WalkForward(train_size, test_size))",
+    "decision_time": "timestamp of the fold's first test row; every decision reads a PointInTimeView holding only earlier rows",
+    "decision_data": "allocator: the training rows; selection and synthesis: also `warmup` rows before them",
+    "execution": "the target trades at the close of row (first test row + lag − 1) and earns from row (first test row + lag); "
+                 "until then the previous holdings keep earning (all cash before the first trade); a target is held "
+                 "until the next fold's trade, the last one until the end of its test window",
+    "drift": "bought at the trade and left to drift with prices; cash earns 0",
+    "fixed": "re-levered to the target every day at no cost",
+    "cost_model": "equity × (1 − cost_bps/1e4 × Σ|w_target − w_held|) at each trade, before that day's return; "
+                  "w_held = holdings drifted to the trade (all cash at the start); holdings carried across windows",
+    "missing_returns": "a NaN/inf asset return counts as 0 for a held position",
+    "loss_cap": "a short's daily return is capped at +100% (its loss at its weight), a long's at −100%",
+    "ruin": "if the equity reaches 0 that day's return is −100% and every later return is 0",
+    "bad_decision": "a typed error (TVSError) from a decision makes that fold hold cash, recorded in fallbacks",
+})
+
+# %% ../../nbs/42_engine.ipynb #a6fd1e0e
+def _engine_conventions(self:BacktestEngine, pipeline:AllocationPipeline, selector=None, synthesizer=None,
+                        n_folds:int|None=None, # folds of the run
+                        n_held:int|None=None, # (decision, bar) cells held as pending; None: no `confirmed` given
+                       ) -> dict:
+    "Every convention of a run with these settings."
+    return {
+        "window": _RULES["window"], "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored,
+        "n_folds": n_folds, "decision_time": _RULES["decision_time"], "decision_data": _RULES["decision_data"],
+        "warmup": self.warmup, "pending_bars": _PENDING_RULE, "pending_held": n_held, "lag": self.lag,
+        "execution": _RULES["execution"], "holding": self.holding, "holding_rule": _RULES[self.holding],
+        "cost_bps": self.cost_bps, "cost_model": _RULES["cost_model"], "input": RETURNS_RULE,
+        **{k: _RULES[k] for k in ("missing_returns", "loss_cap", "ruin", "bad_decision")},
+        "missing_data_policy": _MISSING_POLICY, "periods_per_year": self.periods_per_year, "risk_free_rate": 0.0,
+        "metrics": dict(METRIC_CONVENTIONS), "allocation": pipeline.describe_params(),
+        "selector": None if selector is None else repr(selector),
+        "synthesizer": None if synthesizer is None else repr(synthesizer),
+        "workspace": self.workspace, "n_batches": self.n_batches,
+    }
+
+BacktestEngine.conventions = _engine_conventions
+
+# %% ../../nbs/42_engine.ipynb #3bea5747
+@dataclass(frozen=True)
+class _DecisionJob:
+    "Everything a decision batch needs (picklable for process or Ray executors)."
+    frame: pd.DataFrame
+    values: np.ndarray
+    folds: tuple
+    pipeline: AllocationPipeline
+    selector: Any
+    synthesizer: Any
+    warmup: int
+    workspace: bool
+    poison: bool
+    holds: tuple = ()       # per fold: (rows, cols) its decision holds (`pending_holds`), or None; (): nothing pending
+
+    def hold(self, f:int) -> tuple|None: return self.holds[f] if self.holds else None
+
+    @property
+    def fast(self) -> bool:
+        "Neither selection nor synthesis in the loop: the allocator reads the training rows directly."
+        alloc = self.pipeline.allocator
+        return (self.selector is None or not alloc.uses_selection) and (self.synthesizer is None or not alloc.uses_streams)
+
+# %% ../../nbs/42_engine.ipynb #e6c49f3e
+def _decide_batch(job:_DecisionJob, fold_ids) -> list:
+    "Decide the folds `fold_ids` with one workspace (created here, reset per window, released at the end)."
+    ws = None
+    if job.workspace:
+        rows = max(b - a for a, b, s, e in job.folds)
+        ws = NumericalWorkspace(job.values.shape[1], rows, poison=job.poison)
+    try:
+        if job.fast: return _decide_fast(job, list(fold_ids), ws)
+        out = []
+        for f in fold_ids:
+            if ws is not None: ws.reset()
+            out.append(_decide_one(job, int(f), ws))
+        return out
+    finally:
+        if ws is not None: ws.release()
+
+# %% ../../nbs/42_engine.ipynb #08298643
+def _cash(n:int, err:TVSError) -> tuple:
+    "The decision of a fold whose decision failed with `err`: all cash, recorded."
+    if isinstance(err, (LookAheadError, WorkspaceError)): raise err
+    return np.zeros(n), [("decision", f"{type(err).__name__}: {err}; holding cash")], {}
+
+def _decide_fast(job:_DecisionJob, fold_ids:list, ws) -> list:
+    "No selection or synthesis in the loop: the allocator reads each fold's training rows through a fold view, in batches."
+    frame, cols = job.frame, job.frame.columns
+    def window(i:int) -> np.ndarray:
+        a, b, s, e = job.folds[fold_ids[i]]
+        hold = job.hold(fold_ids[i])
+        if ws is None:
+            v = PointInTimeView(frame.iloc[a:b], frame.index[b], name="returns").values
+            return v if hold is None else _hold(v.copy(), hold, a)
+        ws.reset()
+        return _FoldView(job.values, frame.index, cols, a, b, ws, hold=hold).borrow()
+    out = []
+    for r in job.pipeline.run_many(window, len(fold_ids), cols, ws=ws):
+        if isinstance(r, TVSError):
+            out.append(_cash(len(cols), r))
+            continue
+        _, w, fb, exc, _ = r
+        out.append((w, list(fb), {cols[j]: why for j, why in exc.items()}))
+    return out
+
+# %% ../../nbs/42_engine.ipynb #7aeded7c
+def _fold_view(job:_DecisionJob, f:int) -> PointInTimeView:
+    "The view selection and synthesis read for fold `f`: training rows plus `warmup` earlier ones, pending cells held."
+    a, b, s, e = job.folds[f]
+    frame = job.frame
+    lo, hold = max(0, a - job.warmup), job.hold(f)
+    window = frame.iloc[lo:b]
+    if hold is not None:                 # what a load ending at the decision time holds (`hold_pending`)
+        held = _hold(window.to_numpy(dtype=np.float64, copy=True), hold, lo)
+        window = pd.DataFrame(held, index=window.index, columns=window.columns)
+    return PointInTimeView(window, frame.index[b], name="returns")
+
+def _fold_streams(job:_DecisionJob, view:PointInTimeView) -> tuple:
+    "(streams, composition, clusters) of a fold: selection and synthesis as far as the allocator uses them."
+    alloc = job.pipeline.allocator
+    assets, clusters, directions, logics = list(job.frame.columns), None, None, None
+    if job.selector is not None and alloc.uses_selection:
+        sel = job.selector.run(view)
+        assets, clusters = list(sel.winners), sel.clusters
+        directions, logics = getattr(sel, "directions", None), getattr(sel, "logics", None)
+    if job.synthesizer is not None and alloc.uses_streams:
+        syn = job.synthesizer.run(view, assets, directions=directions, logics=logics)
+        return syn.returns, syn.composition, clusters
+    return view.frame[assets], None, clusters
+
+# %% ../../nbs/42_engine.ipynb #f1852c62
+def _asset_vector(weights:pd.Series, # asset weights of a decision
+                  cols:pd.Index, # the returns' columns
+                 ) -> np.ndarray:
+    "`weights` as a vector over `cols` (0 where absent); an asset the returns do not have is a `ContractError`."
+    unknown = [k for k in weights.index if k not in cols]
+    if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
+    if not weights.index.is_unique: return weights.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
+    w = np.zeros(len(cols))                      # positions in the frame's columns (its hash table is built once per run)
+    w[cols.get_indexer(weights.index)] = weights.to_numpy(dtype=np.float64)
+    return w
+
+def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
+    "Selection and/or synthesis in the loop: each reads the fold's PointInTimeView (training rows + warmup)."
+    try:
+        streams, composition, clusters = _fold_streams(job, _fold_view(job, f))
+        streams = streams[streams.index >= job.frame.index[job.folds[f][0]]]
+        res = job.pipeline.run(streams, composition, clusters, ws=ws)
+        return _asset_vector(res.asset_weights, job.frame.columns), list(res.fallbacks), dict(res.excluded)
+    except TVSError as err:
+        return _cash(len(job.frame.columns), err)
+
+# %% ../../nbs/42_engine.ipynb #82c5a233
+def _engine_decide(self:BacktestEngine, job:_DecisionJob, dates:pd.DatetimeIndex) -> tuple[np.ndarray, list, dict]:
+    "Decide every fold of `job` (batched through `map_fn`): (targets, fallbacks, excluded)."
+    n_folds = len(job.folds)
+    batches = [b.tolist() for b in np.array_split(np.arange(n_folds), min(self.n_batches, n_folds))]
+    decided = list(self.map_fn(partial(_decide_batch, job), batches))
+    targets = np.zeros((n_folds, job.values.shape[1]))
+    fallbacks, excluded = [], {}
+    for batch, out in zip(batches, decided):
+        for f, (w, fb, exc) in zip(batch, out):
+            targets[f] = w
+            fallbacks += [(dates[f], step, why) for step, why in fb]
+            if exc: excluded[dates[f]] = exc
+    return targets, fallbacks, excluded
+
+BacktestEngine._decide = _engine_decide
+
+# %% ../../nbs/42_engine.ipynb #06d46f56
+def _engine_run(self:BacktestEngine,
+                returns:pd.DataFrame, # simple daily returns (`RETURNS_RULE`): UTC index, a column per asset, NaN: not listed
+                allocator:Allocator|AllocationPipeline, # the allocator (or a pipeline with caps and limits)
+                selector=None, # Pillar 2 selection: .run(view) → result with .winners and .clusters
+                synthesizer=None, # synthesis: .run(view, assets) → result with .returns, .atoms, .composition
+                confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of the load: decisions hold what is not confirmed yet
+               ) -> BacktestResult:
+    "Decide every fold (batched through `map_fn`), simulate in order, compute the metrics once."
+    return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed)
+
+BacktestEngine.run = _engine_run
+
+# %% ../../nbs/42_engine.ipynb #55d1ff55
+def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None) -> BacktestResult:
+    "`run` on a frame that passed `_check_returns`."
+    pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
+    for name, obj in (("selector", selector), ("synthesizer", synthesizer)):
+        if obj is not None and not callable(getattr(obj, "run", None)):
+            raise ValidationError(describe(name, obj, "an object with a .run(...) method"))
+    folds = self.folds(len(frame))
+    if not folds:
+        raise ValidationError(describe("history length", len(frame), f"at least train + test = {self.train + self.test} rows"))
+    holds = pending_holds(confirmed, frame.index, frame.columns, [b for a, b, s, e in folds])
+    n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
+    values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
+    job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
+                       tuple(holds) if n_held else ())
+    dates = pd.DatetimeIndex([frame.index[s] for a, b, s, e in folds], name="decision")
+    t0 = time.perf_counter()
+    targets, fallbacks, excluded = self._decide(job, dates)
+    t1 = time.perf_counter()
+    trade_rows = np.array([s + self.lag for a, b, s, e in folds])
+    with NumericalWorkspace(values.shape[1], 1, preallocate=False) as sim_ws:
+        sim = simulate(values, trade_rows, targets, folds[0][2], folds[-1][3], self.holding, self.cost_bps,
+                       ws=sim_ws if self.workspace else None)
+    timings = {"decide_s": t1 - t0, "simulate_s": time.perf_counter() - t1}
+    conventions = self.conventions(pipeline, selector, synthesizer, len(folds), n_held)
+    return _result(frame, folds, dates, trade_rows, targets, sim, fallbacks, excluded, conventions, timings,
+                   self.periods_per_year)
+
+BacktestEngine._run = _engine__run
+
+# %% ../../nbs/42_engine.ipynb #d07e3124
+def _result(frame:pd.DataFrame, folds:list, dates:pd.DatetimeIndex, trade_rows:np.ndarray, targets:np.ndarray,
+            sim:Simulation, fallbacks:list, excluded:dict, conventions:dict, timings:dict, periods_per_year:int,
            ) -> BacktestResult:
-        "Decide every fold (batched through `map_fn`), simulate in order, compute the metrics once."
-        return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed)
+    "The `BacktestResult` of a simulated path."
+    idx = frame.index
+    days = idx[folds[0][2]:folds[-1][3]]
+    if sim.ruin_row is not None: fallbacks.append((idx[sim.ruin_row], "ruin", "equity reached 0: later returns are 0"))
+    net = pd.Series(sim.net, index=days, name="returns")
+    try:
+        metrics = compute_metrics(net, periods_per_year, sim.turnover, sim.costs)
+    except ValidationError as err:
+        metrics = dict.fromkeys(compute_metrics(np.zeros(2)), None)
+        fallbacks.append((days[-1], "metrics", f"{err}; metrics undefined"))
+    with np.errstate(divide="ignore", over="ignore"):       # ruin → 0, absurd inputs → inf, never a warning
+        equity = np.exp(np.cumsum(np.log1p(np.maximum(sim.net, -1.0))))
+    fold_frame = pd.DataFrame(folds, columns=["train_start", "train_end", "test_start", "test_end"], index=dates)
+    fold_frame["trade_row"] = trade_rows
+    return BacktestResult(
+        returns=net, gross_returns=pd.Series(sim.gross, index=days, name="gross_returns"),
+        equity=pd.Series(equity, index=days, name="equity"),
+        weights=pd.DataFrame(targets, index=dates, columns=frame.columns),
+        turnover=pd.Series(sim.turnover, index=dates, name="turnover"),
+        costs=pd.Series(sim.costs, index=dates, name="costs"),
+        trade_dates=pd.Series(idx[trade_rows], index=dates, name="first_earning_day"),
+        metrics=metrics, conventions=conventions, folds=fold_frame, fallbacks=fallbacks, excluded=excluded, timings=timings)
 
-    def _run(self, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None) -> BacktestResult:
-        "`run` on a frame that passed `_check_returns`."
-        pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
-        for name, obj, meth in (("selector", selector, "run"), ("synthesizer", synthesizer, "run")):
-            if obj is not None and not callable(getattr(obj, meth, None)):
-                raise ValidationError(describe(name, obj, f"an object with a .{meth}(...) method"))
-        folds = self.folds(len(frame))
-        if not folds:
-            raise ValidationError(describe("history length", len(frame), f"at least train + test = {self.train + self.test} rows"))
-        holds = pending_holds(confirmed, frame.index, frame.columns, [b for a, b, s, e in folds])
-        n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
-        values = frame.to_numpy(dtype=np.float64, copy=True); values.flags.writeable = False
-        job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
-                           tuple(holds) if n_held else ())
-        t0 = time.perf_counter()
-        batches = [b.tolist() for b in np.array_split(np.arange(len(folds)), min(self.n_batches, len(folds)))]
-        decided = list(self.map_fn(partial(_decide_batch, job), batches))
-        t1 = time.perf_counter()
-        n = values.shape[1]
-        targets = np.zeros((len(folds), n))
-        idx = frame.index
-        dates = pd.DatetimeIndex([idx[s] for a, b, s, e in folds], name="decision")
-        fallbacks, excluded = [], {}
-        for batch, out in zip(batches, decided):
-            for f, (w, fb, exc) in zip(batch, out):
-                targets[f] = w
-                fallbacks += [(dates[f], step, why) for step, why in fb]
-                if exc: excluded[dates[f]] = exc
-        start, end = folds[0][2], folds[-1][3]
-        trade_rows = np.array([s + self.lag for a, b, s, e in folds])
-        with NumericalWorkspace(n, 1, preallocate=False) as sim_ws:
-            sim = simulate(values, trade_rows, targets, start, end, self.holding, self.cost_bps, ws=sim_ws if self.workspace else None)
-        t2 = time.perf_counter()
-        if sim.ruin_row is not None: fallbacks.append((idx[sim.ruin_row], "ruin", "equity reached 0: later returns are 0"))
-        days = idx[start:end]
-        net = pd.Series(sim.net, index=days, name="returns")
-        try: metrics = compute_metrics(net, self.periods_per_year, sim.turnover, sim.costs)
-        except ValidationError as err:
-            metrics = dict.fromkeys(compute_metrics(np.zeros(2)), None)
-            fallbacks.append((days[-1], "metrics", f"{err}; metrics undefined"))
-        with np.errstate(divide="ignore", over="ignore"):       # ruin → 0, absurd inputs → inf, never a warning
-            equity = np.exp(np.cumsum(np.log1p(np.maximum(sim.net, -1.0))))
-        fold_frame = pd.DataFrame(folds, columns=["train_start", "train_end", "test_start", "test_end"], index=dates)
-        fold_frame["trade_row"] = trade_rows
-        return BacktestResult(
-            returns=net, gross_returns=pd.Series(sim.gross, index=days, name="gross_returns"),
-            equity=pd.Series(equity, index=days, name="equity"),
-            weights=pd.DataFrame(targets, index=dates, columns=frame.columns),
-            turnover=pd.Series(sim.turnover, index=dates, name="turnover"),
-            costs=pd.Series(sim.costs, index=dates, name="costs"),
-            trade_dates=pd.Series(idx[trade_rows], index=dates, name="first_earning_day"),
-            metrics=metrics, conventions=self.conventions(pipeline, selector, synthesizer, len(folds), n_held),
-            folds=fold_frame, fallbacks=fallbacks, excluded=excluded,
-            timings={"decide_s": t1 - t0, "simulate_s": t2 - t1})
+# %% ../../nbs/42_engine.ipynb #8df262d4
+def _result_name(self:BacktestResult) -> str:
+    "The allocator's class name, from the conventions (`allocation.allocator.class`)."
+    alloc = self.conventions.get("allocation") or {}
+    return str((alloc.get("allocator") or {}).get("class") or alloc.get("class") or "strategy")
+
+def _result_summary(self:BacktestResult) -> pd.Series:
+    "The metrics as a Series named after the allocator (undefined ratios: NaN)."
+    return pd.Series(self.metrics, dtype=float, name=self.name)
+
+def _result_summary_text(self:BacktestResult) -> str:
+    "Metrics, then the conventions, as text for reports."
+    fmt = lambda v: "undefined" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+    lines = ["metrics:"] + [f"  {k:<13} {fmt(v)}" for k, v in self.metrics.items()]
+    lines += ["conventions:"] + [f"  {k:<17} {v}" for k, v in self.conventions.items() if k != "metrics"]
+    lines += [f"fallbacks: {len(self.fallbacks)} recorded"]
+    return "\n".join(lines)
+
+BacktestResult.name = property(_result_name)
+BacktestResult.summary = _result_summary
+BacktestResult.summary_text = _result_summary_text
 
 # %% ../../nbs/42_engine.ipynb #5ce2f643
 def parity_gap(fast:BacktestResult, ref) -> float:
     "Largest absolute difference between an engine result and a reference result (weights, returns, turnover, metrics)."
     assert fast.weights.index.equals(ref.weights.index) and fast.returns.index.equals(ref.returns.index)
-    gaps = [np.abs(fast.weights.to_numpy() - ref.weights.to_numpy()).max(), np.abs(fast.returns.to_numpy() - ref.returns.to_numpy()).max(),
-            np.abs(fast.gross_returns.to_numpy() - ref.gross_returns.to_numpy()).max(),
-            np.abs(fast.turnover.to_numpy() - ref.turnover.to_numpy()).max(), np.abs(fast.costs.to_numpy() - ref.costs.to_numpy()).max()]
+    gap = lambda a, b: np.abs(a.to_numpy() - b.to_numpy()).max()
+    gaps = [gap(fast.weights, ref.weights), gap(fast.returns, ref.returns), gap(fast.gross_returns, ref.gross_returns),
+            gap(fast.turnover, ref.turnover), gap(fast.costs, ref.costs)]
     for k, v in ref.metrics.items():
         if v is None or fast.metrics[k] is None: assert v is None and fast.metrics[k] is None, k
         else: gaps.append(abs(fast.metrics[k] - v) / max(1.0, abs(v)))
@@ -570,34 +812,41 @@ def parity_gap(fast:BacktestResult, ref) -> float:
 
 # %% ../../nbs/42_engine.ipynb #afceef2c
 def _perturb_confirmed(confirmed:pd.DataFrame|None, t:pd.Timestamp, rng) -> pd.DataFrame|None:
-    "What is unknown at `t` about the suspect bars, scrambled: bars at or after `t` dropped, confirmations at or after `t` moved later."
+    "What is unknown at `t` about the suspect bars, scrambled: later bars dropped, confirmations at or after `t` moved later."
     if confirmed is None or not len(confirmed): return confirmed
     c = confirmed[confirmed["ts"] < t]
     at = pd.DatetimeIndex(c["confirmed_at"])
     later = t + pd.to_timedelta(rng.integers(0, 1000, len(at)), unit="D")
     return c.assign(confirmed_at=at.where(at < t, later))
 
+# %% ../../nbs/42_engine.ipynb #5335d344
+def _same_past(clean:BacktestResult, dirty:BacktestResult, t:pd.Timestamp, kind:str):
+    "Raise `LookAheadError` unless the decisions at or before `t` and the returns before `t` are bitwise the same."
+    before = clean.weights.index <= t
+    if clean.weights.to_numpy()[before].tobytes() != dirty.weights.to_numpy()[before].tobytes():
+        raise LookAheadError(f"decision at or before {t} changed when the future was perturbed ({kind})")
+    days = clean.returns.index < t
+    if clean.returns.to_numpy()[days].tobytes() != dirty.returns.to_numpy()[days].tobytes():
+        raise LookAheadError(f"a return before {t} changed when the future was perturbed ({kind})")
+
 def lookahead_check(engine:BacktestEngine, returns:pd.DataFrame, allocator, selector=None, synthesizer=None,
                     n_dates:int=3, kinds=("nan", "huge", "shuffle"), seed:int=0,
-                    confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of `returns` (passed to `run`; its future is perturbed too)
+                    confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of `returns` (its future is perturbed too)
                     dates=None, # decision dates to perturb at (None: `n_dates` drawn at random)
                    ) -> int:
-    "Perturb the future at `n_dates` decision dates; raise `LookAheadError` unless earlier decisions and returns are bitwise identical. Returns the checks made."
-    clean = engine.run(returns, allocator, selector, synthesizer, confirmed)      # the real input passes every check, the value rule included
+    "Perturb the future at decision dates; `LookAheadError` unless earlier decisions and returns stay bitwise. Returns the checks."
+    clean = engine.run(returns, allocator, selector, synthesizer, confirmed)      # the real input passes every check
     rng = np.random.default_rng(seed)
     if dates is None:
-        dates = clean.weights.index[np.sort(rng.choice(np.arange(1, len(clean.weights)), min(n_dates, len(clean.weights) - 1), replace=False))]
+        n = len(clean.weights)
+        dates = clean.weights.index[np.sort(rng.choice(np.arange(1, n), min(n_dates, n - 1), replace=False))]
     checks = 0
     for t in pd.DatetimeIndex(dates):
         for kind in kinds:
             garbage = perturb_future(returns, t, kind, seed=int(rng.integers(1 << 30)))   # impossible values (−1e12) on purpose
-            dirty = engine._run(engine._check_returns(garbage, domain=False), allocator, selector, synthesizer, _perturb_confirmed(confirmed, t, rng))
-            before = clean.weights.index <= t
-            a, b = clean.weights.to_numpy()[before], dirty.weights.to_numpy()[before]
-            if a.tobytes() != b.tobytes(): raise LookAheadError(f"decision at or before {t} changed when the future was perturbed ({kind})")
-            days = clean.returns.index < t
-            if clean.returns.to_numpy()[days].tobytes() != dirty.returns.to_numpy()[days].tobytes():
-                raise LookAheadError(f"a return before {t} changed when the future was perturbed ({kind})")
+            dirty = engine._run(engine._check_returns(garbage, domain=False), allocator, selector, synthesizer,
+                                _perturb_confirmed(confirmed, t, rng))
+            _same_past(clean, dirty, t, kind)
             checks += 1
     return checks
 
@@ -605,11 +854,11 @@ def lookahead_check(engine:BacktestEngine, returns:pd.DataFrame, allocator, sele
 def as_of_check(engine:BacktestEngine, # the backtest's engine
                 returns:pd.DataFrame, # the full-history returns matrix
                 confirmed:pd.DataFrame, # its load's `LoadReport.confirmed`
-                load_until:Callable, # t → what a load ending at t gives (a DataFrame or a PointInTimeView, e.g. DataLoader.as_of)
+                load_until:Callable, # t → what a load ending at t gives (DataFrame or PointInTimeView: DataLoader.as_of)
                 allocator, selector=None, synthesizer=None,
                 dates=None, # decision dates to check (None: every decision date at which a bar is pending)
                ) -> int:
-    "Raise `LookAheadError` unless the decision at each date t made from a load ending at t is bitwise the full-history decision with `confirmed`. Returns the checks made."
+    "`LookAheadError` unless each decision from a load ending at its date is bitwise the full-history one. Returns the checks."
     full = engine.run(returns, allocator, selector, synthesizer, confirmed)
     if dates is None:
         folds = engine.folds(len(returns))
@@ -617,7 +866,8 @@ def as_of_check(engine:BacktestEngine, # the backtest's engine
         dates = [returns.index[b] for (a, b, s, e), h in zip(folds, holds) if h is not None]
     checks = 0
     for t in pd.DatetimeIndex(dates):
-        if t not in full.weights.index: raise ValidationError(describe("date", t, "a decision date of the backtest (full.weights.index)"))
+        if t not in full.weights.index:
+            raise ValidationError(describe("date", t, "a decision date of the backtest (full.weights.index)"))
         past = load_until(t)
         past = past.frame if isinstance(past, PointInTimeView) else past
         rows, cols = past.index.difference(returns.index[returns.index < t]), past.columns.difference(returns.columns)

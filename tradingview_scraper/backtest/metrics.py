@@ -32,6 +32,7 @@ METRIC_CONVENTIONS = MappingProxyType({
     "total_costs": "Σ over rebalances of the fraction of equity paid in costs",
 })
 
+# %% ../../nbs/40_metrics.ipynb #d801d742
 def _log_equity(r:np.ndarray) -> np.ndarray:
     "log of the equity curve (started at 1); a return of −100% or worse sends it to −inf (ruin)."
     with np.errstate(divide="ignore"):
@@ -43,6 +44,16 @@ def drawdown(returns:pd.Series|np.ndarray) -> np.ndarray:
     peak = np.maximum(np.maximum.accumulate(le), 0.0)
     return np.expm1(le - peak)
 
+# %% ../../nbs/40_metrics.ipynb #b73a40e2
+def _check_metric_input(r:np.ndarray, periods_per_year) -> None:
+    "Refuse what `compute_metrics` cannot measure, naming it."
+    if r.ndim != 1 or not np.isfinite(r).all():
+        found = f"shape {r.shape}, {int((~np.isfinite(r)).sum())} non-finite"
+        raise ValidationError(describe("returns", found, "a 1-d series of finite returns"))
+    if not (isinstance(periods_per_year, (int, np.integer)) and periods_per_year > 0):
+        raise ValidationError(describe("periods_per_year", periods_per_year, "a positive integer"))
+
+# %% ../../nbs/40_metrics.ipynb #e8b830ab
 def compute_metrics(returns:pd.Series|np.ndarray, # stitched simple returns (no NaN)
                     periods_per_year:int=252, # annualization factor
                     turnover:pd.Series|np.ndarray|None=None, # one-way turnover of each rebalance
@@ -50,10 +61,7 @@ def compute_metrics(returns:pd.Series|np.ndarray, # stitched simple returns (no 
                    ) -> dict:
     "The metric dict of `METRIC_CONVENTIONS` for one return series."
     r = np.asarray(returns, dtype=np.float64)
-    if r.ndim != 1 or not np.isfinite(r).all():
-        raise ValidationError(describe("returns", f"shape {r.shape}, {int((~np.isfinite(r)).sum())} non-finite", "a 1-d series of finite returns"))
-    if not (isinstance(periods_per_year, (int, np.integer)) and periods_per_year > 0):
-        raise ValidationError(describe("periods_per_year", periods_per_year, "a positive integer"))
+    _check_metric_input(r, periods_per_year)
     n, ppy = r.size, int(periods_per_year)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = float(r.mean()) if n else 0.0
@@ -84,13 +92,15 @@ def compute_metrics(returns:pd.Series|np.ndarray, # stitched simple returns (no 
 _GAPS = ("bridge", "nan")
 _FIRST_ROW = ("drop", "keep")
 
-def prices_to_returns(prices:pd.DataFrame|pd.Series, # positive prices, time × assets, sorted by time; NaN where there is no price
-                      gaps:str="bridge", # missing price inside the history: "bridge" (return from the last known price) or "nan"
+def prices_to_returns(prices:pd.DataFrame|pd.Series, # positive prices, time × assets, sorted by time; NaN: no price
+                      gaps:str="bridge", # a missing price inside the history: "bridge" (from the last known price) or "nan"
                       first_row:str="drop", # the first row has no earlier price: "drop" it or "keep" it as NaN
                      ) -> pd.DataFrame|pd.Series:
     "Simple returns p_t / p_prev − 1 of every column (p_prev: the previous row, or the last known price if `gaps=\"bridge\"`)."
-    if isinstance(prices, pd.Series): return prices_to_returns(prices.to_frame(), gaps, first_row).iloc[:, 0].rename(prices.name)
-    if not isinstance(prices, pd.DataFrame): raise ContractError(describe("prices", type(prices).__name__, "a DataFrame or Series of prices"))
+    if isinstance(prices, pd.Series):
+        return prices_to_returns(prices.to_frame(), gaps, first_row).iloc[:, 0].rename(prices.name)
+    if not isinstance(prices, pd.DataFrame):
+        raise ContractError(describe("prices", type(prices).__name__, "a DataFrame or Series of prices"))
     if gaps not in _GAPS: raise ValidationError(describe("gaps", gaps, "'bridge' or 'nan'"))
     if first_row not in _FIRST_ROW: raise ValidationError(describe("first_row", first_row, "'drop' or 'keep'"))
     if not (prices.index.is_monotonic_increasing and prices.index.is_unique):

@@ -49,7 +49,8 @@ def synthetic_returns(n_rows:int, # number of days
     return out
 
 # %% ../../nbs/41_reference.ipynb #4d3de86a
-def reference_folds(n_rows:int, train:int, test:int, step:int|None=None, anchored:bool=False) -> list[tuple[int, int, int, int]]:
+def reference_folds(n_rows:int, train:int, test:int, step:int|None=None, anchored:bool=False,
+                   ) -> list[tuple[int, int, int, int]]:
     "Folds as (train_start, train_end, test_start, test_end) row numbers, by the definition."
     step = test if step is None else step
     folds, f = [], 0
@@ -74,6 +75,7 @@ class ReferenceResult:
     metrics: dict                 # `reference_metrics` of the stitched curve
     fallbacks: list = field(default_factory=list) # (decision date, step, reason)
 
+# %% ../../nbs/41_reference.ipynb #2612c316
 def _reference_window(returns:pd.DataFrame, lo:int, b:int, confirmed) -> pd.DataFrame:
     "Rows [lo, b) as a load ending at the decision time returns.index[b] has them: a bar confirmed only then or later is NaN."
     t, window = returns.index[b], returns.iloc[lo:b]
@@ -86,7 +88,9 @@ def _reference_window(returns:pd.DataFrame, lo:int, b:int, confirmed) -> pd.Data
     for ts, sym in held: window.loc[ts, sym] = np.nan
     return window
 
-def _reference_decide(returns:pd.DataFrame, a:int, b:int, warmup:int, pipeline, selector, synthesizer, confirmed=None) -> tuple[dict, list]:
+# %% ../../nbs/41_reference.ipynb #111def02
+def _reference_decide(returns:pd.DataFrame, a:int, b:int, warmup:int, pipeline, selector, synthesizer,
+                      confirmed=None) -> tuple[dict, list]:
     "Target asset weights {asset: weight} of the fold training on rows [a, b), and the recorded fallbacks."
     t = returns.index[b]
     view = PointInTimeView(_reference_window(returns, max(0, a - warmup), b, confirmed), t, name="returns")
@@ -106,81 +110,106 @@ def _reference_decide(returns:pd.DataFrame, a:int, b:int, warmup:int, pipeline, 
         res = pipeline.run(streams, composition, clusters)
         unknown = [k for k in res.asset_weights.index if k not in returns.columns]
         if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
-    except LookAheadError: raise
+    except LookAheadError:
+        raise
     except TVSError as e:
         return {}, [("decision", f"{type(e).__name__}: {e}; holding cash")]
     return {k: float(v) for k, v in res.asset_weights.items()}, list(res.fallbacks)
 
-def reference_backtest(returns:pd.DataFrame, # daily asset returns (UTC index), NaN where not listed
-                       allocator, # an Allocator or an AllocationPipeline
-                       selector=None, # object with .run(view) → result with .winners, .clusters (and .directions, .logics)
-                       synthesizer=None, # object with .run(view, assets, directions=, logics=) → result with .returns, .composition
-                       *, train:int=252, test:int=21, step:int|None=None, anchored:bool=False,
-                       holding:str="drift", cost_bps:float=0.0, lag:int=0, periods_per_year:int=252, warmup:int=0,
-                       confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed`: symbol, ts, confirmed_at of the kept suspect bars
-                      ) -> ReferenceResult:
-    "Walk-forward backtest by the definition (slow, plain, obviously correct)."
-    from tradingview_scraper.pipelines.allocation import AllocationPipeline
-    pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
-    step = test if step is None else step
-    if holding not in ("drift", "fixed"): raise ValidationError(describe("holding", holding, "'drift' or 'fixed'"))
-    if not 0 <= lag < min(step, test): raise ValidationError(describe("lag", lag, f"0 ≤ lag < min(step, test) = {min(step, test)}"))
-    folds = reference_folds(len(returns), train, test, step, anchored)
-    if not folds: raise ValidationError(describe("history length", len(returns), f"at least train + test = {train + test} rows"))
-    assets = list(returns.columns)
-    targets, fallbacks = [], []
-    for a, b, s, e in folds:
-        w, fb = _reference_decide(returns, a, b, warmup, pipeline, selector, synthesizer, confirmed)
-        targets.append([w.get(name, 0.0) for name in assets])
-        fallbacks += [(returns.index[s], st, why) for st, why in fb]
-    # simulate, one day at a time
-    trade_at = {s + lag: f for f, (a, b, s, e) in enumerate(folds)}
-    start, end = folds[0][2], folds[-1][3]
-    values = returns.to_numpy()
-    held = [0.0] * len(assets)
-    turnover, costs = [0.0] * len(folds), [0.0] * len(folds)
-    net, gross, ruined = [], [], False
+# %% ../../nbs/41_reference.ipynb #40565cc6
+def _reference_day(row, # the day's asset returns
+                   held:list, # weights held at the start of the day
+                  ) -> tuple[float, list]:
+    "(portfolio return, effective asset returns) of one day, by the definition."
+    port, eff = 0.0, []
+    for i in range(len(held)):
+        r = row[i]
+        if r != r: r = 0.0                                   # NaN: no price change
+        if held[i] < 0 and r > 1.0: r = 1.0                 # a short loses at most its weight
+        if held[i] > 0 and r < -1.0: r = -1.0
+        eff.append(r)
+        port += held[i] * r
+    return port, eff
+
+# %% ../../nbs/41_reference.ipynb #ca903eae
+def _reference_path(values, # asset returns, rows × assets
+                    trade_at:dict, # row → the fold whose target is held from that row on (its first earning row)
+                    targets:list, # target weights of each fold
+                    start:int, end:int, holding:str, cost_bps:float,
+                   ) -> tuple[list, list, list, list, int|None]:
+    "(net, gross, turnover, costs, ruin row or None) of the rows [start, end), one day at a time."
+    n_assets = len(targets[0])
+    held = [0.0] * n_assets
+    turnover, costs = [0.0] * len(targets), [0.0] * len(targets)
+    net, gross, ruin = [], [], None
     for d in range(start, end):
         cost = 0.0
-        if d in trade_at and not ruined:
+        if d in trade_at and ruin is None:
             f = trade_at[d]
             to = 0.0
-            for i in range(len(assets)): to += abs(targets[f][i] - held[i])
+            for i in range(n_assets): to += abs(targets[f][i] - held[i])
             cost = cost_bps / 1e4 * to
             turnover[f], costs[f] = to, cost
             held = list(targets[f])
-        port, eff = 0.0, []
-        for i in range(len(assets)):
-            r = values[d][i]
-            if r != r: r = 0.0                                   # NaN: no price change
-            if held[i] < 0 and r > 1.0: r = 1.0                 # a short loses at most its weight
-            if held[i] > 0 and r < -1.0: r = -1.0
-            eff.append(r)
-            port += held[i] * r
-        if ruined: net.append(0.0); gross.append(0.0); continue
-        if (1.0 - cost) * (1.0 + port) <= 0.0:
-            net.append(-1.0); gross.append(port); ruined = True
-            fallbacks.append((returns.index[d], "ruin", "equity reached 0: later returns are 0"))
-            held = [0.0] * len(assets); continue
-        net.append((1.0 - cost) * (1.0 + port) - 1.0); gross.append(port)
-        if holding == "drift":                                   # "fixed": re-levered to the target, held stays
-            held = [held[i] * (1.0 + eff[i]) / (1.0 + port) for i in range(len(assets))]
+        port, eff = _reference_day(values[d], held)
+        if ruin is not None:
+            net.append(0.0)
+            gross.append(0.0)
+        elif (1.0 - cost) * (1.0 + port) <= 0.0:
+            net.append(-1.0)
+            gross.append(port)
+            ruin, held = d, [0.0] * n_assets
+        else:
+            net.append((1.0 - cost) * (1.0 + port) - 1.0)
+            gross.append(port)
+            if holding == "drift":                               # "fixed": re-levered to the target, held stays
+                held = [held[i] * (1.0 + eff[i]) / (1.0 + port) for i in range(n_assets)]
+    return net, gross, turnover, costs, ruin
+
+# %% ../../nbs/41_reference.ipynb #14cd2969
+def reference_backtest(returns:pd.DataFrame, # daily asset returns (UTC index), NaN where not listed
+                       allocator, # an Allocator or an AllocationPipeline
+                       selector=None, # object with .run(view) → result with .winners, .clusters (and .directions, .logics)
+                       synthesizer=None, # .run(view, assets, directions=, logics=) → result with .returns, .composition
+                       *, train:int=252, test:int=21, step:int|None=None, anchored:bool=False,
+                       holding:str="drift", cost_bps:float=0.0, lag:int=0, periods_per_year:int=252, warmup:int=0,
+                       confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed`: symbol, ts, confirmed_at of suspect bars
+                      ) -> ReferenceResult:
+    "Walk-forward backtest by the definition (slow, plain, obviously correct)."
+    from tradingview_scraper.pipelines.allocation import AllocationPipeline
+    from tradingview_scraper.backtest.engine import _engine_params
+    _engine_params(train=train, test=test, step=step, anchored=anchored, holding=holding, cost_bps=cost_bps, lag=lag,
+                   periods_per_year=periods_per_year, warmup=warmup)
+    pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
+    folds = reference_folds(len(returns), train, test, step, anchored)
+    if not folds:
+        raise ValidationError(describe("history length", len(returns), f"at least train + test = {train + test} rows"))
+    targets, fallbacks = [], []
+    for a, b, s, e in folds:
+        w, fb = _reference_decide(returns, a, b, warmup, pipeline, selector, synthesizer, confirmed)
+        targets.append([w.get(name, 0.0) for name in returns.columns])
+        fallbacks += [(returns.index[s], st, why) for st, why in fb]
+    trade_at = {s + lag: f for f, (a, b, s, e) in enumerate(folds)}
+    start, end = folds[0][2], folds[-1][3]
+    net, gross, turnover, costs, ruin = _reference_path(returns.to_numpy(), trade_at, targets, start, end, holding, cost_bps)
+    if ruin is not None: fallbacks.append((returns.index[ruin], "ruin", "equity reached 0: later returns are 0"))
     idx = returns.index
-    dates = [idx[s] for a, b, s, e in folds]
+    by_decision = pd.DatetimeIndex([idx[s] for a, b, s, e in folds], name="decision")
     return ReferenceResult(
         returns=pd.Series(net, index=idx[start:end], name="returns"),
         gross_returns=pd.Series(gross, index=idx[start:end], name="gross_returns"),
-        weights=pd.DataFrame(targets, index=pd.DatetimeIndex(dates, name="decision"), columns=returns.columns),
-        turnover=pd.Series(turnover, index=pd.DatetimeIndex(dates, name="decision"), name="turnover"),
-        costs=pd.Series(costs, index=pd.DatetimeIndex(dates, name="decision"), name="costs"),
-        trade_dates=pd.Series([idx[s + lag] for a, b, s, e in folds], index=pd.DatetimeIndex(dates, name="decision"), name="first_earning_day"),
+        weights=pd.DataFrame(targets, index=by_decision, columns=returns.columns),
+        turnover=pd.Series(turnover, index=by_decision, name="turnover"),
+        costs=pd.Series(costs, index=by_decision, name="costs"),
+        trade_dates=pd.Series([idx[s + lag] for a, b, s, e in folds], index=by_decision, name="first_earning_day"),
         metrics=reference_metrics(net, periods_per_year, turnover, costs),
         fallbacks=fallbacks)
 
 # %% ../../nbs/41_reference.ipynb #4e5150f6
 def reference_metrics(returns:list, periods_per_year:int=252, turnover:list|None=None, costs:list|None=None) -> dict:
     "The metrics of `METRIC_CONVENTIONS`, computed with loops."
-    r = [float(x) for x in returns]; n = len(r); ppy = periods_per_year
+    r = [float(x) for x in returns]
+    n, ppy = len(r), periods_per_year
     mean = sum(r) / n if n else 0.0
     std = math.sqrt(sum((x - mean) ** 2 for x in r) / (n - 1)) if n > 1 else 0.0
     down = math.sqrt(sum(min(x, 0.0) ** 2 for x in r) / n) if n else 0.0

@@ -5,6 +5,7 @@
 # %% ../../nbs/43_research.ipynb #2ad27bab
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -19,7 +20,7 @@ from .engine import BacktestResult
 from .metrics import compute_metrics, prices_to_returns
 from ..core import ValidationError, describe
 from ..data.sample import load_sample_prices
-from ..reports import ReportInputs, StrategyResult, fig_drawdown, fig_equity, fig_weights, write_report
+from ..reports import ReportInputs, StrategyResult, fig_drawdown, fig_equity, fig_monthly, fig_weights, write_report
 
 # %% ../../nbs/43_research.ipynb #e48bc825
 BENCHMARK_SYMBOL = "SP:SPX"
@@ -94,22 +95,37 @@ def _comparison_summary(self:Comparison) -> pd.DataFrame:
         rows[self.benchmark_name] = compute_metrics(self.benchmark, self.periods_per_year)
     return pd.DataFrame(rows).T
 
-def _comparison_plot(self:Comparison) -> go.Figure:
+Comparison.summary = _comparison_summary
+
+# %% ../../nbs/43_research.ipynb #08ac49a0
+def _every(inputs:ReportInputs, every:str|None) -> ReportInputs:
+    "The inputs with daily returns compounded into one point per period `every` (e.g. 'W-FRI'); None: as they are."
+    if every is None: return inputs
+    step = lambda r: (1 + r).resample(every).prod() - 1
+    strategies = [dataclasses.replace(s, returns=step(s.returns)) for s in inputs.strategies]
+    bench = None if inputs.benchmark is None else step(inputs.benchmark)
+    return dataclasses.replace(inputs, strategies=strategies, benchmark=bench)
+
+def _comparison_plot(self:Comparison, every:str|None=None, # one point per period ("W-FRI"), days compounded; None: daily
+                    ) -> go.Figure:
     "Equity curves of every result (and the benchmark): the report's equity figure."
-    return fig_equity(self.inputs())
+    return fig_equity(_every(self.inputs(), every))
 
-def _comparison_plot_drawdown(self:Comparison) -> go.Figure:
+def _comparison_plot_drawdown(self:Comparison, every:str|None=None, # one point per period, days compounded; None: daily
+                             ) -> go.Figure:
     "Drawdowns of every result: the report's drawdown figure."
-    return fig_drawdown(self.inputs())
+    return fig_drawdown(_every(self.inputs(), every))
 
+Comparison.plot = _comparison_plot
+
+Comparison.plot_drawdown = _comparison_plot_drawdown
+
+# %% ../../nbs/43_research.ipynb #ab4a3af2
 def _comparison_report(self:Comparison, out_dir, # directory to write `report.html` and `summary.md` into
                       ) -> dict:
     "Write the self-contained run report of these results; returns the paths."
     return write_report(self.inputs(), out_dir)
 
-Comparison.summary = _comparison_summary
-Comparison.plot = _comparison_plot
-Comparison.plot_drawdown = _comparison_plot_drawdown
 Comparison.report = _comparison_report
 
 def compare(results:Mapping[str, BacktestResult]|Iterable[BacktestResult], # results by name, or a list
@@ -137,5 +153,13 @@ def _backtestresult_plot_weights(self:BacktestResult, top:int=12, # the largest 
     "Target weights per decision date: the report's weights figure."
     return fig_weights(StrategyResult.from_backtest(name or _name_of(self), self), top)
 
+def _backtestresult_plot_monthly(self:BacktestResult, since=None, # first day shown (None: the whole test period)
+                                 name:str|None=None, # the title's label (default: the allocator)
+                                ) -> go.Figure:
+    "Monthly returns with a yearly column: the report's heatmap."
+    s = StrategyResult.from_backtest(name or _name_of(self), self)
+    return fig_monthly(s if since is None else dataclasses.replace(s, returns=s.returns.loc[since:]))
+
 BacktestResult.plot = _backtestresult_plot
 BacktestResult.plot_weights = _backtestresult_plot_weights
+BacktestResult.plot_monthly = _backtestresult_plot_monthly

@@ -17,8 +17,9 @@ from ..core import ContractError, Symbol, ValidationError, describe, utc_now
 from .lakehouse import OHLCV_COLUMNS, conform_ohlcv
 
 # %% auto #0
-__all__ = ['OHLCV', 'RETURNS', 'WEIGHTS', 'CANDIDATES', 'RULES', 'UNCONFIRMED_COLUMNS', 'check', 'PrintFlags', 'print_moves',
-           'weekday', 'BarFlags', 'flag_bars', 'no_unconfirmed', 'ValidationResult', 'IngestionValidator']
+__all__ = ['OHLCV', 'RETURNS_RULE', 'RETURNS', 'WEIGHTS', 'CANDIDATES', 'RULES', 'UNCONFIRMED_COLUMNS', 'bad_returns', 'check',
+           'PrintFlags', 'print_moves', 'weekday', 'BarFlags', 'flag_bars', 'no_unconfirmed', 'ValidationResult',
+           'IngestionValidator']
 
 # %% ../../nbs/11_contracts.ipynb #1195e37e
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
@@ -32,31 +33,57 @@ OHLCV = pa.DataFrameSchema(
             pa.Check(lambda d: d["low"] <= np.minimum(d["open"], d["close"]), error="low <= min(open, close)")],
     strict=True, ordered=False, name="OHLCV")
 
+# %% ../../nbs/11_contracts.ipynb #00782e29
+RETURNS_RULE = "NaN or a finite simple return >= -1 (-100%)"
+
+def bad_returns(x:np.ndarray, # simple returns, any shape
+               ) -> np.ndarray:
+    "Boolean mask of the cells of `x` that break `RETURNS_RULE`: ±inf, or below −1."
+    a = np.asarray(x, dtype=np.float64)
+    return np.isinf(a) | (a < -1.0)
+
+# %% ../../nbs/11_contracts.ipynb #9590bec6
+def _meets_returns_rule(s:pd.Series) -> pd.Series:
+    "Per cell of a returns column: it meets `RETURNS_RULE`."
+    return pd.Series(~bad_returns(s.to_numpy()), index=s.index)
+
 RETURNS = pa.DataFrameSchema(
-    columns={r".+": pa.Column(float, regex=True, nullable=True, checks=pa.Check(lambda s: ~np.isinf(s), error="finite or NaN"))},
+    columns={r".+": pa.Column(float, regex=True, nullable=True,
+                              checks=pa.Check(_meets_returns_rule, error=RETURNS_RULE))},
     index=pa.Index(None, unique=True, checks=[
-        pa.Check(lambda i: isinstance(i.dtype, pd.DatetimeTZDtype) and str(i.dtype.tz) == "UTC", element_wise=False, error="UTC timestamps"),
+        pa.Check(lambda i: isinstance(i.dtype, pd.DatetimeTZDtype) and str(i.dtype.tz) == "UTC", element_wise=False,
+                 error="UTC timestamps"),
         pa.Check(lambda i: i.is_monotonic_increasing, error="index increasing")]),
     name="returns")
 
-WEIGHTS = pa.SeriesSchema(float, checks=[pa.Check(lambda s: np.isfinite(s), error="finite")], index=pa.Index(str, unique=True))  # unnamed: any Series name
+WEIGHTS = pa.SeriesSchema(float, checks=[pa.Check(lambda s: np.isfinite(s), error="finite")],
+                          index=pa.Index(str, unique=True))  # unnamed: any Series name
+
+def _is_symbol(s) -> bool:
+    "`s` parses as an `EXCHANGE:TICKER` symbol."
+    try:
+        Symbol.parse(s)
+    except ValidationError:
+        return False
+    return True
 
 CANDIDATES = pa.DataFrameSchema(
     {"symbol": pa.Column(str, unique=True, checks=pa.Check(lambda s: s.map(_is_symbol), error="EXCHANGE:TICKER")),
      "direction": pa.Column(str, pa.Check.isin(["LONG", "SHORT"])),
      "logic": pa.Column(str)}, strict=False, name="candidates")
 
-def _is_symbol(s) -> bool:
-    try: Symbol.parse(s); return True
-    except ValidationError: return False
-
-def check(obj, schema:pa.DataFrameSchema|pa.SeriesSchema, what:str|None=None):
+# %% ../../nbs/11_contracts.ipynb #05cc2ec1
+def check(obj, # a frame or series to validate
+          schema:pa.DataFrameSchema|pa.SeriesSchema, # its contract
+          what:str|None=None, # name for the message (default: the schema's name)
+         ):
     "Validate `obj` against `schema`; failures become one `ContractError` naming columns and checks."
     what = what or schema.name or "weights"
-    try: return schema.validate(obj, lazy=True)
+    try:
+        return schema.validate(obj, lazy=True)
     except pa.errors.SchemaErrors as e:
-        fc = e.failure_cases
-        parts = [f"column {r['column']!r}: {r['check']} (e.g. {r['failure_case']!r})" for _, r in fc.drop_duplicates(["column", "check"]).head(5).iterrows()]
+        fc = e.failure_cases.drop_duplicates(["column", "check"]).head(5)
+        parts = [f"column {r['column']!r}: {r['check']} (e.g. {r['failure_case']!r})" for _, r in fc.iterrows()]
         raise ContractError(f"{what} violates its contract: " + "; ".join(parts)) from None
     except pa.errors.SchemaError as e:
         raise ContractError(f"{what} violates its contract: {e}") from None
@@ -67,11 +94,15 @@ RULES = pd.DataFrame([
     ("duplicate_ts",       1, "row",    "two bars share a timestamp: the last one is kept"),
     ("ohlc_inconsistent",  1, "row",    "high < max(open, close) or low > min(open, close)"),
     ("weekend_padding",    1, "row",    "a zero-return bar on a Saturday or Sunday of a market that is closed then"),
-    ("stale",              1, "row",    "the close repeats for stale_bars bars or more: the repeats after the first are dropped"),
-    ("print_error",        1, "row",    "|ln(close / previous close)| above print_move and the next close back within print_revert: a single-bar print, up or down"),
-    ("unconfirmed",        1, "hold",   "the last bar moves beyond print_move and has no next bar yet: held out of the returns matrix, not quarantined"),
+    ("stale",              1, "row",    "the close repeats for stale_bars bars or more: "
+                                        "the repeats after the first are dropped"),
+    ("print_error",        1, "row",    "|ln(close / previous close)| above print_move and the next close back "
+                                        "within print_revert: a single-bar print, up or down"),
+    ("unconfirmed",        1, "hold",   "the last bar moves beyond print_move and has no next bar yet: "
+                                        "held out of the returns matrix, not quarantined"),
     ("non_positive_price", 1, "symbol", "a price <= 0: the symbol is excluded from the returns matrix"),
-    ("toxic_move",         2, "symbol", "a close-to-close simple return above toxic_return (5.0 = +500%), after print errors and unconfirmed bars are set aside: the symbol is excluded"),
+    ("toxic_move",         2, "symbol", "a close-to-close simple return above toxic_return (5.0 = +500%), after print "
+                                        "errors and unconfirmed bars are set aside: the symbol is excluded"),
 ], columns=["rule_id", "version", "level", "description"]).set_index("rule_id")
 RULES
 
@@ -81,7 +112,7 @@ class PrintFlags(NamedTuple):
     move: np.ndarray         # log move against the bar before it (NaN without one)
     error: np.ndarray        # a print error: quarantine this bar
     unconfirmed: np.ndarray  # a suspect last bar: hold it out of the returns for now
-    confirmed: np.ndarray    # a suspect bar whose next bar did not revert it: a real move, known only once that bar exists
+    confirmed: np.ndarray    # a suspect bar its next bar did not revert: a real move, known once that bar exists
 
 def print_moves(c:np.ndarray, # float64 closes, grouped by symbol and in time order within a group
                 g:np.ndarray, # group (symbol) id per bar; equal ids are contiguous
@@ -91,7 +122,8 @@ def print_moves(c:np.ndarray, # float64 closes, grouped by symbol and in time or
     "Log move of every bar and which bars are print errors, unconfirmed last bars and confirmed real moves."
     rules = rules or DataRules()
     if not rules.print_revert < rules.print_move:
-        raise ValidationError(describe("print_revert", rules.print_revert, f"a log move below print_move ({rules.print_move})"))
+        raise ValidationError(describe("print_revert", rules.print_revert,
+                                       f"a log move below print_move ({rules.print_move})"))
     n = len(c)
     lc = np.log(np.where(positive, c, 1.0))
     same = g[1:] == g[:-1]                                  # bar i + 1 follows bar i in the same symbol
@@ -116,10 +148,12 @@ def print_moves(c:np.ndarray, # float64 closes, grouped by symbol and in time or
 # %% ../../nbs/11_contracts.ipynb #f88ad2bf
 _DAY_NS = 86_400_000_000_000
 
-def weekday(ts_ns:np.ndarray) -> np.ndarray:
+def weekday(ts_ns:np.ndarray, # int64 UTC nanoseconds
+           ) -> np.ndarray:
     "Day of week (Monday = 0) of UTC nanosecond timestamps."
     return (np.floor_divide(ts_ns, _DAY_NS) + 3) % 7     # 1970-01-01 was a Thursday
 
+# %% ../../nbs/11_contracts.ipynb #fb043eed
 _NO_FINDINGS = pd.DataFrame({"position": pd.Series(dtype="int64"), "group": pd.Series(dtype="int64"),
                              "rule_id": pd.Series(dtype=object), "value": pd.Series(dtype=float)})
 
@@ -129,6 +163,10 @@ def _no_findings() -> pd.DataFrame:
     "An empty findings table (a copy of one template: building a frame costs more than the rules on a clean series)."
     return _NO_FINDINGS.copy()
 
+def _no_confirmed() -> pd.DataFrame:
+    "An empty table of confirmed moves: the findings columns and `decided_by`."
+    return _no_findings().assign(decided_by=pd.Series(dtype="int64"))
+
 @dataclass(frozen=True)
 class BarFlags:
     "Output of `flag_bars`: what survives, who is excluded, and the quarantine findings."
@@ -136,9 +174,122 @@ class BarFlags:
     excluded: np.ndarray   # bool per group: a symbol rule fired
     weekends: np.ndarray   # bool per group: trades on weekends (given or inferred)
     found: pd.DataFrame    # position, group, rule_id, value — one row per flagged (bar, rule)
-    unconfirmed: pd.DataFrame = field(default_factory=_no_findings)  # position, group, rule_id, value (log move): held last bars, still in `keep`
-    confirmed: pd.DataFrame = field(default_factory=lambda: _no_findings().assign(decided_by=pd.Series(dtype="int64"))) # kept suspect bars, decided_by the next bar (a position)
+    # held last bars (still in `keep`): position, group, rule_id, value (the log move)
+    unconfirmed: pd.DataFrame = field(default_factory=_no_findings)
+    # kept suspect bars, with the position of the next bar that decided them (decided_by)
+    confirmed: pd.DataFrame = field(default_factory=_no_confirmed)
 
+# %% ../../nbs/11_contracts.ipynb #78d22a76
+def _same_group_as_previous(g:np.ndarray) -> np.ndarray:
+    "Per bar: the bar before it is of the same symbol."
+    out = np.zeros(len(g), bool)
+    out[1:] = g[1:] == g[:-1]
+    return out
+
+class _Working:
+    "The bars `flag_bars` still considers: input positions (`alive`) and columns (`cur`), by symbol then time."
+    def __init__(self, ts, o, h, l, c, gid):
+        n = len(ts)
+        self.ordered = n < 2 or bool(np.all((gid[1:] > gid[:-1]) | ((gid[1:] == gid[:-1]) & (ts[1:] >= ts[:-1]))))
+        self.alive = np.arange(n) if self.ordered else np.lexsort((ts, gid))      # by symbol, then time; stable
+        cur = {"g": gid, "t": ts, "o": o, "h": h, "l": l, "c": c}
+        self.cur = cur if self.ordered else {k: v[self.alive] for k, v in cur.items()}
+        self.found = []
+
+    def record(self, rule:str, mask:np.ndarray, value, where:np.ndarray|None=None) -> pd.DataFrame:
+        "Findings of `rule` for the working bars under `mask` (`where`: a subset of the working bars)."
+        if not mask.any():
+            return _NO_RECORD.copy()
+        pos, grp = (self.alive, self.cur["g"]) if where is None else (self.alive[where], self.cur["g"][where])
+        val = np.asarray(value, float)
+        return pd.DataFrame({"position": pos[mask], "group": grp[mask], "rule_id": rule,
+                             "value": val[mask] if val.ndim else np.full(int(mask.sum()), float(val))})
+
+    def keep(self, mask:np.ndarray) -> None:
+        "Keep only the working bars under `mask`."
+        self.alive = self.alive[mask]
+        self.cur = {k: v[mask] for k, v in self.cur.items()}
+
+    def drop(self, rule:str, mask:np.ndarray, value) -> None:
+        "Record the bars under `mask` for `rule` and remove them from the working bars."
+        if mask.any():
+            self.found.append(self.record(rule, mask, value))
+            self.keep(~mask)
+
+# %% ../../nbs/11_contracts.ipynb #b66483e4
+def _bar_rules(w:_Working) -> None:
+    "Drop non-finite bars, duplicated timestamps (the last bar is kept) and inconsistent OHLC bars."
+    c = w.cur
+    finite = np.isfinite(c["o"]) & np.isfinite(c["h"]) & np.isfinite(c["l"]) & np.isfinite(c["c"])
+    w.drop("non_finite", ~finite, np.nan)
+    g, t = w.cur["g"], w.cur["t"]
+    dup = np.zeros(len(g), bool)
+    dup[:-1] = (g[1:] == g[:-1]) & (t[1:] == t[:-1])
+    w.drop("duplicate_ts", dup, np.nan)
+    c = w.cur
+    hi_ref = np.maximum(c["o"], c["c"])
+    w.drop("ohlc_inconsistent", (c["h"] < hi_ref) | (c["l"] > np.minimum(c["o"], c["c"])), c["h"] - hi_ref)
+
+# %% ../../nbs/11_contracts.ipynb #bae44239
+def _repeats(g:np.ndarray, c:np.ndarray) -> np.ndarray:
+    "Per bar: the bar before it is of the same symbol and has the same close."
+    same = _same_group_as_previous(g)
+    same[1:] &= c[1:] == c[:-1]
+    return same
+
+def _weekend_rule(w:_Working, n_groups:int, wk:np.ndarray) -> np.ndarray:
+    "Drop padded weekend bars; returns whether each group trades on weekends (`wk`: 1 / 0 / −1 unknown, inferred)."
+    same = _repeats(w.cur["g"], w.cur["c"])
+    is_wkend = weekday(w.cur["t"]) >= 5
+    gw = w.cur["g"][is_wkend]
+    moved_w = np.bincount(gw, weights=~same[is_wkend], minlength=n_groups)
+    n_w = np.bincount(gw, minlength=n_groups)
+    trades_wk = np.where(wk >= 0, wk == 1, (n_w > 0) & (moved_w > 0.5 * n_w))
+    w.drop("weekend_padding", is_wkend & same & ~trades_wk[w.cur["g"]], 0.0)
+    return trades_wk
+
+def _stale_rule(w:_Working, stale_bars:int) -> None:
+    "Drop the repeats of runs of `stale_bars` or more equal closes (the first bar of a run stays)."
+    same = _repeats(w.cur["g"], w.cur["c"])
+    run = np.cumsum(~same)
+    run_len = np.bincount(run)[run] if len(run) else run
+    w.drop("stale", same & (run_len >= stale_bars), run_len)
+
+# %% ../../nbs/11_contracts.ipynb #18bb1305
+def _print_rules(w:_Working, rules:DataRules) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.DataFrame]:
+    "Drop print errors; returns (held mask, lowest price per bar, unconfirmed, confirmed) over the remaining bars."
+    c = w.cur
+    pmin = np.minimum(np.minimum(c["o"], c["h"]), np.minimum(c["l"], c["c"]))
+    move, error, held, real = print_moves(c["c"], c["g"], pmin > 0, rules)
+    confirmed = w.record("confirmed", real, move).assign(decided_by=w.alive[np.flatnonzero(real) + 1])
+    if error.any():                                # dropped; the rules after this one read only groups, closes and pmin
+        w.found.append(w.record("print_error", error, move))
+        keep = ~error
+        move, held, pmin = move[keep], held[keep], pmin[keep]
+        w.cur = {"g": w.cur["g"], "c": w.cur["c"]}
+        w.keep(keep)
+    return held, pmin, w.record("unconfirmed", held, move), confirmed
+
+# %% ../../nbs/11_contracts.ipynb #4142a9fb
+def _symbol_rules(w:_Working, held:np.ndarray, pmin:np.ndarray, n_groups:int, rules:DataRules) -> np.ndarray:
+    "Record non-positive prices and toxic moves; returns which groups they exclude."
+    rest = ~held                                   # symbol rules see neither print errors nor the held last bars
+    g, cc = w.cur["g"], w.cur["c"]
+    if held.any():
+        g, cc, pmin = g[rest], cc[rest], pmin[rest]
+    nonpos = pmin <= 0
+    r = np.full(len(cc), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r[1:] = cc[1:] / cc[:-1] - 1.0
+    toxic = _same_group_as_previous(g) & (r > rules.toxic_return)
+    excluded = np.zeros(n_groups, bool)
+    excluded[g[nonpos | toxic]] = True
+    for rule, mask, value in (("non_positive_price", nonpos, pmin), ("toxic_move", toxic, r)):   # recorded, not dropped
+        if mask.any():
+            w.found.append(w.record(rule, mask, value, where=rest))
+    return excluded
+
+# %% ../../nbs/11_contracts.ipynb #09165a0e
 def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
               o:np.ndarray, h:np.ndarray, l:np.ndarray, c:np.ndarray, # float64 prices
               gid:np.ndarray, # int group (symbol) id per bar, in [0, n_groups)
@@ -149,76 +300,16 @@ def flag_bars(ts:np.ndarray, # int64 UTC nanoseconds
     "Apply every rule to many symbols' bars at once (inputs are not modified)."
     rules = rules or DataRules()
     wk = np.full(n_groups, -1, np.int8) if weekends is None else np.asarray(weekends, np.int8)
-    found = []
-    n = len(ts)
-    ordered = n < 2 or bool(np.all((gid[1:] > gid[:-1]) | ((gid[1:] == gid[:-1]) & (ts[1:] >= ts[:-1]))))
-    alive = np.arange(n) if ordered else np.lexsort((ts, gid))      # by symbol, then time; stable
-    cur = {"g": gid, "t": ts, "o": o, "h": h, "l": l, "c": c}
-    if not ordered: cur = {k: v[alive] for k, v in cur.items()}
-    def record(rule, mask, value, where=None):
-        "Findings of `rule` for the working bars under `mask` (`where`: a subset of the working bars)."
-        if not mask.any(): return _NO_RECORD.copy()
-        pos, grp = (alive, cur["g"]) if where is None else (alive[where], cur["g"][where])
-        val = np.asarray(value, float)
-        return pd.DataFrame({"position": pos[mask], "group": grp[mask], "rule_id": rule,
-                             "value": val[mask] if val.ndim else np.full(int(mask.sum()), float(val))})
-    def drop(rule, mask, value):
-        "Record the bars under `mask` for `rule` and remove them from the working arrays."
-        nonlocal alive, cur
-        if not mask.any(): return
-        found.append(record(rule, mask, value))
-        keep = ~mask
-        alive = alive[keep]
-        cur = {k: v[keep] for k, v in cur.items()}
-    def prev_same_group(g):
-        out = np.zeros(len(g), bool)
-        out[1:] = g[1:] == g[:-1]
-        return out
-    drop("non_finite", ~(np.isfinite(cur["o"]) & np.isfinite(cur["h"]) & np.isfinite(cur["l"]) & np.isfinite(cur["c"])), np.nan)
-    g, t = cur["g"], cur["t"]
-    dup = np.zeros(len(g), bool); dup[:-1] = (g[1:] == g[:-1]) & (t[1:] == t[:-1])
-    drop("duplicate_ts", dup, np.nan)
-    hi_ref = np.maximum(cur["o"], cur["c"])
-    drop("ohlc_inconsistent", (cur["h"] < hi_ref) | (cur["l"] > np.minimum(cur["o"], cur["c"])), cur["h"] - hi_ref)
-    cc = cur["c"]
-    same = prev_same_group(cur["g"])
-    same[1:] &= cc[1:] == cc[:-1]
-    is_wkend = weekday(cur["t"]) >= 5
-    gw = cur["g"][is_wkend]
-    moved_w = np.bincount(gw, weights=~same[is_wkend], minlength=n_groups)
-    n_w = np.bincount(gw, minlength=n_groups)
-    trades_wk = np.where(wk >= 0, wk == 1, (n_w > 0) & (moved_w > 0.5 * n_w))
-    drop("weekend_padding", is_wkend & same & ~trades_wk[cur["g"]], 0.0)
-    cc = cur["c"]
-    same = prev_same_group(cur["g"])
-    same[1:] &= cc[1:] == cc[:-1]
-    run = np.cumsum(~same)
-    run_len = np.bincount(run)[run] if len(run) else run
-    drop("stale", same & (run_len >= rules.stale_bars), run_len)
-    pmin = np.minimum(np.minimum(cur["o"], cur["h"]), np.minimum(cur["l"], cur["c"]))
-    move, error, held, real = print_moves(cur["c"], cur["g"], pmin > 0, rules)
-    confirmed = record("confirmed", real, move).assign(decided_by=alive[np.flatnonzero(real) + 1])
-    if error.any():                                # dropped; the rules after this one read only groups, closes and pmin
-        found.append(record("print_error", error, move))
-        keep = ~error
-        alive, move, held, pmin = alive[keep], move[keep], held[keep], pmin[keep]
-        cur = {"g": cur["g"][keep], "c": cur["c"][keep]}
-    unconfirmed = record("unconfirmed", held, move)
-    rest = ~held                                   # symbol rules see neither print errors nor the held last bars
-    g, cc = cur["g"], cur["c"]
-    if held.any(): g, cc, pmin = g[rest], cc[rest], pmin[rest]
-    nonpos = pmin <= 0
-    r = np.full(len(cc), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"): r[1:] = cc[1:] / cc[:-1] - 1.0
-    toxic = prev_same_group(g) & (r > rules.toxic_return)
-    excluded = np.zeros(n_groups, bool)
-    excluded[g[nonpos | toxic]] = True
-    for rule, mask, value in (("non_positive_price", nonpos, pmin), ("toxic_move", toxic, r)):   # recorded, not dropped
-        if mask.any(): found.append(record(rule, mask, value, where=rest))
-    keep = alive if ordered else np.sort(alive)
+    w = _Working(ts, o, h, l, c, gid)
+    _bar_rules(w)
+    trades_wk = _weekend_rule(w, n_groups, wk)
+    _stale_rule(w, rules.stale_bars)
+    held, pmin, unconfirmed, confirmed = _print_rules(w, rules)
+    excluded = _symbol_rules(w, held, pmin, n_groups, rules)
+    keep = w.alive if w.ordered else np.sort(w.alive)
     by_position = lambda f: f.sort_values("position", ignore_index=True) if len(f) > 1 else f
-    return BarFlags(keep, excluded, trades_wk, pd.concat(found, ignore_index=True) if found else _no_findings(),
-                    by_position(unconfirmed), by_position(confirmed))
+    found = pd.concat(w.found, ignore_index=True) if w.found else _no_findings()
+    return BarFlags(keep, excluded, trades_wk, found, by_position(unconfirmed), by_position(confirmed))
 
 # %% ../../nbs/11_contracts.ipynb #3d28f826
 UNCONFIRMED_COLUMNS = ["symbol", "ts", "value", "detail"]
@@ -240,15 +331,19 @@ class ValidationResult:
     kept: int
     dropped: int
     reasons: dict = field(default_factory=dict) # rule_id -> number of bars flagged
-    unconfirmed: pd.DataFrame = field(default_factory=no_unconfirmed) # held last bar: symbol, ts, value, detail (it is in `clean`)
+    # the held last bar: symbol, ts, value, detail (it is in `clean`)
+    unconfirmed: pd.DataFrame = field(default_factory=no_unconfirmed)
 
+# %% ../../nbs/11_contracts.ipynb #222515d6
 _DETAILS = {"non_finite": "non-finite price", "duplicate_ts": "duplicated timestamp (a later bar was kept)",
             "ohlc_inconsistent": "high < max(open, close) or low > min(open, close)",
             "weekend_padding": "zero-return weekend bar of a market closed on weekends",
             "stale": "close unchanged for {stale_bars}+ bars", "non_positive_price": "price <= 0",
-            "print_error": "single-bar print: |ln move| above {print_move} and the next close back within {print_revert}",
+            "print_error": ("single-bar print: |ln move| above {print_move} "
+                            "and the next close back within {print_revert}"),
             "toxic_move": "simple return above {toxic_return:+.0%}",
-            "unconfirmed": "last bar's |ln move| above {print_move}: held out of the returns until the next bar confirms or reverts it"}
+            "unconfirmed": ("last bar's |ln move| above {print_move}: "
+                            "held out of the returns until the next bar confirms or reverts it")}
 
 class IngestionValidator:
     "Tier 1 + Tier 2 checks for bars; pure (records are returned, not written)."
@@ -258,50 +353,70 @@ class IngestionValidator:
         self.rules = rules or DataRules()
         self.interval = interval
 
-    def records(self, found:pd.DataFrame, symbols:np.ndarray, ts, o, h, l, c, v) -> pd.DataFrame:
-        "Quarantine records for kernel findings (`symbols[group]` names each record)."
-        if len(found) == 0: return pd.DataFrame(columns=["symbol", "interval", "ts", "rule_id", "rule_version", "value", "detail"])
-        p = found["position"].to_numpy()
-        details = {k: v.format(**self.rules.model_dump()) for k, v in _DETAILS.items()}
-        return pd.DataFrame({"symbol": np.asarray(symbols, dtype=object)[found["group"].to_numpy()], "interval": self.interval,
-                             "ts": pd.to_datetime(ts[p], utc=True), "rule_id": found["rule_id"].to_numpy(),
-                             "rule_version": RULES.loc[found["rule_id"], "version"].to_numpy(), "value": found["value"].to_numpy(),
-                             "detail": found["rule_id"].map(details).to_numpy(), "detected_at": utc_now(),
-                             "open": o[p], "high": h[p], "low": l[p], "close": c[p], "volume": v[p]})
-
-    def held(self, unconfirmed:pd.DataFrame, # `BarFlags.unconfirmed`
+# %% ../../nbs/11_contracts.ipynb #f3c31c46
+def _records(self:IngestionValidator, found:pd.DataFrame, # `BarFlags.found`
              symbols:np.ndarray, # symbol name per group
-             ts:np.ndarray, # int64 UTC nanoseconds of the kernel's input bars
+             ts, o, h, l, c, v, # the kernel's input bars (ts: int64 UTC nanoseconds)
             ) -> pd.DataFrame:
-        "The unconfirmed last bars as a report table: symbol, ts, value (the log move), detail."
-        if not len(unconfirmed): return _NO_HELD.copy()
-        p = unconfirmed["position"].to_numpy()
-        return pd.DataFrame({"symbol": pd.Series(np.asarray(symbols, dtype=object)[unconfirmed["group"].to_numpy()], dtype=object),
-                             "ts": pd.to_datetime(ts[p], utc=True).as_unit("ns"), "value": unconfirmed["value"].to_numpy(float),
-                             "detail": _DETAILS["unconfirmed"].format(**self.rules.model_dump())})[UNCONFIRMED_COLUMNS]
+    "Quarantine records for kernel findings (`symbols[group]` names each record)."
+    if len(found) == 0:
+        return pd.DataFrame(columns=["symbol", "interval", "ts", "rule_id", "rule_version", "value", "detail"])
+    p = found["position"].to_numpy()
+    details = {k: v.format(**self.rules.model_dump()) for k, v in _DETAILS.items()}
+    return pd.DataFrame({"symbol": np.asarray(symbols, dtype=object)[found["group"].to_numpy()],
+                         "interval": self.interval, "ts": pd.to_datetime(ts[p], utc=True),
+                         "rule_id": found["rule_id"].to_numpy(),
+                         "rule_version": RULES.loc[found["rule_id"], "version"].to_numpy(),
+                         "value": found["value"].to_numpy(),
+                         "detail": found["rule_id"].map(details).to_numpy(), "detected_at": utc_now(),
+                         "open": o[p], "high": h[p], "low": l[p], "close": c[p], "volume": v[p]})
 
-    @staticmethod
-    def trades_weekends(bars:pd.DataFrame) -> bool:
-        "Infer whether a market trades on weekends: its weekend bars mostly move."
-        b = bars.sort_values("ts", kind="stable")
-        wk = weekday(pd.DatetimeIndex(b["ts"]).as_unit("ns").asi8) >= 5
-        if not wk.any(): return False
-        c = b["close"].to_numpy(float)
-        return bool(np.r_[True, c[1:] != c[:-1]][wk].mean() > 0.5)
+def _held(self:IngestionValidator, unconfirmed:pd.DataFrame, # `BarFlags.unconfirmed`
+          symbols:np.ndarray, # symbol name per group
+          ts:np.ndarray, # int64 UTC nanoseconds of the kernel's input bars
+         ) -> pd.DataFrame:
+    "The unconfirmed last bars as a report table: symbol, ts, value (the log move), detail."
+    if not len(unconfirmed):
+        return _NO_HELD.copy()
+    p = unconfirmed["position"].to_numpy()
+    names = np.asarray(symbols, dtype=object)[unconfirmed["group"].to_numpy()]
+    return pd.DataFrame({"symbol": pd.Series(names, dtype=object), "ts": pd.to_datetime(ts[p], utc=True).as_unit("ns"),
+                         "value": unconfirmed["value"].to_numpy(float),
+                         "detail": _DETAILS["unconfirmed"].format(**self.rules.model_dump())})[UNCONFIRMED_COLUMNS]
 
-    def validate_ohlcv(self, symbol, # the instrument
-                       bars:pd.DataFrame, # its bars, any order
-                       trades_weekends:bool|None=None, # from metadata (session 24x7); None: inferred
-                      ) -> ValidationResult:
-        "Apply every rule to one symbol's bars."
-        sym = str(Symbol.parse(symbol))
-        b = conform_ohlcv(bars, sym)                       # Tier 1: raises ContractError
-        ts = pd.DatetimeIndex(b["ts"]).asi8
-        o, h, l, c, v = (b[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
-        wk = np.array([-1 if trades_weekends is None else int(bool(trades_weekends))], np.int8)
-        f = flag_bars(ts, o, h, l, c, np.zeros(len(b), np.int64), 1, wk, self.rules)
-        q = self.records(f.found, np.array([sym], dtype=object), ts, o, h, l, c, v)
-        reasons = f.found["rule_id"].value_counts().to_dict() if len(f.found) else {}
-        dropped = sum(n for k, n in reasons.items() if RULES.at[k, "level"] == "row")
-        clean = b.iloc[f.keep].reset_index(drop=True)
-        return ValidationResult(sym, clean, bool(f.excluded[0]), q, len(clean), dropped, reasons, self.held(f.unconfirmed, np.array([sym], dtype=object), ts))
+IngestionValidator.records = _records
+IngestionValidator.held = _held
+
+# %% ../../nbs/11_contracts.ipynb #554fe9fa
+def _trades_weekends(bars:pd.DataFrame) -> bool:
+    "Infer whether a market trades on weekends: its weekend bars mostly move."
+    b = bars.sort_values("ts", kind="stable")
+    wk = weekday(pd.DatetimeIndex(b["ts"]).as_unit("ns").asi8) >= 5
+    if not wk.any():
+        return False
+    c = b["close"].to_numpy(float)
+    return bool(np.r_[True, c[1:] != c[:-1]][wk].mean() > 0.5)
+
+IngestionValidator.trades_weekends = staticmethod(_trades_weekends)
+
+# %% ../../nbs/11_contracts.ipynb #c804fbd0
+def _validate_ohlcv(self:IngestionValidator, symbol, # the instrument
+                    bars:pd.DataFrame, # its bars, any order
+                    trades_weekends:bool|None=None, # from metadata (session 24x7); None: inferred
+                   ) -> ValidationResult:
+    "Apply every rule to one symbol's bars."
+    sym = str(Symbol.parse(symbol))
+    b = conform_ohlcv(bars, sym)                       # Tier 1: raises ContractError
+    ts = pd.DatetimeIndex(b["ts"]).asi8
+    o, h, l, c, v = (b[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
+    wk = np.array([-1 if trades_weekends is None else int(bool(trades_weekends))], np.int8)
+    f = flag_bars(ts, o, h, l, c, np.zeros(len(b), np.int64), 1, wk, self.rules)
+    names = np.array([sym], dtype=object)
+    q = self.records(f.found, names, ts, o, h, l, c, v)
+    reasons = f.found["rule_id"].value_counts().to_dict() if len(f.found) else {}
+    dropped = sum(n for k, n in reasons.items() if RULES.at[k, "level"] == "row")
+    clean = b.iloc[f.keep].reset_index(drop=True)
+    return ValidationResult(sym, clean, bool(f.excluded[0]), q, len(clean), dropped, reasons,
+                            self.held(f.unconfirmed, names, ts))
+
+IngestionValidator.validate_ohlcv = _validate_ohlcv

@@ -28,7 +28,7 @@ with warnings.catch_warnings():   # tqdm.auto: the notebook widget with ipywidge
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from ..config import DataRules
+from ..config import DataConfig, DataRules, HydrationConfig
 from ..core import CorruptDataError, Symbol, TVSError, ValidationError, describe, to_utc, utc_iso, utc_now
 from .contracts import IngestionValidator
 from .lakehouse import CATALOG_FIELDS, INTERVALS, KEPT_FIELDS, Lakehouse, atomic_write_bytes, atomic_write_parquet
@@ -39,8 +39,8 @@ from ..tradingview.stream import HistoryClient, HistoryResult, run_sync, to_reso
 
 # %% auto #0
 __all__ = ['STATUSES', 'STOPS', 'bars_to_request', 'SymbolOutcome', 'HydrationError', 'AdjustmentMismatchError',
-           'HydrationReport', 'symbols_of', 'IngestionService', 'endpoint_urls', 'hydrate', 'store_screens',
-           'hydrate_chunk', 'auto_progress', 'hydrate_profile']
+           'HydrationReport', 'DataSettings', 'symbols_of', 'IngestionService', 'endpoint_urls', 'hydrate',
+           'store_screens', 'hydrate_chunk', 'auto_progress', 'hydrate_profile']
 
 # %% ../../nbs/15_hydration.ipynb #9ab4098e
 _PERIODS = {"1D": pd.Timedelta(days=1), "1W": pd.Timedelta(days=7)}
@@ -90,6 +90,7 @@ class SymbolOutcome:
     reason: str|None = None         # why it failed (`kind: message`)
     metadata: str|None = None       # "ok", "skipped", or why the catalog refresh failed
 
+# %% ../../nbs/15_hydration.ipynb #387fa33b
 class HydrationError(TVSError):
     "No symbol could be fetched: the run is an outage, not a result. `report` holds the outcomes."
     def __init__(self, message:str, report:HydrationReport|None=None):
@@ -100,6 +101,7 @@ class AdjustmentMismatchError(ValidationError):
     "The symbol's stored bars carry another price adjustment than the one asked for: mixing them would corrupt its history."
     kind = "adjustment_mismatch"
 
+# %% ../../nbs/15_hydration.ipynb #23185c11
 @dataclass
 class HydrationReport:
     "Per-symbol outcomes and a coverage summary of one hydration run."
@@ -121,57 +123,69 @@ class HydrationReport:
         for c in ("requested", "received", "rounds", "null_bars", "added", "replaced", "history_revised", "quarantined", "attempts"):
             df[c] = df[c].astype("int64")
         df["stop"] = df["stop"].astype(object)
-        df["duration_s"] = df["duration_s"].astype("float64"); df["excluded"] = df["excluded"].astype(bool)
+        df["duration_s"] = df["duration_s"].astype("float64")
+        df["excluded"] = df["excluded"].astype(bool)
         return cls(df, **kw)
 
-    @property
-    def summary(self) -> dict:
-        o = self.outcomes
-        n = lambda s: int((o["status"] == s).sum())
-        reasons = o.loc[o["status"] == "failed", "reason"].fillna("unknown").str.split(":").str[0].value_counts()
-        received = int(o["received"].sum())
-        stops = o["stop"].value_counts()
-        return {"symbols": len(o), "fetched": n("fetched"), "up_to_date": n("up_to_date"), "failed": n("failed"),
-                "excluded": int(o["excluded"].sum()), "bars_requested": int(o["requested"].sum()), "bars_received": received,
-                "bars_added": int(o["added"].sum()), "bars_replaced": int(o["replaced"].sum()),
-                "bars_history_revised": int(o["history_revised"].sum()),
-                "stops": {s: int(stops.get(s, 0)) for s in STOPS}, "null_bars": int(o["null_bars"].sum()),
-                "quarantined": int(o["quarantined"].sum()), "attempts": int(o["attempts"].sum()),
-                "metadata_failed": int((~o["metadata"].isin(["ok", "skipped"])).sum()),
-                "duration_s": round(self.duration_s, 6),
-                "symbols_per_s": round(n("fetched") / self.duration_s, 3) if self.duration_s > 0 else None,
-                "bars_per_s": round(received / self.duration_s, 1) if self.duration_s > 0 else None,
-                "failure_reasons": {str(k): int(v) for k, v in reasons.items()},
-                "interval": self.interval, "history_bars": self.history_bars, "adjustment": self.adjustment,
-                "started_at": utc_iso(self.started_at)}
+# %% ../../nbs/15_hydration.ipynb #2f719c0b
+def _summary(self) -> dict:
+    o = self.outcomes
+    n = lambda s: int((o["status"] == s).sum())
+    reasons = o.loc[o["status"] == "failed", "reason"].fillna("unknown").str.split(":").str[0].value_counts()
+    received = int(o["received"].sum())
+    stops = o["stop"].value_counts()
+    return {"symbols": len(o), "fetched": n("fetched"), "up_to_date": n("up_to_date"), "failed": n("failed"),
+            "excluded": int(o["excluded"].sum()), "bars_requested": int(o["requested"].sum()), "bars_received": received,
+            "bars_added": int(o["added"].sum()), "bars_replaced": int(o["replaced"].sum()),
+            "bars_history_revised": int(o["history_revised"].sum()),
+            "stops": {s: int(stops.get(s, 0)) for s in STOPS}, "null_bars": int(o["null_bars"].sum()),
+            "quarantined": int(o["quarantined"].sum()), "attempts": int(o["attempts"].sum()),
+            "metadata_failed": int((~o["metadata"].isin(["ok", "skipped"])).sum()),
+            "duration_s": round(self.duration_s, 6),
+            "symbols_per_s": round(n("fetched") / self.duration_s, 3) if self.duration_s > 0 else None,
+            "bars_per_s": round(received / self.duration_s, 1) if self.duration_s > 0 else None,
+            "failure_reasons": {str(k): int(v) for k, v in reasons.items()},
+            "interval": self.interval, "history_bars": self.history_bars, "adjustment": self.adjustment,
+            "started_at": utc_iso(self.started_at)}
 
-    @property
-    def ok(self) -> bool:
-        "At least one symbol is fetched or up to date (or there was nothing to do)."
-        s = self.summary
-        return s["symbols"] == 0 or s["fetched"] + s["up_to_date"] > 0
+def _ok(self) -> bool:
+    "At least one symbol is fetched or up to date (or there was nothing to do)."
+    s = self.summary
+    return s["symbols"] == 0 or s["fetched"] + s["up_to_date"] > 0
 
-    def failed(self) -> pd.DataFrame:
-        "The failed symbols with their reasons."
-        return self.outcomes.loc[self.outcomes["status"] == "failed", ["symbol", "attempts", "reason"]].reset_index(drop=True)
+HydrationReport.summary, HydrationReport.ok = property(_summary), property(_ok)
 
-    def write(self, run_dir) -> dict:
-        "Write `hydration/outcomes.parquet` and `hydration/coverage.json` under `run_dir`; returns the paths."
-        root = validate_user_path(run_dir, "run directory")
-        p_out, p_cov = ensure_safe_path(["hydration", "outcomes.parquet"], root), ensure_safe_path(["hydration", "coverage.json"], root)
-        atomic_write_parquet(p_out, self.outcomes)
-        doc = {"summary": self.summary, "endpoint": self.endpoint, **({"screens": self.screens} if self.screens else {}),
-               "outcomes": json.loads(canonical_json(self.outcomes.astype(object).where(self.outcomes.notna(), None).to_dict("records")))}
-        atomic_write_bytes(p_cov, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-        self.paths = {"outcomes": p_out, "coverage": p_cov}
-        return self.paths
+# %% ../../nbs/15_hydration.ipynb #e701fa03
+def _failed(self) -> pd.DataFrame:
+    "The failed symbols with their reasons."
+    return self.outcomes.loc[self.outcomes["status"] == "failed", ["symbol", "attempts", "reason"]].reset_index(drop=True)
 
-    def __repr__(self):
-        s = self.summary
-        stops = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s["stops"].items() if n)
-        return (f"HydrationReport({s['symbols']} symbols: {s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed; "
-                f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; "
-                f"stopped: {stops or 'none'}; {s['null_bars']} null bars skipped; {s['duration_s']:.2f}s)")
+def _write(self, run_dir) -> dict:
+    "Write `hydration/outcomes.parquet` and `hydration/coverage.json` under `run_dir`; returns the paths."
+    root = validate_user_path(run_dir, "run directory")
+    p_out, p_cov = ensure_safe_path(["hydration", "outcomes.parquet"], root), ensure_safe_path(["hydration", "coverage.json"], root)
+    atomic_write_parquet(p_out, self.outcomes)
+    doc = {"summary": self.summary, "endpoint": self.endpoint, **({"screens": self.screens} if self.screens else {}),
+           "outcomes": json.loads(canonical_json(self.outcomes.astype(object).where(self.outcomes.notna(), None).to_dict("records")))}
+    atomic_write_bytes(p_cov, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    self.paths = {"outcomes": p_out, "coverage": p_cov}
+    return self.paths
+
+def _report_repr(self):
+    s = self.summary
+    stops = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s["stops"].items() if n)
+    return (f"HydrationReport({s['symbols']} symbols: {s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed; "
+            f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; "
+            f"stopped: {stops or 'none'}; {s['null_bars']} null bars skipped; {s['duration_s']:.2f}s)")
+
+HydrationReport.failed, HydrationReport.write, HydrationReport.__repr__ = _failed, _write, _report_repr
+
+# %% ../../nbs/15_hydration.ipynb #ca394b08
+@dataclass(frozen=True)
+class DataSettings:
+    "The profile sections hydration reads, `data` and `hydration`, with their defaults (a profile has them too)."
+    data:DataConfig=field(default_factory=DataConfig)
+    hydration:HydrationConfig=field(default_factory=HydrationConfig)
 
 # %% ../../nbs/15_hydration.ipynb #196e2f4b
 def symbols_of(items) -> tuple[list[str], list[tuple[Any, str]]]:
@@ -183,14 +197,19 @@ def symbols_of(items) -> tuple[list[str], list[tuple[Any, str]]]:
     good, bad, seen = [], [], set()
     for it in items:
         try: s = str(Symbol.parse(it))
-        except ValidationError as e: bad.append((it, str(e))); continue
-        if s not in seen: seen.add(s); good.append(s)
+        except ValidationError as e:
+            bad.append((it, str(e)))
+            continue
+        if s not in seen:
+            seen.add(s)
+            good.append(s)
     return good, bad
 
 def _trades_weekends(info:dict, meta:dict|None) -> bool|None:
     sess = (meta or {}).get("session") or info.get("session")
     return None if not isinstance(sess, str) else sess.strip() == "24x7"
 
+# %% ../../nbs/15_hydration.ipynb #f67a63b8
 class IngestionService:
     "TradingView → lakehouse: plan the gap, fetch, validate, upsert, refresh the catalog, report."
     def __init__(self, lakehouse:Lakehouse, # where bars, quarantine and catalog are stored
@@ -218,39 +237,54 @@ class IngestionService:
         self.store_workers, self.progress = max(1, int(store_workers)), progress
         self.adjustment = history.adjustment               # the client asks for it; the catalog records it
 
-    @classmethod
-    def from_profile(cls, profile, # a resolved `config.Profile`
-                     lakehouse:Lakehouse|None=None, # default: `Lakehouse.from_profile(profile)`
-                     scanner_url:str|None=None, # override the profile's screener URL (e.g. a replay server)
-                     websocket_url:str|None=None, # override the profile's chart URL
-                     limiter:RateLimiter|None=None, # shared per-host rate limiter (default: polite, unthrottled on loopback)
-                     **kwargs) -> IngestionService:
-        "A service configured by the profile's `data` and `hydration` sections; kwargs go to `__init__`."
-        h = profile.hydration
-        ws, http = websocket_url or h.websocket_url, scanner_url or h.scanner_url
-        if limiter is None:
-            loopback = all(host_of(u).split(":")[0] in ("127.0.0.1", "localhost", "::1") for u in (ws, http))
-            limiter = RateLimiter(rate=1000, burst=1000) if loopback else RateLimiter(rate=5, burst=10)
-        history = HistoryClient.from_profile(profile, url=ws, limiter=limiter)
-        scanner = ScannerClient.from_profile(profile, base_url=http, limiter=limiter)
-        kw = dict(interval=profile.data.interval, history_bars=profile.data.history_bars, rules=profile.data.rules)
-        return cls(lakehouse or Lakehouse.from_profile(profile), history, scanner, **{**kw, **kwargs})
+# %% ../../nbs/15_hydration.ipynb #db3801f8
+def _from_profile(cls, profile, # a resolved profile, or a `DataSettings`
+                  lakehouse:Lakehouse|None=None, # default: `Lakehouse.from_profile(profile)`
+                  scanner_url:str|None=None, # override the profile's screener URL (e.g. a replay server)
+                  websocket_url:str|None=None, # override the profile's chart URL
+                  limiter:RateLimiter|None=None, # shared per-host rate limiter (default: polite, unthrottled on loopback)
+                  **kwargs) -> IngestionService:
+    "A service configured by the profile's `data` and `hydration` sections; kwargs go to `__init__`."
+    h = profile.hydration
+    ws, http = websocket_url or h.websocket_url, scanner_url or h.scanner_url
+    if limiter is None:
+        loopback = all(host_of(u).split(":")[0] in ("127.0.0.1", "localhost", "::1") for u in (ws, http))
+        limiter = RateLimiter(rate=1000, burst=1000) if loopback else RateLimiter(rate=5, burst=10)
+    history = HistoryClient.from_profile(profile, url=ws, limiter=limiter)
+    scanner = ScannerClient.from_profile(profile, base_url=http, limiter=limiter)
+    kw = dict(interval=profile.data.interval, history_bars=profile.data.history_bars, rules=profile.data.rules)
+    return cls(lakehouse or Lakehouse.from_profile(profile), history, scanner, **{**kw, **kwargs})
 
-    def __repr__(self):
-        return (f"IngestionService({self.lakehouse!r}, {self.history!r}, interval={self.interval!r}, history_bars={self.history_bars}, "
-                f"adjustment={self.adjustment!r})")
+def _service_repr(self):
+    return (f"IngestionService({self.lakehouse!r}, {self.history!r}, interval={self.interval!r}, history_bars={self.history_bars}, "
+            f"adjustment={self.adjustment!r})")
 
-    @property
-    def endpoint(self) -> dict:
-        return {"websocket_url": self.history.url, "scanner_url": self.scanner.base_url if self.scanner else None}
+def _endpoint(self) -> dict:
+    return {"websocket_url": self.history.url, "scanner_url": self.scanner.base_url if self.scanner else None}
 
-    @property
-    def chart_settings(self) -> dict:
-        "What the chart requests asked for besides the bars (recorded in the ledger; never the token)."
-        h = self.history
-        return {"adjustment": self.adjustment, "timezone": h.timezone, "data_quality": h.data_quality, "authorized": h.authorized}
+def _chart_settings(self) -> dict:
+    "What the chart requests asked for besides the bars (recorded in the ledger; never the token)."
+    h = self.history
+    return {"adjustment": self.adjustment, "timezone": h.timezone, "data_quality": h.data_quality, "authorized": h.authorized}
+
+IngestionService.from_profile, IngestionService.__repr__ = classmethod(_from_profile), _service_repr
+IngestionService.endpoint, IngestionService.chart_settings = property(_endpoint), property(_chart_settings)
 
 # %% ../../nbs/15_hydration.ipynb #a42f99a8
+def _ns(ts) -> np.ndarray:
+    "int64 UTC nanoseconds of a timestamp column."
+    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+
+def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
+    "The rows of `new` that are not already stored with identical values (NaN equals NaN)."
+    if stored is None or not len(stored) or not len(new): return new
+    old = stored.set_index("ts").reindex(new["ts"])
+    cols = ["open", "high", "low", "close", "volume"]
+    a, b = new[cols].to_numpy(), old[cols].to_numpy()
+    same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
+    return new[~same]
+
+# %% ../../nbs/15_hydration.ipynb #96a99ba4
 def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|None=None) -> SymbolOutcome:
     t0 = time.perf_counter()
     o.attempts, o.requested = r.attempts, r.requested
@@ -286,19 +320,9 @@ def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|No
     o.duration_s = r.duration_s + (time.perf_counter() - t0)
     return o
 
-def _ns(ts) -> np.ndarray:
-    "int64 UTC nanoseconds of a timestamp column."
-    return pd.DatetimeIndex(ts).as_unit("ns").asi8
+IngestionService._store = _store
 
-def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
-    "The rows of `new` that are not already stored with identical values (NaN equals NaN)."
-    if stored is None or not len(stored) or not len(new): return new
-    old = stored.set_index("ts").reindex(new["ts"])
-    cols = ["open", "high", "low", "close", "volume"]
-    a, b = new[cols].to_numpy(), old[cols].to_numpy()
-    same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
-    return new[~same]
-
+# %% ../../nbs/15_hydration.ipynb #b21673f9
 _META_FIELDS = [c for c in CATALOG_FIELDS if c not in KEPT_FIELDS]   # what the screener knows (the adjustment is ours)
 
 def _metadata(self:IngestionService, symbols:list[str], workers:int) -> tuple[pd.DataFrame, dict]:
@@ -313,7 +337,7 @@ def _metadata(self:IngestionService, symbols:list[str], workers:int) -> tuple[pd
             else: recs.append({"symbol": s, **{k: m.get(k) for k in _META_FIELDS}})
     return pd.DataFrame(recs, columns=["symbol", *_META_FIELDS]), errors
 
-IngestionService._store, IngestionService._metadata = _store, _metadata
+IngestionService._metadata = _metadata
 
 # %% ../../nbs/15_hydration.ipynb #196dbf00
 def _current_catalog(self:IngestionService) -> pd.DataFrame:
@@ -332,6 +356,10 @@ def _check_adjustment(self:IngestionService, symbol:str, # the symbol about to b
                                       f"{self.adjustment!r}; nothing was fetched or written. Hydrate it with "
                                       f"hydration.adjustment: {stored}, or into another lakehouse")
 
+IngestionService._current_catalog = _current_catalog
+IngestionService._check_adjustment = _check_adjustment
+
+# %% ../../nbs/15_hydration.ipynb #add62061
 def _with_adjustment(self:IngestionService, records:pd.DataFrame, # catalog records from the metadata refresh (maybe none)
                      outcomes:Mapping[str, SymbolOutcome], # the run's outcomes
                      current:pd.DataFrame, # the catalog's current versions before the run
@@ -346,7 +374,6 @@ def _with_adjustment(self:IngestionService, records:pd.DataFrame, # catalog reco
     out["adjustment"] = pd.Series([self.adjustment if s in fetched else recorded(s) for s in out["symbol"]], index=out.index, dtype="object")
     return out
 
-IngestionService._current_catalog, IngestionService._check_adjustment = _current_catalog, _check_adjustment
 IngestionService._with_adjustment = _with_adjustment
 
 # %% ../../nbs/15_hydration.ipynb #6f66d802
@@ -365,6 +392,92 @@ def _outage(summary:dict, # `HydrationReport.summary` of a run that fetched noth
             f"{where}; first error: {first}")
 
 # %% ../../nbs/15_hydration.ipynb #8f1060cb
+def _plan(self:IngestionService, syms:list[str], # the run's valid symbols
+          outcomes:dict, # symbol → its `SymbolOutcome` (filled in: last stored bar, bars to ask, or why refused)
+          now:pd.Timestamp, # the run's clock
+          bar, # the progress bar: a symbol settled here is done
+         ) -> tuple[list[tuple[str, int]], set, pd.DataFrame|Exception]:
+    "Check adjustments and plan gaps: `(plan of (symbol, bars), refused symbols, catalog or its error)`."
+    plan, refused_adj = [], set()
+    try: current = self._current_catalog()
+    except TVSError as e: current = e                          # the catalog cannot be read: no adjustment can be checked
+    for s in syms:
+        o = outcomes[s]
+        try:
+            self._check_adjustment(s, current)
+            o.last_before = self.lakehouse.last_bar(s, self.interval)
+            o.requested = bars_to_request(o.last_before, now, self.interval, self.history_bars)
+        except TVSError as e:
+            o.reason = f"{getattr(e, 'kind', type(e).__name__)}: {e}"
+            if isinstance(e, AdjustmentMismatchError) or isinstance(current, Exception): refused_adj.add(s)
+            bar.update(1)
+            continue
+        if o.requested == 0:
+            o.status, o.last_after = "up_to_date", o.last_before
+            bar.update(1)
+        else: plan.append((s, o.requested))
+    return plan, refused_adj, current
+
+IngestionService._plan = _plan
+
+# %% ../../nbs/15_hydration.ipynb #e47e39b4
+async def _fetch_and_store(self:IngestionService, plan:list[tuple[str, int]], # (symbol, bars to ask for)
+                           outcomes:dict, # symbol → its `SymbolOutcome`
+                           bar, # the progress bar
+                          ) -> None:
+    "Fetch the planned symbols and store each one in the thread pool as its bars arrive."
+    loop = asyncio.get_running_loop()
+    pending = []
+    with concurrent.futures.ThreadPoolExecutor(self.store_workers) as pool:
+        def on_result(r:HistoryResult):
+            fut = loop.run_in_executor(pool, self._store, r, outcomes[r.symbol])
+            fut.add_done_callback(lambda f: bar.update(1))
+            pending.append(fut)
+        if plan: await self.history.fetch_many(plan, self.interval, on_result=on_result)
+        await asyncio.gather(*pending)
+
+IngestionService._fetch_and_store = _fetch_and_store
+
+# %% ../../nbs/15_hydration.ipynb #f45e2ac8
+def _update_catalog(self:IngestionService, records:pd.DataFrame, # catalog records from the metadata refresh
+                    meta_errors:dict, # symbol → why its refresh failed
+                    refreshed:list|None, # the symbols whose metadata was asked for (None: no refresh)
+                    syms:list[str], # the run's valid symbols
+                    outcomes:dict, # symbol → its `SymbolOutcome`
+                    current:pd.DataFrame|Exception, # the catalog before the run, or the error reading it
+                   ) -> None:
+    "Record each symbol's metadata outcome, then upsert the catalog records with their adjustment."
+    for s in syms:
+        outcomes[s].metadata = meta_errors.get(s, "ok") if refreshed is not None and s in refreshed else "skipped"
+    if not isinstance(current, Exception): records = self._with_adjustment(records, outcomes, current)
+    if len(records):
+        try: self.lakehouse.upsert_catalog(records)
+        except TVSError as e:
+            for s in records["symbol"]: outcomes[s].metadata = f"catalog write failed: {e}"
+
+IngestionService._update_catalog = _update_catalog
+
+# %% ../../nbs/15_hydration.ipynb #05919c5e
+def _conclude(self:IngestionService, report:HydrationReport, # the finished run's report
+              run_dir=None, # write the report under `<run_dir>/hydration/`
+              ledger:AuditLedger|None=None, # record the step's outcome
+             ) -> HydrationReport:
+    "Write the report, record the outcome, and raise `HydrationError` when no symbol could be fetched."
+    if run_dir is not None: report.write(run_dir)
+    s = report.summary
+    error = None
+    if not report.ok:
+        error = _outage(s, report.failed()["reason"].iloc[0], self.lakehouse.root, self.history.url)
+    if ledger is not None:
+        outputs = {k: content_hash(Path(p)) for k, p in report.paths.items()}
+        ledger.outcome("hydrate", "succeeded" if error is None else "failed", outputs, error=error, duration_s=report.duration_s,
+                       summary={k: v for k, v in s.items() if k != "failure_reasons"}, failure_reasons=s["failure_reasons"])
+    if error is not None: raise HydrationError(error, report)
+    return report
+
+IngestionService._conclude = _conclude
+
+# %% ../../nbs/15_hydration.ipynb #8e98042e
 async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame with a `symbol` column
                 run_dir=None, # write the coverage report under `<run_dir>/hydration/`
                 ledger:AuditLedger|None=None, # record intent and outcome of the `hydrate` step
@@ -383,55 +496,18 @@ async def _arun(self:IngestionService, symbols, # symbols, or a discovery frame 
     loop = asyncio.get_running_loop()
     bar = tqdm(total=len(outcomes), desc=f"hydrate {self.interval}", unit="sym", disable=not self.progress)
     bar.update(len(refused))
-    plan, refused_adj = [], set()
-    try: current = self._current_catalog()
-    except TVSError as e: current = e                          # the catalog cannot be read: no adjustment can be checked
-    for s in syms:
-        o = outcomes[s]
-        try:
-            self._check_adjustment(s, current)
-            o.last_before = self.lakehouse.last_bar(s, self.interval)
-            o.requested = bars_to_request(o.last_before, now, self.interval, self.history_bars)
-        except TVSError as e:
-            o.reason = f"{getattr(e, 'kind', type(e).__name__)}: {e}"
-            if isinstance(e, AdjustmentMismatchError) or isinstance(current, Exception): refused_adj.add(s)
-            bar.update(1)
-            continue
-        if o.requested == 0: o.status, o.last_after = "up_to_date", o.last_before; bar.update(1)
-        else: plan.append((s, o.requested))
+    plan, refused_adj, current = self._plan(syms, outcomes, now, bar)
     meta_task, meta_syms = None, [s for s in syms if s not in refused_adj]   # a refused symbol's catalog is left alone too
     if self.scanner is not None and refresh_metadata and meta_syms:
         meta_task = loop.run_in_executor(None, self._metadata, meta_syms, self.history.concurrency)
-    pending = []
-    with concurrent.futures.ThreadPoolExecutor(self.store_workers) as pool:
-        def on_result(r:HistoryResult):
-            fut = loop.run_in_executor(pool, self._store, r, outcomes[r.symbol])
-            fut.add_done_callback(lambda f: bar.update(1))
-            pending.append(fut)
-        if plan: await self.history.fetch_many(plan, self.interval, on_result=on_result)
-        await asyncio.gather(*pending)
+    await self._fetch_and_store(plan, outcomes, bar)
     records, meta_errors = await meta_task if meta_task is not None else (pd.DataFrame(columns=["symbol"]), {})
-    for s in syms: outcomes[s].metadata = meta_errors.get(s, "ok") if meta_task is not None and s in meta_syms else "skipped"
-    if not isinstance(current, Exception): records = self._with_adjustment(records, outcomes, current)
-    if len(records):
-        try: self.lakehouse.upsert_catalog(records)
-        except TVSError as e:
-            for s in records["symbol"]: outcomes[s].metadata = f"catalog write failed: {e}"
+    self._update_catalog(records, meta_errors, meta_syms if meta_task is not None else None, syms, outcomes, current)
     bar.close()
     report = HydrationReport.from_outcomes(list(outcomes.values()), interval=self.interval, history_bars=self.history_bars,
                                            started_at=started, duration_s=time.perf_counter() - t0, endpoint=self.endpoint,
                                            adjustment=self.adjustment)
-    if run_dir is not None: report.write(run_dir)
-    s = report.summary
-    error = None
-    if not report.ok:
-        error = _outage(s, report.failed()["reason"].iloc[0], self.lakehouse.root, self.history.url)
-    if ledger is not None:
-        outputs = {k: content_hash(Path(p)) for k, p in report.paths.items()}
-        ledger.outcome("hydrate", "succeeded" if error is None else "failed", outputs, error=error, duration_s=report.duration_s,
-                       summary={k: v for k, v in s.items() if k != "failure_reasons"}, failure_reasons=s["failure_reasons"])
-    if error is not None: raise HydrationError(error, report)
-    return report
+    return self._conclude(report, run_dir, ledger)
 
 def _run(self:IngestionService, symbols, run_dir=None, ledger:AuditLedger|None=None, now=None,
          refresh_metadata:bool=True) -> HydrationReport:
@@ -440,7 +516,7 @@ def _run(self:IngestionService, symbols, run_dir=None, ledger:AuditLedger|None=N
 
 IngestionService.arun, IngestionService.run = _arun, _run
 
-# %% ../../nbs/15_hydration.ipynb #ca394b08
+# %% ../../nbs/15_hydration.ipynb #0e187b91
 def endpoint_urls(endpoint, # None; a started ReplayServer (anything with `scanner_url` and `websocket_url`); or a mapping of them
                  ) -> dict:
     "`{'scanner_url', 'websocket_url'}` of an endpoint (plain strings, so they travel to any worker); `{}` for None."
@@ -451,9 +527,10 @@ def endpoint_urls(endpoint, # None; a started ReplayServer (anything with `scann
         raise ValidationError(describe("endpoint", endpoint, "None, a started ReplayServer, or {'scanner_url': ..., 'websocket_url': ...}"))
     return urls
 
+# %% ../../nbs/15_hydration.ipynb #e3cf1382
 def hydrate(symbols, # symbols, or a discovery frame with a `symbol` column
             lakehouse, # a `Lakehouse` or its root directory
-            profile=None, # a resolved `config.Profile` (None: the defaults of `Profile`)
+            profile=None, # a resolved profile, or a `DataSettings` (None: `DataSettings()`, the defaults)
             endpoint=None, # None: the profile's URLs; a started ReplayServer; or {"scanner_url", "websocket_url"}
             run_dir=None, # write the coverage report under `<run_dir>/hydration/`
             ledger:AuditLedger|None=None, # the run's ledger
@@ -464,9 +541,7 @@ def hydrate(symbols, # symbols, or a discovery frame with a `symbol` column
             **service_kwargs, # more `IngestionService` settings (interval, history_bars, ...)
            ) -> HydrationReport:
     "Hydrate `symbols` into `lakehouse` from the live service or a replay endpoint; returns the report."
-    if profile is None:
-        from tradingview_scraper.config import Profile
-        profile = Profile(name="default")
+    profile = DataSettings() if profile is None else profile
     lh = lakehouse if isinstance(lakehouse, Lakehouse) else Lakehouse(lakehouse)
     urls = endpoint_urls(endpoint)
     svc = IngestionService.from_profile(profile, lh, progress=progress, limiter=limiter, **urls, **service_kwargs)
@@ -475,7 +550,7 @@ def hydrate(symbols, # symbols, or a discovery frame with a `symbol` column
         if svc.scanner is not None: svc.scanner.close()
 
 # %% ../../nbs/15_hydration.ipynb #b7c2a002
-def store_screens(profile, # a resolved `config.Profile` (its `discovery.screens` and `hydration` settings)
+def store_screens(profile, # a resolved `profile.Profile` (its `discovery.screens` and `hydration` settings)
                   lakehouse:Lakehouse, # where the snapshots are stored
                   *, endpoint=None, # None: the profile's screener URL; a started ReplayServer or {"scanner_url": ...}
                   now=None, # the snapshots' time (default: now)
@@ -519,7 +594,7 @@ def auto_progress(environ:Mapping|None=None, # the environment (None: os.environ
     return not ci and bool(getattr(out, "isatty", lambda: False)())
 
 # %% ../../nbs/15_hydration.ipynb #b7c2a006
-def hydrate_profile(profile, # a resolved `config.Profile`
+def hydrate_profile(profile, # a resolved `profile.Profile`
                     lake, # a `Lakehouse` or its root directory
                     *, endpoint=None, # None: the profile's URLs; a started ReplayServer; or {"scanner_url", "websocket_url"}
                     now=None, # the run's clock: what is up to date, and the screens' snapshot time (default: now)

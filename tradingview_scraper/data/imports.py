@@ -58,6 +58,7 @@ def _as_text(values:pd.Series) -> pd.Series:
         values = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v), na_action="ignore").astype("str")
     return values.str.strip()
 
+# %% ../../nbs/14_import.ipynb #165dfc87
 def _epoch(seconds:pd.Series) -> tuple[pd.Series, np.ndarray]:
     "Epoch seconds → naive UTC wall times (microseconds), and the out-of-range mask."
     s = pd.to_numeric(seconds, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -69,6 +70,20 @@ def _fmt_offset(minutes:float) -> str:
     sign, m = ("-" if minutes < 0 else "+"), int(abs(minutes))
     return f"{sign}{m // 60:02d}:{m % 60:02d}"
 
+# %% ../../nbs/14_import.ipynb #5161cd2b
+def _iso(text:pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    "ISO 8601 text → naive wall times (NaT: unparseable) and the UTC offset in minutes (NaN: none written)."
+    parts = text.str.extract(_ISO_RE, flags=re.IGNORECASE)
+    stamp = parts[0] + " " + parts[1].fillna("00:00")
+    wall = pd.to_datetime(stamp, format="ISO8601", errors="coerce").astype("datetime64[us]").to_numpy()
+    o = parts[2].fillna("").str.upper().str.replace(":", "", regex=False)
+    sign = np.where(o.str.startswith("-"), -1.0, 1.0)
+    mins = sign * (pd.to_numeric(o.str[1:3], errors="coerce") * 60 + pd.to_numeric(o.str[3:5], errors="coerce")).to_numpy(float)
+    off = np.where(o.isin(["Z", "UTC"]), 0.0, mins)
+    off[np.isnat(wall)] = np.nan
+    return wall, off
+
+# %% ../../nbs/14_import.ipynb #4aaa5bc5
 def _wall_offsets(values:pd.Series, what:str) -> tuple[pd.Series, np.ndarray, np.ndarray, list[str]|None]:
     "(naive wall times, UTC offset in minutes per value (NaN: none given), reason per value, the zone of the column if it has one)."
     n = len(values)
@@ -95,18 +110,6 @@ def _wall_offsets(values:pd.Series, what:str) -> tuple[pd.Series, np.ndarray, np
         reason[bad] = [f"unparseable timestamp {short_repr(v, 60)} in column {what!r}: expected {_ISO_EXPECTED}" for v in text[bad]]
     return wall, off, reason, None
 
-def _iso(text:pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    "ISO 8601 text → naive wall times (NaT: unparseable) and the UTC offset in minutes (NaN: none written)."
-    parts = text.str.extract(_ISO_RE, flags=re.IGNORECASE)
-    stamp = parts[0] + " " + parts[1].fillna("00:00")
-    wall = pd.to_datetime(stamp, format="ISO8601", errors="coerce").astype("datetime64[us]").to_numpy()
-    o = parts[2].fillna("").str.upper().str.replace(":", "", regex=False)
-    sign = np.where(o.str.startswith("-"), -1.0, 1.0)
-    mins = sign * (pd.to_numeric(o.str[1:3], errors="coerce") * 60 + pd.to_numeric(o.str[3:5], errors="coerce")).to_numpy(float)
-    off = np.where(o.isin(["Z", "UTC"]), 0.0, mins)
-    off[np.isnat(wall)] = np.nan
-    return wall, off
-
 # %% ../../nbs/14_import.ipynb #1d8693fc
 _FIRST, _LAST = pd.Timestamp.min.ceil("D") + pd.Timedelta(days=1), pd.Timestamp.max.floor("D") - pd.Timedelta(days=1)  # nanosecond range, a day inside
 
@@ -120,6 +123,7 @@ def check_tz(tz:str|None) -> str|None:
         raise ValidationError(describe("tz", tz, "None or an IANA time zone name such as 'UTC' or 'America/New_York'")) from None
     return tz
 
+# %% ../../nbs/14_import.ipynb #6c538d3e
 def parse_timestamps(values:pd.Series, # the time column: text, datetimes (naive or aware), dates or epoch seconds
                      interval:str="1d", # bar interval: daily and longer bars are stamped with their session date
                      tz:str|None=None, # IANA zone of the values that carry no UTC offset
@@ -161,6 +165,7 @@ def _one_symbol(text:str, exchange:str|None) -> tuple[str|None, str|None]:
     try: return str(Symbol.parse(t)), None
     except ValidationError as e: return None, str(e)
 
+# %% ../../nbs/14_import.ipynb #acda0f37
 def check_exchange(exchange:str|None) -> str|None:
     "`exchange` upper-cased if it is None or a valid EXCHANGE part of a symbol; else a `ValidationError`."
     if exchange is None: return None
@@ -313,6 +318,7 @@ def check_options(layout:str="auto", tz:str|None=None, interval:str="1d", exchan
     check_tz(tz)
     check_exchange(exchange)
 
+# %% ../../nbs/14_import.ipynb #c8e718f5
 @dataclass(frozen=True)
 class ParsedPrices:
     "What `parse_prices` makes of an input: the bars to import, the rows refused and why, and what was done."
@@ -373,25 +379,28 @@ class ImportReport:
         s = self.summary
         return s["rejected_rows"] == 0 and s["failed_symbols"] == 0 and s["catalog_error"] is None
 
-    def write(self, run_dir=None, # a run directory: files go to `<run_dir>/import/`; None: `<lakehouse>/imports/<started_at>/`
-             ) -> dict:
-        "Write `summary.json` and `stored`, `rejected`, `quarantined` as Parquet (atomically); returns the paths."
-        if run_dir is None:
-            base = validate_user_path(self.summary["lakehouse"], "lakehouse root")
-            parts = ["imports", _stamp(pd.Timestamp(self.summary["started_at"]))]
-        else: base, parts = validate_user_path(run_dir, "run directory"), ["import"]
-        self.paths = {}
-        for name in ("stored", "rejected", "quarantined"):
-            self.paths[name] = ensure_safe_path(parts + [f"{name}.parquet"], base)
-            atomic_write_parquet(self.paths[name], getattr(self, name), f"import {name}")
-        self.paths["summary"] = ensure_safe_path(parts + ["summary.json"], base)
-        atomic_write_bytes(self.paths["summary"], (json.dumps(self.summary, indent=1, sort_keys=True, default=str) + "\n").encode(), "import summary")
-        return self.paths
+# %% ../../nbs/14_import.ipynb #a12d5913
+def _import_write(self, run_dir=None, # a run directory: files go to `<run_dir>/import/`; None: `<lakehouse>/imports/<started_at>/`
+                 ) -> dict:
+    "Write `summary.json` and `stored`, `rejected`, `quarantined` as Parquet (atomically); returns the paths."
+    if run_dir is None:
+        base = validate_user_path(self.summary["lakehouse"], "lakehouse root")
+        parts = ["imports", _stamp(pd.Timestamp(self.summary["started_at"]))]
+    else: base, parts = validate_user_path(run_dir, "run directory"), ["import"]
+    self.paths = {}
+    for name in ("stored", "rejected", "quarantined"):
+        self.paths[name] = ensure_safe_path(parts + [f"{name}.parquet"], base)
+        atomic_write_parquet(self.paths[name], getattr(self, name), f"import {name}")
+    self.paths["summary"] = ensure_safe_path(parts + ["summary.json"], base)
+    atomic_write_bytes(self.paths["summary"], (json.dumps(self.summary, indent=1, sort_keys=True, default=str) + "\n").encode(), "import summary")
+    return self.paths
 
-    def __repr__(self):
-        s = self.summary
-        return (f"ImportReport({s['symbols']} symbols from {s['rows']} rows: {s['added']} bars added, {s['replaced']} replaced "
-                f"({s['revised']} revised), {s['unchanged']} unchanged; {s['rejected_rows']} rows rejected, {s['quarantined']} quarantined)")
+def _import_repr(self):
+    s = self.summary
+    return (f"ImportReport({s['symbols']} symbols from {s['rows']} rows: {s['added']} bars added, {s['replaced']} replaced "
+            f"({s['revised']} revised), {s['unchanged']} unchanged; {s['rejected_rows']} rows rejected, {s['quarantined']} quarantined)")
+
+ImportReport.write, ImportReport.__repr__ = _import_write, _import_repr
 
 # %% ../../nbs/14_import.ipynb #eb4a05ee
 def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
@@ -403,6 +412,7 @@ def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
 
 def _ns(ts:pd.Series) -> np.ndarray: return pd.DatetimeIndex(ts).as_unit("ns").asi8
 
+# %% ../../nbs/14_import.ipynb #7840d16a
 def _store_symbol(lake:Lakehouse, sym:str, bars:pd.DataFrame, validator:IngestionValidator,
                   weekends:bool|None) -> tuple[dict, pd.DataFrame, pd.Timestamp|None]:
     """Validate one symbol's bars together with what is stored (the import's bars win at equal times), record the
@@ -442,6 +452,7 @@ def _given_metadata(bars:pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 def _same(a, b) -> bool: return (pd.isna(a) and pd.isna(b)) or a == b
 
+# %% ../../nbs/14_import.ipynb #9ae1693d
 def _catalog_records(current:pd.DataFrame, # the open catalog versions, indexed by symbol
                      given:pd.DataFrame, # per imported symbol the catalog fields the input gives
                      firsts:dict, # symbol -> its first stored bar
@@ -473,6 +484,29 @@ def _session(sym:str, *tables:pd.DataFrame) -> str|None:
         if "session" in t.columns and sym in t.index and isinstance(t.at[sym, "session"], str): return t.at[sym, "session"]
     return None
 
+# %% ../../nbs/14_import.ipynb #69ee3c7f
+def _store_symbols(bars:pd.DataFrame, # the parsed bars of every symbol (`ParsedPrices.bars`)
+                   lake:Lakehouse, # where they go
+                   validator:IngestionValidator, # the contracts
+                   given:pd.DataFrame, # metadata given with the prices, indexed by symbol
+                   current:pd.DataFrame, # the catalog's current versions
+                  ) -> tuple[list[dict], list[pd.DataFrame], dict]:
+    "Store each symbol's bars in turn: summary rows, quarantine records, and each stored symbol's first bar."
+    stored, quarantined, firsts = [], [], {}
+    for sym, bars in bars.groupby("symbol", sort=True):
+        session = _session(sym, given, current)
+        weekends = None if session is None else session.strip() == "24x7"
+        try:
+            row, q, first = _store_symbol(lake, sym, bars, validator, weekends)
+            if first is not None: firsts[sym] = first
+            quarantined.append(q)
+        except (TVSError, OSError) as e:
+            row = {c: None for c in STORED_COLUMNS} | {"symbol": sym, "bars": len(bars), "first": bars["ts"].min(), "last": bars["ts"].max(),
+                                                       "error": f"{type(e).__name__}: {e}"}
+        stored.append(row)
+    return stored, quarantined, firsts
+
+# %% ../../nbs/14_import.ipynb #1699c77f
 def store_prices(parsed:ParsedPrices, # from `parse_prices`
                  lake:Lakehouse|str|Path, # the lakehouse (or its root)
                  source:str="import", # where the prices come from, recorded in the summary
@@ -489,18 +523,7 @@ def store_prices(parsed:ParsedPrices, # from `parse_prices`
     except TVSError as e:   # a damaged catalog: the bars are still imported, the catalog is left alone and the error reported
         current, catalog_error = pd.DataFrame(columns=CATALOG_FIELDS, index=pd.Index([], name="symbol")), f"{type(e).__name__}: {e}"
     given, conflicts = _given_metadata(parsed.bars)
-    stored, quarantined, firsts = [], [], {}
-    for sym, bars in parsed.bars.groupby("symbol", sort=True):
-        session = _session(sym, given, current)
-        weekends = None if session is None else session.strip() == "24x7"
-        try:
-            row, q, first = _store_symbol(lake, sym, bars, validator, weekends)
-            if first is not None: firsts[sym] = first
-            quarantined.append(q)
-        except (TVSError, OSError) as e:
-            row = {c: None for c in STORED_COLUMNS} | {"symbol": sym, "bars": len(bars), "first": bars["ts"].min(), "last": bars["ts"].max(),
-                                                       "error": f"{type(e).__name__}: {e}"}
-        stored.append(row)
+    stored, quarantined, firsts = _store_symbols(parsed.bars, lake, validator, given, current)
     updated = 0
     if catalog_error is None:
         try:
@@ -510,6 +533,7 @@ def store_prices(parsed:ParsedPrices, # from `parse_prices`
     return _report(parsed, lake, stored, quarantined, started, time.perf_counter() - t0, source,
                    {"catalog_updated": updated, "catalog_error": catalog_error, "metadata_conflicts": conflicts})
 
+# %% ../../nbs/14_import.ipynb #8ab04d00
 def _report(parsed:ParsedPrices, lake:Lakehouse, stored:list, quarantined:list, started, duration_s:float, source:str, extra:dict) -> ImportReport:
     st = pd.DataFrame(stored, columns=STORED_COLUMNS)
     for c in ("bars", "added", "replaced", "revised", "unchanged", "quarantined"): st[c] = st[c].fillna(0).astype("int64")
@@ -558,6 +582,7 @@ def _read_bounded(path:Path, max_bytes:int) -> bytes:
     if not raw: raise ImportRefused(describe("import file", str(path), "a non-empty CSV or Parquet file"))
     return raw
 
+# %% ../../nbs/14_import.ipynb #3b2cfd6e
 def _read_parquet(raw:bytes, path:Path, max_rows:int) -> pd.DataFrame:
     try: f = pq.ParquetFile(pa.BufferReader(raw))
     except (pa.ArrowException, OSError, ValueError) as e:
@@ -567,6 +592,7 @@ def _read_parquet(raw:bytes, path:Path, max_rows:int) -> pd.DataFrame:
     except (pa.ArrowException, OSError, ValueError) as e:
         raise ImportRefused(f"cannot read import file {str(path)!r} as Parquet: {type(e).__name__}: {short_repr(str(e), 200)[1:-1]}") from None
 
+# %% ../../nbs/14_import.ipynb #b840b08b
 def _read_csv(raw:bytes, path:Path, max_rows:int) -> pd.DataFrame:
     "CSV with text kept as text in the symbol, time and metadata columns (a ticker '7203' stays '7203'); numbers inferred elsewhere."
     sep, n, chunks = ("\t" if path.suffix.lower() == ".tsv" else ","), 0, []
@@ -649,6 +675,7 @@ def prices_from_returns(returns:pd.DataFrame, # simple returns, one column per s
     closes[starts[has], np.flatnonzero(has)] = base
     return pd.DataFrame(closes, index=pd.DatetimeIndex(index, name="ts"), columns=r.columns)
 
+# %% ../../nbs/14_import.ipynb #67eaf55b
 def import_returns(returns:pd.DataFrame, # simple returns, one column per symbol (EXCHANGE:TICKER, or tickers with `exchange`)
                    lake:Lakehouse|str|Path, # the lakehouse (or its root directory)
                    *,

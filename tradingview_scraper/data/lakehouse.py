@@ -39,6 +39,7 @@ def _storage_error(what:str, path:Path, e:OSError, done:str="nothing was changed
     return StorageError(f"cannot write {what} to {str(path)!r}: {code + ': ' if code else ''}{e}; expected a writable "
                         f"filesystem with free space ({done})", e.errno, str(path))
 
+# %% ../../nbs/10_lakehouse.ipynb #75b207f0
 _TEMP_TAIL = re.compile(r"\.[a-z0-9_]{8}\.tmp")  # what `tempfile.mkstemp` adds after `.{name}`
 
 def stale_temp_files(path:Path, # the file whose temp files to list
@@ -51,6 +52,7 @@ def stale_temp_files(path:Path, # the file whose temp files to list
         names = [e.name for e in entries if e.name.startswith(head) and _TEMP_TAIL.fullmatch(e.name[len(head):])]
     return sorted(path.parent / n for n in names)
 
+# %% ../../nbs/10_lakehouse.ipynb #05de65ef
 @contextlib.contextmanager
 def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar next to it)
               shared:bool=False, # a shared (reader) lock instead of an exclusive one
@@ -68,6 +70,7 @@ def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar nex
         yield
     finally: os.close(fd)
 
+# %% ../../nbs/10_lakehouse.ipynb #b3f9a62a
 def atomic_write_bytes(path:Path, # the file to replace
                        data:bytes, # its new content
                        what:str="file", # what the file holds, for messages (e.g. "bars of NASDAQ:AAPL")
@@ -101,6 +104,7 @@ def atomic_write_bytes(path:Path, # the file to replace
         finally: os.close(dfd)
     except OSError as e: raise _storage_error(what, path, e, "the file was replaced; its directory entry is not synced") from e
 
+# %% ../../nbs/10_lakehouse.ipynb #7a590f1b
 def atomic_write_parquet(path:Path, table:pa.Table|pd.DataFrame, what:str="file") -> None:
     "Serialize to Parquet in memory, then `atomic_write_bytes`."
     if isinstance(table, pd.DataFrame): table = pa.Table.from_pandas(table, preserve_index=False)
@@ -137,6 +141,7 @@ def _conformed(bars:pd.DataFrame) -> bool:
     i8 = bars["ts"].array.asi8
     return bool((i8[1:] >= i8[:-1]).all())
 
+# %% ../../nbs/10_lakehouse.ipynb #9056882c
 def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
     if not isinstance(bars, pd.DataFrame): raise ContractError(describe(what, type(bars).__name__, "a DataFrame with columns " + ", ".join(OHLCV_COLUMNS)))
     if isinstance(bars.columns, pd.MultiIndex) or not bars.columns.is_unique:
@@ -162,6 +167,7 @@ def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
     i8 = cols["ts"].asi8
     return out if (i8[1:] >= i8[:-1]).all() else out.sort_values("ts", kind="stable").reset_index(drop=True)
 
+# %% ../../nbs/10_lakehouse.ipynb #963b014b
 def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra columns are dropped)
                   what:str="bars", # name for messages, e.g. the symbol
                  ) -> pd.DataFrame:
@@ -201,6 +207,7 @@ class WriteResult:
     history_revised: int = 0  # revised bars older than the last stored one: a data event (the last one is the live bar)
     last: pd.Timestamp|None = None # the newest stored bar after the write
 
+# %% ../../nbs/10_lakehouse.ipynb #dd96ff38
 class Lakehouse:
     "A Parquet lakehouse rooted at one directory."
     def __init__(self, root, # the lakehouse directory (created on first write)
@@ -249,6 +256,7 @@ def _read_bars(path:Path, sym:Symbol, filters=None) -> pd.DataFrame:
         raise CorruptDataError(describe(f"schema of {str(path)!r}", str(table.schema).replace("\n", "; "), str(OHLCV_SCHEMA).replace("\n", "; ")))
     return table.to_pandas()
 
+# %% ../../nbs/10_lakehouse.ipynb #71dbfa56
 def revised_bars(sym:Symbol|str, # the instrument
                  interval:str, # bar interval
                  old:pd.DataFrame, # the stored bars
@@ -270,6 +278,24 @@ def revised_bars(sym:Symbol|str, # the instrument
     out["revised_at"] = pd.Series(to_utc(revised_at), index=out.index).astype("datetime64[ns, UTC]")
     return out[REVISION_COLUMNS]
 
+# %% ../../nbs/10_lakehouse.ipynb #66ea9073
+def _record_revisions(self:Lakehouse, sym:Symbol, interval:str, revs:pd.DataFrame, write_bars) -> None:
+    "Append `revs` to the symbol's revisions file, then `write_bars()`; a failing `write_bars` restores the file."
+    rpath = self.revisions_path(sym, interval)
+    with file_lock(rpath):
+        before = read_file_once(rpath, f"revisions of {sym}").read() if rpath.exists() else None
+        prev = read_parquet(rpath, f"revisions of {sym}") if before is not None else revs.iloc[0:0]
+        atomic_write_parquet(rpath, pd.concat([prev, revs], ignore_index=True)[REVISION_COLUMNS], f"revisions of {sym}")
+        try: write_bars()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if before is None: rpath.unlink()
+                else: atomic_write_bytes(rpath, before, f"revisions of {sym}")
+            raise
+
+Lakehouse._record_revisions = _record_revisions
+
+# %% ../../nbs/10_lakehouse.ipynb #c06cb397
 def _write_ohlcv(self:Lakehouse, symbol:Symbol|str, # the instrument
                  bars:pd.DataFrame, # new bars (ts, open, high, low, close, volume)
                  interval:str="1d", # bar interval
@@ -297,55 +323,7 @@ def _write_ohlcv(self:Lakehouse, symbol:Symbol|str, # the instrument
     return WriteResult(str(sym), interval, n_old, len(merged), len(new) - replaced, replaced, n_revs,
                        0 if revs is None else int((revs["kind"] == "history").sum()), merged["ts"].iloc[-1] if len(merged) else None)
 
-def _record_revisions(self:Lakehouse, sym:Symbol, interval:str, revs:pd.DataFrame, write_bars) -> None:
-    "Append `revs` to the symbol's revisions file, then `write_bars()`; a failing `write_bars` restores the file."
-    rpath = self.revisions_path(sym, interval)
-    with file_lock(rpath):
-        before = read_file_once(rpath, f"revisions of {sym}").read() if rpath.exists() else None
-        prev = read_parquet(rpath, f"revisions of {sym}") if before is not None else revs.iloc[0:0]
-        atomic_write_parquet(rpath, pd.concat([prev, revs], ignore_index=True)[REVISION_COLUMNS], f"revisions of {sym}")
-        try: write_bars()
-        except BaseException:
-            with contextlib.suppress(OSError):
-                if before is None: rpath.unlink()
-                else: atomic_write_bytes(rpath, before, f"revisions of {sym}")
-            raise
-
-def _revisions(self:Lakehouse, symbol:Symbol|str|None=None, # one symbol, or None for all
-               interval:str="1d", # bar interval
-               kind:str|None=None, # "history" (data events), "live" (the last bar updated), or None for both
-              ) -> pd.DataFrame:
-    "Recorded bar revisions, oldest first: `ts`, `kind`, the old and new OHLCV values and `revised_at`."
-    if kind not in (None, "live", "history"): raise ValidationError(describe("revision kind", kind, "None, 'live' or 'history'"))
-    if symbol is not None: paths = [self.revisions_path(symbol, interval)]
-    else:
-        d = self.path("revisions", f"interval={self._interval(interval)}")
-        paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    parts = [read_parquet(p, "revisions") for p in paths if p.exists() and not p.name.startswith(".")]
-    out = pd.concat(parts, ignore_index=True) if parts else _empty_revisions()
-    if kind is not None: out = out[out["kind"] == kind]
-    return out.sort_values(["revised_at", "symbol", "ts"], kind="stable").reset_index(drop=True)
-
-REVISION_SUMMARY_COLUMNS = ["symbol", "history_revised", "live_revised", "first_ts", "last_ts", "max_close_change", "last_revised_at"]
-
-def _revision_summary(self:Lakehouse, interval:str="1d", # bar interval
-                     ) -> pd.DataFrame:
-    """One row per symbol with revisions, for a data-health table: how many history bars the source rewrote (and
-    live-bar updates), the span of the rewritten history bars, the largest relative close change among them and
-    when the latest revision was recorded."""
-    rv = self.revisions(interval=interval)
-    if not len(rv): return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(REVISION_SUMMARY_COLUMNS,
-               ["object", "int64", "int64", "datetime64[ns, UTC]", "datetime64[ns, UTC]", "float64", "datetime64[ns, UTC]"])})
-    hist = rv[rv["kind"] == "history"].assign(change=lambda r: (r["new_close"] / r["old_close"] - 1).abs())
-    g, h = rv.groupby("symbol"), hist.groupby("symbol")
-    out = pd.DataFrame({"history_revised": h.size(), "live_revised": rv[rv["kind"] == "live"].groupby("symbol").size(),
-                        "first_ts": h["ts"].min(), "last_ts": h["ts"].max(), "max_close_change": h["change"].max(),
-                        "last_revised_at": g["revised_at"].max()}).reindex(g.size().index)
-    for c in ("history_revised", "live_revised"): out[c] = out[c].fillna(0).astype("int64")
-    return out.rename_axis("symbol").reset_index()[REVISION_SUMMARY_COLUMNS]
-
-Lakehouse.write_ohlcv, Lakehouse._record_revisions, Lakehouse.revisions = _write_ohlcv, _record_revisions, _revisions
-Lakehouse.revision_summary = _revision_summary
+Lakehouse.write_ohlcv = _write_ohlcv
 
 # %% ../../nbs/10_lakehouse.ipynb #ace2239e
 def _read_ohlcv(self:Lakehouse, symbol:Symbol|str, interval:str="1d", start=None, end=None) -> pd.DataFrame:
@@ -358,6 +336,9 @@ def _read_ohlcv(self:Lakehouse, symbol:Symbol|str, interval:str="1d", start=None
     if end is not None: filters.append(("ts", "<", to_utc(end)))
     return _read_bars(path, sym, filters)
 
+Lakehouse.read_ohlcv = _read_ohlcv
+
+# %% ../../nbs/10_lakehouse.ipynb #1c72ff65
 def _bar_files(self:Lakehouse, interval:str) -> tuple[list[Symbol], list[Path]]:
     "(symbols, stray files) of `ohlcv/interval=...`: hidden lock and temp files are neither."
     d = self.path("ohlcv", f"interval={self._interval(interval)}")
@@ -378,6 +359,11 @@ def _stray_files(self:Lakehouse, interval:str="1d") -> list[Path]:
     "Files in `ohlcv/interval=...` that are not a symbol's bars (e.g. `notes.txt`): never read, never fatal."
     return self._bar_files(interval)[1]
 
+Lakehouse._bar_files = _bar_files
+Lakehouse.symbols = _symbols
+Lakehouse.stray_files = _stray_files
+
+# %% ../../nbs/10_lakehouse.ipynb #79c785ec
 def _last_bar(self:Lakehouse, symbol:Symbol|str, interval:str="1d") -> pd.Timestamp|None:
     "Timestamp of the newest stored bar (from the data, not file times); None when nothing is stored."
     path = self.ohlcv_path(symbol, interval)
@@ -391,6 +377,9 @@ def _last_bar(self:Lakehouse, symbol:Symbol|str, interval:str="1d") -> pd.Timest
         return to_utc(pq.read_table(buf, columns=["ts"])["ts"].to_pandas().max())
     except (pa.ArrowException, OSError) as e: raise CorruptDataError(f"cannot read {str(path)!r}: {e}") from None
 
+Lakehouse.last_bar = _last_bar
+
+# %% ../../nbs/10_lakehouse.ipynb #4bcf2f5f
 def _freshness(self:Lakehouse, interval:str="1d") -> pd.DataFrame:
     "Per symbol: number of bars, first and last bar time; damaged files are listed with their error."
     rows = []
@@ -406,6 +395,9 @@ def _freshness(self:Lakehouse, interval:str="1d") -> pd.DataFrame:
             rows.append({"symbol": str(sym), "bars": 0, "first": pd.NaT, "last": pd.NaT, "error": f"{type(e).__name__}: {e}"})
     return pd.DataFrame(rows, columns=["symbol", "bars", "first", "last", "error"])
 
+Lakehouse.freshness = _freshness
+
+# %% ../../nbs/10_lakehouse.ipynb #45a9e696
 def _content_manifest(self:Lakehouse) -> pd.DataFrame:
     "SHA-256 and size of every Parquet file under the root (relative paths): a snapshot's fingerprint."
     rows = []
@@ -416,9 +408,46 @@ def _content_manifest(self:Lakehouse) -> pd.DataFrame:
                          "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
     return pd.DataFrame(rows, columns=["path", "bytes", "sha256"])
 
-Lakehouse.read_ohlcv, Lakehouse.symbols, Lakehouse.last_bar = _read_ohlcv, _symbols, _last_bar
-Lakehouse._bar_files, Lakehouse.stray_files = _bar_files, _stray_files
-Lakehouse.freshness, Lakehouse.content_manifest = _freshness, _content_manifest
+Lakehouse.content_manifest = _content_manifest
+
+# %% ../../nbs/10_lakehouse.ipynb #97e2daf0
+def _revisions(self:Lakehouse, symbol:Symbol|str|None=None, # one symbol, or None for all
+               interval:str="1d", # bar interval
+               kind:str|None=None, # "history" (data events), "live" (the last bar updated), or None for both
+              ) -> pd.DataFrame:
+    "Recorded bar revisions, oldest first: `ts`, `kind`, the old and new OHLCV values and `revised_at`."
+    if kind not in (None, "live", "history"): raise ValidationError(describe("revision kind", kind, "None, 'live' or 'history'"))
+    if symbol is not None: paths = [self.revisions_path(symbol, interval)]
+    else:
+        d = self.path("revisions", f"interval={self._interval(interval)}")
+        paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    parts = [read_parquet(p, "revisions") for p in paths if p.exists() and not p.name.startswith(".")]
+    out = pd.concat(parts, ignore_index=True) if parts else _empty_revisions()
+    if kind is not None: out = out[out["kind"] == kind]
+    return out.sort_values(["revised_at", "symbol", "ts"], kind="stable").reset_index(drop=True)
+
+Lakehouse.revisions = _revisions
+
+# %% ../../nbs/10_lakehouse.ipynb #2209d070
+REVISION_SUMMARY_COLUMNS = ["symbol", "history_revised", "live_revised", "first_ts", "last_ts", "max_close_change", "last_revised_at"]
+
+def _revision_summary(self:Lakehouse, interval:str="1d", # bar interval
+                     ) -> pd.DataFrame:
+    """One row per symbol with revisions, for a data-health table: how many history bars the source rewrote (and
+    live-bar updates), the span of the rewritten history bars, the largest relative close change among them and
+    when the latest revision was recorded."""
+    rv = self.revisions(interval=interval)
+    if not len(rv): return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(REVISION_SUMMARY_COLUMNS,
+               ["object", "int64", "int64", "datetime64[ns, UTC]", "datetime64[ns, UTC]", "float64", "datetime64[ns, UTC]"])})
+    hist = rv[rv["kind"] == "history"].assign(change=lambda r: (r["new_close"] / r["old_close"] - 1).abs())
+    g, h = rv.groupby("symbol"), hist.groupby("symbol")
+    out = pd.DataFrame({"history_revised": h.size(), "live_revised": rv[rv["kind"] == "live"].groupby("symbol").size(),
+                        "first_ts": h["ts"].min(), "last_ts": h["ts"].max(), "max_close_change": h["change"].max(),
+                        "last_revised_at": g["revised_at"].max()}).reindex(g.size().index)
+    for c in ("history_revised", "live_revised"): out[c] = out[c].fillna(0).astype("int64")
+    return out.rename_axis("symbol").reset_index()[REVISION_SUMMARY_COLUMNS]
+
+Lakehouse.revision_summary = _revision_summary
 
 # %% ../../nbs/10_lakehouse.ipynb #f5bba4ec
 CATALOG_FIELDS = ["exchange", "type", "currency", "tick_size", "timezone", "session", "description", "sector", "adjustment"]
@@ -435,6 +464,7 @@ def conform_catalog(versions:pd.DataFrame, # catalog versions as stored (possibl
     for c in missing: out[c] = pd.Series([None] * len(out), index=out.index, dtype="object")
     return out[CATALOG_COLUMNS + [c for c in versions.columns if c not in CATALOG_COLUMNS]]
 
+# %% ../../nbs/10_lakehouse.ipynb #b820ef1b
 def _empty_catalog() -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype="object") for c in CATALOG_COLUMNS})
     df["tick_size"] = df["tick_size"].astype("float64")
@@ -457,6 +487,25 @@ def _norm_catalog(records:pd.DataFrame) -> pd.DataFrame:
     if out["symbol"].duplicated().any(): raise ContractError(describe("catalog records", "duplicated symbols", "one record per symbol"))
     return out
 
+# %% ../../nbs/10_lakehouse.ipynb #18e6e8dc
+def _changed_symbols(open_:pd.DataFrame, # the open versions, indexed by symbol
+                     new:pd.DataFrame, # normalized records (see `_norm_catalog`)
+                     t:pd.Timestamp, # when the new facts became known
+                    ) -> list[str]:
+    "Symbols of `new` that differ from their open version (or have none); a change not after that version is refused."
+    changed = []
+    for rec in new.itertuples(index=False):
+        cur = open_.loc[rec.symbol] if rec.symbol in open_.index else None
+        vals = [getattr(rec, c) for c in CATALOG_FIELDS]
+        if cur is not None:
+            same = all((pd.isna(a) and pd.isna(b)) or a == b for a, b in zip(vals, [cur[c] for c in CATALOG_FIELDS]))
+            if same: continue
+            if t <= cur["valid_from"]:
+                raise ValidationError(describe(f"catalog as_of for {rec.symbol}", t, f"a time after its current version ({cur['valid_from']})"))
+        changed.append(rec.symbol)
+    return changed
+
+# %% ../../nbs/10_lakehouse.ipynb #5205ee6e
 def _catalog_path(self:Lakehouse) -> Path: return self.path("catalog", "catalog.parquet")
 
 def _read_catalog_all(self:Lakehouse) -> pd.DataFrame:
@@ -477,16 +526,7 @@ def _upsert_catalog(self:Lakehouse, records:pd.DataFrame, # one row per symbol: 
             if c not in records.columns:   # not given: the symbol's current value stays
                 known = open_[c].to_dict()
                 new[c] = pd.Series([known.get(s) for s in new["symbol"]], index=new.index, dtype="object")
-        changed = []
-        for rec in new.itertuples(index=False):
-            cur = open_.loc[rec.symbol] if rec.symbol in open_.index else None
-            vals = [getattr(rec, c) for c in CATALOG_FIELDS]
-            if cur is not None:
-                same = all((pd.isna(a) and pd.isna(b)) or a == b for a, b in zip(vals, [cur[c] for c in CATALOG_FIELDS]))
-                if same: continue
-                if t <= cur["valid_from"]:
-                    raise ValidationError(describe(f"catalog as_of for {rec.symbol}", t, f"a time after its current version ({cur['valid_from']})"))
-            changed.append(rec.symbol)
+        changed = _changed_symbols(open_, new, t)
         if changed:
             close = cat["symbol"].isin(changed) & cat["valid_until"].isna()
             cat.loc[close, "valid_until"] = t
@@ -494,10 +534,15 @@ def _upsert_catalog(self:Lakehouse, records:pd.DataFrame, # one row per symbol: 
             add["valid_from"] = pd.Series(t, index=add.index).astype("datetime64[ns, UTC]")
             add["valid_until"] = pd.Series(pd.NaT, index=add.index, dtype="datetime64[ns, UTC]")
             cat = pd.concat([cat, add], ignore_index=True) if len(cat) else add
-            cat["valid_from"] = cat["valid_from"].astype("datetime64[ns, UTC]"); cat["valid_until"] = cat["valid_until"].astype("datetime64[ns, UTC]")
+            for c in ("valid_from", "valid_until"): cat[c] = cat[c].astype("datetime64[ns, UTC]")
             atomic_write_parquet(path, cat.sort_values(["symbol", "valid_from"]).reset_index(drop=True)[CATALOG_COLUMNS])
     return len(changed)
 
+Lakehouse._catalog_path = _catalog_path
+Lakehouse._read_catalog_all = _read_catalog_all
+Lakehouse.upsert_catalog = _upsert_catalog
+
+# %% ../../nbs/10_lakehouse.ipynb #702dabe5
 def catalog_as_of(versions:pd.DataFrame, as_of=None) -> pd.DataFrame:
     "The versions known strictly before `as_of` (default: the open versions), indexed by symbol."
     if as_of is None: rows = versions[versions["valid_until"].isna()]
@@ -513,8 +558,7 @@ def _catalog(self:Lakehouse, as_of=None, # None: current versions; a time: what 
     cat = self._read_catalog_all()
     return cat if versions else catalog_as_of(cat, as_of)
 
-Lakehouse._catalog_path, Lakehouse._read_catalog_all = _catalog_path, _read_catalog_all
-Lakehouse.upsert_catalog, Lakehouse.catalog = _upsert_catalog, _catalog
+Lakehouse.catalog = _catalog
 
 # %% ../../nbs/10_lakehouse.ipynb #5a7d1eab
 class MetadataSnapshot:
@@ -545,6 +589,7 @@ class MetadataSnapshot:
     def __len__(self): return len(self._versions)
     def __repr__(self): return f"MetadataSnapshot({len(self._versions)} versions, {self._versions['symbol'].nunique()} symbols, path={str(self.path) if self.path else None!r})"
 
+# %% ../../nbs/10_lakehouse.ipynb #2dda03c8
 def _snapshot_metadata(self:Lakehouse, dest, # file to write, e.g. runs/<run_id>/metadata.parquet
                       ) -> MetadataSnapshot:
     "Copy the full catalog history into `dest` (atomically) and return it as the run's snapshot."
@@ -580,6 +625,9 @@ def _read_quarantine(path:Path) -> pd.DataFrame:
     "One quarantine file (files written before `last_seen_at` existed read it as `detected_at`)."
     return _norm_quarantine(read_parquet(path, "quarantine"))
 
+Lakehouse._quarantine_path = _quarantine_path
+
+# %% ../../nbs/10_lakehouse.ipynb #78310eea
 def _record_quarantine(self:Lakehouse, records:pd.DataFrame) -> int:
     """Upsert quarantine records (keyed by symbol, interval, ts, rule_id); returns how many were new. A record seen
     before keeps its first `detected_at`; `last_seen_at` is the latest detection."""
@@ -598,6 +646,9 @@ def _record_quarantine(self:Lakehouse, records:pd.DataFrame) -> int:
             atomic_write_parquet(path, merged[QUARANTINE_COLUMNS].reset_index(drop=True), f"quarantine of {sym}")
     return new_total
 
+Lakehouse.record_quarantine = _record_quarantine
+
+# %% ../../nbs/10_lakehouse.ipynb #456be2d1
 def _quarantined(self:Lakehouse, symbol=None, interval:str="1d") -> pd.DataFrame:
     "Quarantine records (of one symbol, or all) at `interval`."
     if symbol is not None:
@@ -607,6 +658,9 @@ def _quarantined(self:Lakehouse, symbol=None, interval:str="1d") -> pd.DataFrame
     parts = [_read_quarantine(p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".")] if d.exists() else []
     return pd.concat(parts, ignore_index=True) if parts else _norm_quarantine(pd.DataFrame(columns=QUARANTINE_COLUMNS))
 
+Lakehouse.quarantined = _quarantined
+
+# %% ../../nbs/10_lakehouse.ipynb #6a6f0fcd
 def _clear_quarantine(self:Lakehouse, symbol, rule_id:str, interval:str="1d", keep_ts=None) -> int:
     "Drop records of `rule_id` for `symbol` except those at `keep_ts` (the bars the rule still flags)."
     path = self._quarantine_path(symbol, interval)
@@ -618,8 +672,7 @@ def _clear_quarantine(self:Lakehouse, symbol, rule_id:str, interval:str="1d", ke
         if drop.any(): atomic_write_parquet(path, old[~drop].reset_index(drop=True), f"quarantine of {symbol}")
     return int(drop.sum())
 
-Lakehouse._quarantine_path, Lakehouse.record_quarantine = _quarantine_path, _record_quarantine
-Lakehouse.quarantined, Lakehouse.clear_quarantine = _quarantined, _clear_quarantine
+Lakehouse.clear_quarantine = _clear_quarantine
 
 # %% ../../nbs/10_lakehouse.ipynb #eb6d49d5
 def _asof_name(t:pd.Timestamp) -> str: return "asof=" + t.strftime("%Y%m%dT%H%M%S%fZ") + ".parquet"
@@ -652,10 +705,3 @@ def _universe_as_of(self:Lakehouse, screen:str, t) -> pd.DataFrame|None:
     return df.assign(as_of=dates[-1])
 
 Lakehouse.write_universe, Lakehouse.universe_dates, Lakehouse.universe_as_of = _write_universe, _universe_dates, _universe_as_of
-
-# %% ../../nbs/10_lakehouse.ipynb #af163f84
-def _upsert_worker(root:str, symbol:str, start:str, n:int, offset:float):
-    "Upsert `n` daily bars starting at `start` (used by the concurrency demonstrations and tests)."
-    ts = pd.date_range(start, periods=n, freq="D", tz="UTC")
-    px = 100.0 + offset + np.arange(n, dtype=float)
-    Lakehouse(root).write_ohlcv(symbol, pd.DataFrame({"ts": ts, "open": px, "high": px + 1, "low": px - 1, "close": px, "volume": 1.0}))

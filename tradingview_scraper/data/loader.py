@@ -38,8 +38,10 @@ def _check_time_index(frame:pd.DataFrame, what:str="frame") -> pd.DatetimeIndex:
         raise ContractError(describe(f"{what} index", "unsorted or duplicated timestamps", "strictly increasing timestamps"))
     return idx
 
+# %% ../../nbs/12_loader.ipynb #6884d610
 class PointInTimeView:
     "Read-only view of a UTC-indexed frame that exposes only rows strictly before `t`."
+
     def __init__(self, frame:pd.DataFrame, # time-indexed data (UTC DatetimeIndex, sorted, unique)
                  t, # decision time: rows at or after it are invisible
                  name:str="data", # what the frame holds, for messages
@@ -61,7 +63,9 @@ class PointInTimeView:
     @property
     def values(self) -> np.ndarray:
         "Visible rows as a read-only numpy array."
-        a = self._data.to_numpy(copy=True); a.flags.writeable = False; return a
+        a = self._data.to_numpy(copy=True)
+        a.flags.writeable = False
+        return a
     @property
     def index(self) -> pd.DatetimeIndex: return self._data.index.copy()
     @property
@@ -70,41 +74,50 @@ class PointInTimeView:
     def shape(self) -> tuple: return self._data.shape
     def __len__(self): return self._n
 
-    def tail(self, n:int) -> pd.DataFrame:
-        "The last `n` visible rows (fewer if the history is shorter)."
-        if not isinstance(n, (int, np.integer)) or n < 0: raise ValidationError(describe("row count", n, "a non-negative integer"))
-        return self._data.iloc[max(0, self._n - int(n)):].copy(deep=True)
-
-    def window(self, start=None, end=None) -> pd.DataFrame:
-        "Rows with `start <= ts < end` (`end` defaults to `t`, and may not exceed it)."
-        end = self.t if end is None else to_utc(end)
-        if end > self.t: raise self._refuse("window end", end)
-        idx = self._data.index
-        lo = 0 if start is None else int(idx.searchsorted(to_utc(start), side="left"))
-        hi = int(idx.searchsorted(end, side="left"))
-        return self._data.iloc[lo:max(lo, hi)].copy(deep=True)
-
-    def row(self, ts) -> pd.Series:
-        "The row stamped `ts` (which must be before `t`)."
-        ts = to_utc(ts)
-        if ts >= self.t: raise self._refuse("row", ts)
-        try: return self._data.loc[ts].copy()
-        except KeyError: raise KeyError(f"{self.name}: no row at {ts}") from None
-
-    def __getitem__(self, key):
-        if isinstance(key, (pd.Timestamp, np.datetime64)) or (isinstance(key, str) and key not in self._data.columns):
-            return self.row(key)
-        return self._data[key].copy(deep=True)
-
-    def as_of(self, t) -> PointInTimeView:
-        "A narrower view at an earlier (or equal) decision time."
-        t = to_utc(t)
-        if t > self.t: raise self._refuse("as_of time", t)
-        return PointInTimeView(self._data, t, self.name)
-
     def __repr__(self):
         first = self._data.index[0] if self._n else None
         return f"PointInTimeView({self.name}: {self._n} rows × {self._data.shape[1]} columns from {first}, strictly before {self.t})"
+
+# %% ../../nbs/12_loader.ipynb #1e8af353
+def _view_tail(self, n:int) -> pd.DataFrame:
+    "The last `n` visible rows (fewer if the history is shorter)."
+    if not isinstance(n, (int, np.integer)) or n < 0: raise ValidationError(describe("row count", n, "a non-negative integer"))
+    return self._data.iloc[max(0, self._n - int(n)):].copy(deep=True)
+
+def _view_window(self, start=None, end=None) -> pd.DataFrame:
+    "Rows with `start <= ts < end` (`end` defaults to `t`, and may not exceed it)."
+    end = self.t if end is None else to_utc(end)
+    if end > self.t: raise self._refuse("window end", end)
+    idx = self._data.index
+    lo = 0 if start is None else int(idx.searchsorted(to_utc(start), side="left"))
+    hi = int(idx.searchsorted(end, side="left"))
+    return self._data.iloc[lo:max(lo, hi)].copy(deep=True)
+
+PointInTimeView.tail, PointInTimeView.window = _view_tail, _view_window
+
+# %% ../../nbs/12_loader.ipynb #3ddad137
+def _view_row(self, ts) -> pd.Series:
+    "The row stamped `ts` (which must be before `t`)."
+    ts = to_utc(ts)
+    if ts >= self.t: raise self._refuse("row", ts)
+    try: return self._data.loc[ts].copy()
+    except KeyError: raise KeyError(f"{self.name}: no row at {ts}") from None
+
+def _view_getitem(self, key):
+    if isinstance(key, (pd.Timestamp, np.datetime64)) or (isinstance(key, str) and key not in self._data.columns):
+        return self.row(key)
+    return self._data[key].copy(deep=True)
+
+PointInTimeView.row, PointInTimeView.__getitem__ = _view_row, _view_getitem
+
+# %% ../../nbs/12_loader.ipynb #d5eec71b
+def _view_as_of(self, t) -> PointInTimeView:
+    "A narrower view at an earlier (or equal) decision time."
+    t = to_utc(t)
+    if t > self.t: raise self._refuse("as_of time", t)
+    return PointInTimeView(self._data, t, self.name)
+
+PointInTimeView.as_of = _view_as_of
 
 # %% ../../nbs/12_loader.ipynb #f2954fe4
 def perturb_future(frame:pd.DataFrame, t, kind:str, seed:int=0) -> pd.DataFrame:
@@ -154,6 +167,7 @@ class LoadReport:
         out = pd.DataFrame([(s, *st.get(s, ("missing", ""))) for s in self.requested], columns=["symbol", "status", "reason"])
         return out.assign(unconfirmed=out["symbol"].map(held).fillna(0).astype("int64"))
 
+# %% ../../nbs/12_loader.ipynb #2c7aaffe
 @dataclass(frozen=True)
 class LoadResult:
     "The returns matrix and its report."
@@ -177,6 +191,7 @@ def hold_pending(returns:pd.DataFrame, # a returns matrix (UTC index, one column
     vals[rows[rows >= 0], cols[rows >= 0]] = np.nan         # a row the calendar policy dropped has nothing to hold
     return pd.DataFrame(vals, index=returns.index, columns=returns.columns)
 
+# %% ../../nbs/12_loader.ipynb #f2ebd0a9
 def _calendar_key(sym:str, weekends:bool) -> str: return "24x7" if weekends else Symbol.parse(sym).exchange
 
 class _Grid:
@@ -184,7 +199,9 @@ class _Grid:
     def __init__(self, parts:list[np.ndarray]):
         parts = [p for p in parts if len(p)]
         self.daily = bool(parts) and all(not np.any(p % _DAY_NS) for p in parts)
-        if not parts: self.index = np.empty(0, np.int64); return
+        if not parts:
+            self.index = np.empty(0, np.int64)
+            return
         if self.daily:
             self.lo = min(int(p[0]) for p in parts) // _DAY_NS
             span = max(int(p[-1]) for p in parts) // _DAY_NS - self.lo + 1
@@ -258,21 +275,89 @@ class DataLoader:
         "A loader configured by `profile.data`."
         return cls(lakehouse or Lakehouse.from_profile(profile), metadata, profile.data.rules, profile.data.calendar, **kw)
 
-    def _weekends(self, sym:str) -> int:
-        "1 / 0 from the run's metadata (session 24x7 or not); -1 when unknown."
-        if self.metadata is None: return -1
-        session = self.metadata.get(sym, "session")
-        return -1 if session is None else int(session == "24x7")
+# %% ../../nbs/12_loader.ipynb #9851597a
+def _weekends(self, sym:str) -> int:
+    "1 / 0 from the run's metadata (session 24x7 or not); -1 when unknown."
+    if self.metadata is None: return -1
+    session = self.metadata.get(sym, "session")
+    return -1 if session is None else int(session == "24x7")
 
-    def _read(self, sym:str, interval:str, end) -> tuple:
-        "One symbol's bars in time order and whether its file had to be sorted, or the error that names its file."
-        path = self.lakehouse.ohlcv_path(sym, interval)
-        if not path.exists(): return sym, f"DataNotFoundError: no bars of {sym} at interval {interval} in {self.lakehouse.root}", False
-        try: t, resorted = read_bars(path, end)
-        except (ContractError, CorruptDataError, DataNotFoundError) as e: return sym, f"{type(e).__name__}: {e}", False
-        return sym, t, resorted
+def _read(self, sym:str, interval:str, end) -> tuple:
+    "One symbol's bars in time order and whether its file had to be sorted, or the error that names its file."
+    path = self.lakehouse.ohlcv_path(sym, interval)
+    if not path.exists(): return sym, f"DataNotFoundError: no bars of {sym} at interval {interval} in {self.lakehouse.root}", False
+    try: t, resorted = read_bars(path, end)
+    except (ContractError, CorruptDataError, DataNotFoundError) as e: return sym, f"{type(e).__name__}: {e}", False
+    return sym, t, resorted
+
+DataLoader._weekends, DataLoader._read = _weekends, _read
 
 # %% ../../nbs/12_loader.ipynb #3f3be5a8
+def _symbol_returns(names:np.ndarray, # the batch's symbols (group i is names[i])
+                    flags, # what `flag_bars` found (`keep`, `excluded`, `found`, `weekends`)
+                    held:np.ndarray, # bars held as unconfirmed (stored, not yet a return)
+                    gid:np.ndarray, # the group of every bar
+                    ts:np.ndarray, # every bar's time (int64 UTC ns)
+                    c:np.ndarray, # every bar's close
+                   ) -> tuple[dict, dict]:
+    "Per symbol of a batch: its kept `(ts, close, return, trades weekends)`, or why it is excluded."
+    keep = flags.keep
+    bounds = np.searchsorted(gid[keep], np.arange(len(names) + 1))
+    kept, excluded = {}, {}
+    for i, sym in enumerate(names):
+        rows = keep[bounds[i]:bounds[i + 1]]
+        rows = rows[~held[rows]]               # an unconfirmed last bar is stored but not yet a return
+        if flags.excluded[i]:
+            rules = sorted(set(flags.found.loc[(flags.found.group == i) & flags.found.rule_id.isin(["toxic_move", "non_positive_price"]), "rule_id"]))
+            excluded[sym] = "quarantined by " + ", ".join(rules)
+        elif len(rows) == 0: excluded[sym] = "no bars before the end of the range"
+        else:
+            cc = c[rows]
+            r = np.full(len(cc), np.nan)
+            r[1:] = cc[1:] / cc[:-1] - 1.0
+            kept[sym] = (ts[rows], cc, r, bool(flags.weekends[i]))
+    return kept, excluded
+
+# %% ../../nbs/12_loader.ipynb #3a36d2e4
+def _density_exclusions(kept:dict, # symbol → (ts, close, return, trades weekends), as `_validate_batch` keeps them
+                        max_gap_fraction:float, # the density policy
+                       ) -> dict:
+    "Symbols missing more than `max_gap_fraction` of their market's bars over their own lifetime, with the reason."
+    by_cal, out = {}, {}
+    for sym, (ts, _, _, wk) in kept.items(): by_cal.setdefault(_calendar_key(sym, wk), []).append(sym)
+    for members in by_cal.values():
+        grid = _Grid([kept[s][0] for s in members])
+        expected = grid.count_between(np.array([kept[s][0][0] for s in members]), np.array([kept[s][0][-1] for s in members]))
+        for s, exp in zip(members, expected):
+            gap = 1.0 - len(kept[s][0]) / exp
+            if gap > max_gap_fraction + 1e-12:
+                out[s] = f"density: {gap:.1%} of its market's bars missing (max {max_gap_fraction:.1%})"
+    return out
+
+# %% ../../nbs/12_loader.ipynb #5b1084bb
+def _intersect(all_ts:np.ndarray, # the union grid's stamps
+               R:np.ndarray, # the union returns matrix (rows: `all_ts`, columns: `cols`)
+               kept:dict, # symbol → (ts, close, return, trades weekends)
+               cols:list[str], # the matrix's symbols
+               grid:_Grid, # the union grid
+              ) -> tuple[np.ndarray, np.ndarray, int]:
+    "The intersection calendar: rows on which every listed symbol traded, returns compounded across the dropped rows."
+    C = np.full_like(R, np.nan)
+    for j, s in enumerate(cols): C[grid.positions(kept[s][0]), j] = kept[s][1]
+    first = np.array([kept[s][0][0] for s in cols])
+    last = np.array([kept[s][0][-1] for s in cols])
+    listed = (all_ts[:, None] >= first[None, :]) & (all_ts[:, None] <= last[None, :])
+    keep_rows = (~np.isnan(C) | ~listed).all(axis=1)
+    rows_lost = int((~keep_rows).sum())
+    all_ts, C, Rb = all_ts[keep_rows], C[keep_rows], R[keep_rows]
+    R = np.full_like(C, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"): R[1:] = C[1:] / C[:-1] - 1.0
+    # a symbol's first kept row has no previous kept close: keep the return stored with its bar
+    firsts = np.argmax(~np.isnan(C), axis=0)
+    R[firsts, np.arange(len(cols))] = Rb[firsts, np.arange(len(cols))]
+    return all_ts, R, rows_lost
+
+# %% ../../nbs/12_loader.ipynb #3789903b
 def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
     "Read and validate a batch of symbols: per-symbol kept (ts, close, return, weekends), exclusions, errors, records, held bars, resorted files, confirmed bars."
     with ThreadPoolExecutor(self.workers) as ex: outs = list(ex.map(lambda s: self._read(s, interval, end), batch))
@@ -290,26 +375,15 @@ def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
     q = validator.records(flags.found, names, ts, o, h, l, c, table.column("volume").to_numpy())
     held = np.zeros(len(ts), bool)
     held[flags.unconfirmed["position"].to_numpy()] = True
-    keep = flags.keep
-    bounds = np.searchsorted(gid[keep], np.arange(len(tabs) + 1))
-    kept, excluded = {}, {}
-    for i, sym in enumerate(names):
-        rows = keep[bounds[i]:bounds[i + 1]]
-        rows = rows[~held[rows]]               # an unconfirmed last bar is stored but not yet a return
-        if flags.excluded[i]:
-            rules = sorted(set(flags.found.loc[(flags.found.group == i) & flags.found.rule_id.isin(["toxic_move", "non_positive_price"]), "rule_id"]))
-            excluded[sym] = "quarantined by " + ", ".join(rules)
-        elif len(rows) == 0: excluded[sym] = "no bars before the end of the range"
-        else:
-            cc = c[rows]
-            r = np.empty(len(cc)); r[0] = np.nan
-            r[1:] = cc[1:] / cc[:-1] - 1.0
-            kept[sym] = (ts[rows], cc, r, bool(flags.weekends[i]))
+    kept, excluded = _symbol_returns(names, flags, held, gid, ts, c)
     fc = flags.confirmed
     confirmed = pd.DataFrame({"symbol": pd.Series(names[fc["group"].to_numpy()], dtype=object), "ts": pd.to_datetime(ts[fc["position"].to_numpy()], utc=True),
                               "value": fc["value"].to_numpy(float), "confirmed_at": pd.to_datetime(ts[fc["decided_by"].to_numpy()], utc=True)})
     return kept, excluded, errors, q, validator.held(flags.unconfirmed, names, ts), resorted, confirmed
 
+DataLoader._validate_batch = _validate_batch
+
+# %% ../../nbs/12_loader.ipynb #e544df3d
 def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: every stored symbol)
           start=None, # first row of the matrix (UTC, inclusive); its return uses the bar before it
           end=None, # end of the range (UTC, exclusive): bars at or after it are not even read
@@ -324,39 +398,20 @@ def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: 
     kept, excluded, errors, qparts, uparts, resorted, cparts = {}, {}, {}, [], [], [], []
     for i in range(0, len(syms), batch_size):
         k, x, e, q, u, srt, cf = self._validate_batch(syms[i:i + batch_size], interval, end_ts)
-        kept.update(k); excluded.update(x); errors.update(e)
+        kept.update(k)
+        excluded.update(x)
+        errors.update(e)
         if len(q): qparts.append(q)
         if len(u): uparts.append(u)
         if len(cf): cparts.append(cf)
         resorted += srt
-    # density: compare each symbol with the bars of its calendar group over its own lifetime
-    by_cal: dict = {}
-    for sym, (ts, _, _, wk) in kept.items(): by_cal.setdefault(_calendar_key(sym, wk), []).append(sym)
-    for members in by_cal.values():
-        grid = _Grid([kept[s][0] for s in members])
-        expected = grid.count_between(np.array([kept[s][0][0] for s in members]), np.array([kept[s][0][-1] for s in members]))
-        for s, exp in zip(members, expected):
-            gap = 1.0 - len(kept[s][0]) / exp
-            if gap > self.max_gap_fraction + 1e-12:
-                excluded[s] = f"density: {gap:.1%} of its market's bars missing (max {self.max_gap_fraction:.1%})"
+    excluded.update(_density_exclusions(kept, self.max_gap_fraction))
     cols = [s for s in syms if s in kept and s not in excluded]
     grid = _Grid([kept[s][0] for s in cols])
     R = np.full((len(grid.index), len(cols)), np.nan)
     for j, s in enumerate(cols): R[grid.positions(kept[s][0]), j] = kept[s][2]
     all_ts, rows_lost = grid.index, 0
-    if self.calendar == "intersection" and cols:
-        C = np.full_like(R, np.nan)
-        for j, s in enumerate(cols): C[grid.positions(kept[s][0]), j] = kept[s][1]
-        first = np.array([kept[s][0][0] for s in cols]); last = np.array([kept[s][0][-1] for s in cols])
-        listed = (all_ts[:, None] >= first[None, :]) & (all_ts[:, None] <= last[None, :])
-        keep_rows = (~np.isnan(C) | ~listed).all(axis=1)
-        rows_lost = int((~keep_rows).sum())
-        all_ts, C, Rb = all_ts[keep_rows], C[keep_rows], R[keep_rows]
-        R = np.full_like(C, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"): R[1:] = C[1:] / C[:-1] - 1.0
-        # a symbol's first kept row has no previous kept close: keep the return stored with its bar
-        firsts = np.argmax(~np.isnan(C), axis=0)
-        R[firsts, np.arange(len(cols))] = Rb[firsts, np.arange(len(cols))]
+    if self.calendar == "intersection" and cols: all_ts, R, rows_lost = _intersect(all_ts, R, kept, cols, grid)
     lo = int(np.searchsorted(all_ts, start_ts.value, "left")) if start_ts is not None else 0
     idx = pd.DatetimeIndex(pd.to_datetime(all_ts[lo:], utc=True), name="ts").as_unit("ns")
     returns = pd.DataFrame(R[lo:], index=idx, columns=pd.Index(cols, name="symbol", dtype=object), copy=False)
@@ -368,6 +423,9 @@ def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: 
     report = LoadReport(syms, cols, excluded, errors, len(returns), rows_lost, self.calendar, q, time.perf_counter() - t0, held, resorted, confirmed)
     return LoadResult(returns, report)
 
+DataLoader.load = _load
+
+# %% ../../nbs/12_loader.ipynb #c159020f
 def _returns(self:DataLoader, symbols=None, start=None, end=None, interval:str="1d") -> pd.DataFrame:
     "Just the returns matrix of `load`."
     return self.load(symbols, start, end, interval).returns
@@ -376,7 +434,8 @@ def _as_of(self:DataLoader, t, symbols=None, start=None, interval:str="1d") -> P
     "Load only bars strictly before `t` (validation included) and return the point-in-time view."
     return self.load(symbols, start, t, interval).as_of(t)
 
-DataLoader._validate_batch, DataLoader.load, DataLoader.returns, DataLoader.as_of = _validate_batch, _load, _returns, _as_of
+DataLoader.returns = _returns
+DataLoader.as_of = _as_of
 
 # %% ../../nbs/12_loader.ipynb #7510adbe
 @dataclass(frozen=True)
@@ -386,6 +445,10 @@ class IngestionOutput:
     metadata: MetadataSnapshot
     report: LoadReport
     artifacts: dict   # name -> path in the run directory
+
+class _nullstep:
+    def __enter__(self): return {}
+    def __exit__(self, *a): return False
 
 class IngestionStage:
     "Lakehouse → validated returns + run-scoped metadata, recorded in the run ledger."
@@ -402,32 +465,39 @@ class IngestionStage:
     def from_profile(cls, profile, lakehouse:Lakehouse|None=None) -> IngestionStage:
         return cls(lakehouse or Lakehouse.from_profile(profile), profile.data.rules, profile.data.calendar)
 
-    def run(self, run_dir, # the run directory (artifacts are written here)
-            symbols:Sequence|None=None, start=None, end=None, interval:str="1d",
-            ledger:AuditLedger|None=None, # record the step here when given
-           ) -> IngestionOutput:
-        "Snapshot metadata, load with it, write artifacts, record the step."
-        run_dir = validate_user_path(run_dir, "run directory")
-        params = {"symbols": None if symbols is None else [str(Symbol.parse(s)) for s in symbols], "start": start, "end": end,
-                  "interval": interval, "calendar": self.calendar, "rules": self.rules.model_dump(), "version": self.version}
-        step = ledger.step(self.name, params=params, inputs={"lakehouse": str(self.lakehouse.root)}) if ledger else _nullstep()
-        with step as out:
-            meta = self.lakehouse.snapshot_metadata(ensure_safe_path("metadata.parquet", run_dir))
-            res = DataLoader(self.lakehouse, meta, self.rules, self.calendar, self.max_gap_fraction).load(symbols, start, end, interval)
-            paths = {"metadata": meta.path, "returns": ensure_safe_path("returns.parquet", run_dir),
-                     "quarantine": ensure_safe_path("quarantine.parquet", run_dir), "load_report": ensure_safe_path("load_report.parquet", run_dir),
-                     "unconfirmed": ensure_safe_path("unconfirmed.parquet", run_dir), "confirmed": ensure_safe_path("confirmed.parquet", run_dir)}
-            atomic_write_parquet(paths["returns"], res.returns.reset_index())
-            atomic_write_parquet(paths["quarantine"], res.report.quarantine if len(res.report.quarantine) else pd.DataFrame({"symbol": pd.Series(dtype=str)}))
-            atomic_write_parquet(paths["load_report"], res.report.summary())
-            atomic_write_parquet(paths["unconfirmed"], res.report.unconfirmed)
-            atomic_write_parquet(paths["confirmed"], res.report.confirmed)
-            out.update({name: file_hash(p) for name, p in paths.items()})
-            out["returns_frame"] = content_hash(res.returns)
-            out["loaded"], out["excluded"], out["errors"] = len(res.report.loaded), len(res.report.excluded), len(res.report.errors)
-            out["unconfirmed"] = len(res.report.unconfirmed)
-        return IngestionOutput(res.returns, meta, res.report, paths)
+# %% ../../nbs/12_loader.ipynb #06770e95
+def _write_artifacts(run_dir:Path, # the run directory
+                     meta:MetadataSnapshot, # the run's metadata snapshot (already written)
+                     res:LoadResult, # what the load produced
+                    ) -> dict:
+    "Write the load's artifacts into the run directory; name → path (the metadata snapshot's included)."
+    names = ["returns", "quarantine", "load_report", "unconfirmed", "confirmed"]
+    paths = {"metadata": meta.path, **{n: ensure_safe_path(f"{n}.parquet", run_dir) for n in names}}
+    atomic_write_parquet(paths["returns"], res.returns.reset_index())
+    atomic_write_parquet(paths["quarantine"], res.report.quarantine if len(res.report.quarantine) else pd.DataFrame({"symbol": pd.Series(dtype=str)}))
+    atomic_write_parquet(paths["load_report"], res.report.summary())
+    atomic_write_parquet(paths["unconfirmed"], res.report.unconfirmed)
+    atomic_write_parquet(paths["confirmed"], res.report.confirmed)
+    return paths
 
-class _nullstep:
-    def __enter__(self): return {}
-    def __exit__(self, *a): return False
+# %% ../../nbs/12_loader.ipynb #555a8e06
+def _stage_run(self, run_dir, # the run directory (artifacts are written here)
+               symbols:Sequence|None=None, start=None, end=None, interval:str="1d",
+               ledger:AuditLedger|None=None, # record the step here when given
+              ) -> IngestionOutput:
+    "Snapshot metadata, load with it, write artifacts, record the step."
+    run_dir = validate_user_path(run_dir, "run directory")
+    params = {"symbols": None if symbols is None else [str(Symbol.parse(s)) for s in symbols], "start": start, "end": end,
+              "interval": interval, "calendar": self.calendar, "rules": self.rules.model_dump(), "version": self.version}
+    step = ledger.step(self.name, params=params, inputs={"lakehouse": str(self.lakehouse.root)}) if ledger else _nullstep()
+    with step as out:
+        meta = self.lakehouse.snapshot_metadata(ensure_safe_path("metadata.parquet", run_dir))
+        res = DataLoader(self.lakehouse, meta, self.rules, self.calendar, self.max_gap_fraction).load(symbols, start, end, interval)
+        paths = _write_artifacts(run_dir, meta, res)
+        out.update({name: file_hash(p) for name, p in paths.items()})
+        out["returns_frame"] = content_hash(res.returns)
+        out["loaded"], out["excluded"], out["errors"] = len(res.report.loaded), len(res.report.excluded), len(res.report.errors)
+        out["unconfirmed"] = len(res.report.unconfirmed)
+    return IngestionOutput(res.returns, meta, res.report, paths)
+
+IngestionStage.run = _stage_run

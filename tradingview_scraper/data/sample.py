@@ -37,6 +37,7 @@ SAMPLE_BENCHMARK = "SP:SPX"
 
 def _sample_symbol(ticker:str, exchange:str) -> str: return "SP:SPX" if ticker == "SP500" else f"{exchange}:{ticker}"
 
+# %% ../../nbs/13_sample.ipynb #818beb15
 def sample_provenance() -> dict:
     "Source, license and checksum of the shipped sample."
     return json.loads((_SAMPLE / "PROVENANCE.json").read_text())
@@ -86,6 +87,7 @@ def _check_marker(root:Path, profile:str|None, sha:str) -> None:
     if rec.get("sample_sha256") != sha:
         raise _refuse(root, profile, f"it holds another sample (sha256 {str(rec.get('sample_sha256'))[:12]}…, this package ships {sha[:12]}…)")
 
+# %% ../../nbs/13_sample.ipynb #32eb9c9c
 def claim_sample_lakehouse(root:Path, # the lakehouse directory
                            profile:str|None=None, # the profile asking (named in the error)
                           ) -> Path:
@@ -105,6 +107,7 @@ def claim_sample_lakehouse(root:Path, # the lakehouse directory
                                                     "created_by": "tradingview_scraper.data.sample.sample_lakehouse"}, indent=1) + "\n").encode())
     return root
 
+# %% ../../nbs/13_sample.ipynb #0abe73d0
 def sample_lakehouse(root, # lakehouse directory to fill: new or empty, or one this function created
                      symbols:list[str]|None=None, # a subset of the sample symbols (default: all)
                      profile:str|None=None, # the profile asking (named in the error)
@@ -132,7 +135,6 @@ def sample_lakehouse(root, # lakehouse directory to fill: new or empty, or one t
         lh.write_universe("sample_sp500", pd.DataFrame({"symbol": stocks, "direction": "LONG", "logic": "hold"}), as_of="1990-01-01")
     return lh
 
-
 # %% ../../nbs/13_sample.ipynb #16c6f6aa
 @dataclass(frozen=True)
 class SyntheticData:
@@ -148,6 +150,7 @@ class SyntheticData:
         lakehouse.upsert_catalog(self.catalog, as_of=as_of)
         return lakehouse
 
+# %% ../../nbs/13_sample.ipynb #1a80ff4c
 class SyntheticMarket:
     "Deterministic synthetic market generator (see above)."
     def __init__(self, n_equities:int=20, # weekday-calendar assets (NASDAQ/NYSE-like)
@@ -169,89 +172,133 @@ class SyntheticMarket:
         self.toxic, self.seed = toxic, seed
 
     def symbols(self) -> list[str]:
+        "The symbols: equities, then crypto."
         return [f"{'NASDAQ' if i % 2 else 'NYSE'}:EQ{i:05d}" for i in range(self.n_equities)] + \
                [f"BINANCE:CR{i:05d}USDT" for i in range(self.n_crypto)]
 
-    def generate(self) -> SyntheticData:
-        rng = np.random.default_rng(self.seed)
-        days = pd.date_range(self.start, periods=self.n_days, freq="D", tz="UTC").as_unit("ns")
-        n, T = self.n_equities + self.n_crypto, self.n_days
-        syms = self.symbols()
-        is_crypto = np.r_[np.zeros(self.n_equities, bool), np.ones(self.n_crypto, bool)]
-        cluster = rng.integers(0, self.n_clusters, n)
-        stressed = np.zeros(T, bool)                                   # two-state regime, persistent
-        switch = rng.random(T) < 0.01
-        stressed = (np.cumsum(switch) % 2).astype(bool)
-        vol_scale = np.where(stressed, 2.5, 1.0)[:, None]
-        t_scale = np.sqrt((self.tail_df - 2) / self.tail_df)
-        mkt = rng.standard_t(self.tail_df, T) * t_scale
-        fac = rng.standard_t(self.tail_df, (T, self.n_clusters)) * t_scale
-        eps = rng.standard_t(self.tail_df, (T, n)) * t_scale
-        base_vol = np.where(is_crypto, 0.035, 0.015) * rng.uniform(0.6, 1.6, n)
-        r = base_vol * vol_scale * (0.45 * mkt[:, None] + 0.55 * fac[:, cluster] + 0.7 * eps) / np.sqrt(0.45**2 + 0.55**2 + 0.7**2)
-        r += rng.normal(0.0003, 0.0003, n)
-        r = np.clip(r, -0.6, 0.9)
-        trading = np.ones((T, n), bool)
-        weekend = days.day_of_week.to_numpy() >= 5
-        holiday = ((days.month == 1) & (days.day == 1)) | ((days.month == 12) & (days.day == 25))
-        trading[:, ~is_crypto] &= ~(weekend | np.asarray(holiday))[:, None]
-        life = rng.random(n) < self.listing_share
-        for j in np.flatnonzero(life):                                  # late listing or early delisting
-            cut = int(rng.integers(T // 5, 4 * T // 5))
-            if rng.random() < 0.5: trading[:cut, j] = False
-            else: trading[cut:, j] = False
-        trading &= rng.random((T, n)) >= self.gap_share
-        # prices compound only over the asset's own bars (returns of closed days roll into the next bar)
-        logp = np.cumsum(np.log1p(r), axis=0) + np.log(rng.uniform(5, 500, n))
-        close = np.exp(logp)
-        spread = np.abs(r) * 0.5 + 0.002
-        openp = close / (1 + r)
-        high = np.maximum(openp, close) * (1 + spread * rng.random((T, n)))
-        low = np.minimum(openp, close) * (1 - spread * rng.random((T, n)))
-        volume = np.exp(rng.normal(13, 1, (T, n)))
-        planted = []
-        if self.toxic: self._plant(rng, days, syms, is_crypto, trading, close, openp, high, low, planted)
-        bars = {}
-        for j, s in enumerate(syms):
-            m = trading[:, j]
-            bars[s] = pd.DataFrame({"ts": days[m], "open": openp[m, j], "high": high[m, j], "low": low[m, j],
-                                    "close": close[m, j], "volume": volume[m, j]})
-        for s, ts, kind in planted:
-            if kind == "weekend_padding":
-                b = bars[s]; prev = b[b.ts < ts].iloc[-1]
-                pad = pd.DataFrame({"ts": [ts], "open": [prev.close], "high": [prev.close], "low": [prev.close], "close": [prev.close], "volume": [0.0]})
-                bars[s] = pd.concat([b, pad]).sort_values("ts", kind="stable").reset_index(drop=True)
-        catalog = pd.DataFrame({"symbol": syms, "exchange": [s.split(":")[0] for s in syms],
-                                "type": np.where(is_crypto, "spot", "stock"), "currency": np.where(is_crypto, "USDT", "USD"),
-                                "tick_size": 0.01, "timezone": np.where(is_crypto, "Etc/UTC", "America/New_York"),
-                                "session": np.where(is_crypto, "24x7", "0930-1600"), "description": syms,
-                                "sector": [f"sector_{c}" for c in cluster]})
-        return SyntheticData(bars, catalog, pd.DataFrame(planted, columns=["symbol", "ts", "kind"]),
-                             pd.Series(cluster, index=syms, name="cluster"))
+# %% ../../nbs/13_sample.ipynb #efa84301
+def _returns(self, rng:np.random.Generator, T:int, is_crypto:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Cluster of every asset and the `T × n` simple returns (before calendars)."
+    n = len(is_crypto)
+    cluster = rng.integers(0, self.n_clusters, n)
+    switch = rng.random(T) < 0.01
+    stressed = (np.cumsum(switch) % 2).astype(bool)
+    vol_scale = np.where(stressed, 2.5, 1.0)[:, None]
+    t_scale = np.sqrt((self.tail_df - 2) / self.tail_df)
+    mkt = rng.standard_t(self.tail_df, T) * t_scale
+    fac = rng.standard_t(self.tail_df, (T, self.n_clusters)) * t_scale
+    eps = rng.standard_t(self.tail_df, (T, n)) * t_scale
+    base_vol = np.where(is_crypto, 0.035, 0.015) * rng.uniform(0.6, 1.6, n)
+    r = base_vol * vol_scale * (0.45 * mkt[:, None] + 0.55 * fac[:, cluster] + 0.7 * eps) / np.sqrt(0.45**2 + 0.55**2 + 0.7**2)
+    r += rng.normal(0.0003, 0.0003, n)
+    r = np.clip(r, -0.6, 0.9)
+    return cluster, r
 
-    def _plant(self, rng, days, syms, is_crypto, trading, close, openp, high, low, planted):
-        "Plant one of each toxic kind on distinct assets (in place)."
-        T = len(days)
-        cand = rng.permutation(len(syms))
-        eq = [j for j in cand if not is_crypto[j]]
-        def bar_in(j, lo=0.3, hi=0.9):
-            rows = np.flatnonzero(trading[int(lo * T):int(hi * T), j]) + int(lo * T)
-            return int(rows[rng.integers(len(rows))])
-        kinds = [("toxic_move", cand[0]), ("non_positive_price", cand[1]), ("stale", cand[2])] + \
-                ([("weekend_padding", eq[3 % len(eq)])] if eq else [])
-        for kind, j in kinds:
-            i = bar_in(j)
-            if kind == "toxic_move":                                    # a +1500% jump that stays (a reverting spike is a print)
-                k = close[i - 1, j] * 16.0 / close[i, j] if i else 1.0
-                for a in (close, openp, high, low): a[i:, j] *= k
-                high[i, j], openp[i, j], low[i, j] = close[i, j], close[i - 1, j], close[i - 1, j]
-            elif kind == "non_positive_price":
-                close[i, j] = openp[i, j] = high[i, j] = low[i, j] = 0.0
-            elif kind == "stale":
-                rows = np.flatnonzero(trading[i:, j])[:25] + i
-                close[rows, j] = openp[rows, j] = high[rows, j] = low[rows, j] = close[i, j]
-            elif kind == "weekend_padding":
-                sat = days[(days.day_of_week == 5)]
-                sat = sat[(sat > days[int(0.3 * T)]) & (sat < days[int(0.9 * T)])]
-                planted.append((syms[j], sat[rng.integers(len(sat))], kind)); continue
-            planted.append((syms[j], days[i], kind))
+SyntheticMarket._returns = _returns
+
+# %% ../../nbs/13_sample.ipynb #adc65b09
+def _calendar(self, rng:np.random.Generator, days:pd.DatetimeIndex, is_crypto:np.ndarray) -> np.ndarray:
+    "The `T × n` mask of days on which each asset has a bar."
+    T, n = len(days), len(is_crypto)
+    trading = np.ones((T, n), bool)
+    weekend = days.day_of_week.to_numpy() >= 5
+    holiday = ((days.month == 1) & (days.day == 1)) | ((days.month == 12) & (days.day == 25))
+    trading[:, ~is_crypto] &= ~(weekend | np.asarray(holiday))[:, None]
+    life = rng.random(n) < self.listing_share
+    for j in np.flatnonzero(life):                                  # late listing or early delisting
+        cut = int(rng.integers(T // 5, 4 * T // 5))
+        if rng.random() < 0.5: trading[:cut, j] = False
+        else: trading[cut:, j] = False
+    trading &= rng.random((T, n)) >= self.gap_share
+    return trading
+
+SyntheticMarket._calendar = _calendar
+
+# %% ../../nbs/13_sample.ipynb #e038b0fd
+def _prices(self, rng:np.random.Generator, r:np.ndarray) -> tuple[np.ndarray, ...]:
+    "Close, open, high, low and volume (`T × n` each) from the returns."
+    T, n = r.shape
+    # prices compound only over the asset's own bars (returns of closed days roll into the next bar)
+    logp = np.cumsum(np.log1p(r), axis=0) + np.log(rng.uniform(5, 500, n))
+    close = np.exp(logp)
+    spread = np.abs(r) * 0.5 + 0.002
+    openp = close / (1 + r)
+    high = np.maximum(openp, close) * (1 + spread * rng.random((T, n)))
+    low = np.minimum(openp, close) * (1 - spread * rng.random((T, n)))
+    volume = np.exp(rng.normal(13, 1, (T, n)))
+    return close, openp, high, low, volume
+
+SyntheticMarket._prices = _prices
+
+# %% ../../nbs/13_sample.ipynb #94403a83
+def _bars(self, days:pd.DatetimeIndex, syms:list[str], trading:np.ndarray, openp, high, low, close, volume,
+          planted:list) -> dict:
+    "One OHLCV frame per symbol, with the planted weekend paddings inserted."
+    bars = {}
+    for j, s in enumerate(syms):
+        m = trading[:, j]
+        bars[s] = pd.DataFrame({"ts": days[m], "open": openp[m, j], "high": high[m, j], "low": low[m, j],
+                                "close": close[m, j], "volume": volume[m, j]})
+    for s, ts, kind in planted:
+        if kind == "weekend_padding":
+            b = bars[s]
+            prev = b[b.ts < ts].iloc[-1]
+            pad = pd.DataFrame({"ts": [ts], "open": [prev.close], "high": [prev.close], "low": [prev.close], "close": [prev.close], "volume": [0.0]})
+            bars[s] = pd.concat([b, pad]).sort_values("ts", kind="stable").reset_index(drop=True)
+    return bars
+
+SyntheticMarket._bars = _bars
+
+# %% ../../nbs/13_sample.ipynb #b75e2746
+def _generate(self) -> SyntheticData:
+    "The market of this configuration and seed: bars, catalog, planted ground truth and clusters."
+    rng = np.random.default_rng(self.seed)
+    days = pd.date_range(self.start, periods=self.n_days, freq="D", tz="UTC").as_unit("ns")
+    syms = self.symbols()
+    is_crypto = np.r_[np.zeros(self.n_equities, bool), np.ones(self.n_crypto, bool)]
+    cluster, r = self._returns(rng, self.n_days, is_crypto)
+    trading = self._calendar(rng, days, is_crypto)
+    close, openp, high, low, volume = self._prices(rng, r)
+    planted = []
+    if self.toxic: self._plant(rng, days, syms, is_crypto, trading, close, openp, high, low, planted)
+    bars = self._bars(days, syms, trading, openp, high, low, close, volume, planted)
+    catalog = pd.DataFrame({"symbol": syms, "exchange": [s.split(":")[0] for s in syms],
+                            "type": np.where(is_crypto, "spot", "stock"), "currency": np.where(is_crypto, "USDT", "USD"),
+                            "tick_size": 0.01, "timezone": np.where(is_crypto, "Etc/UTC", "America/New_York"),
+                            "session": np.where(is_crypto, "24x7", "0930-1600"), "description": syms,
+                            "sector": [f"sector_{c}" for c in cluster]})
+    return SyntheticData(bars, catalog, pd.DataFrame(planted, columns=["symbol", "ts", "kind"]),
+                         pd.Series(cluster, index=syms, name="cluster"))
+
+SyntheticMarket.generate = _generate
+
+# %% ../../nbs/13_sample.ipynb #9995c566
+def _plant(self, rng, days, syms, is_crypto, trading, close, openp, high, low, planted):
+    "Plant one of each toxic kind on distinct assets (in place)."
+    T = len(days)
+    cand = rng.permutation(len(syms))
+    eq = [j for j in cand if not is_crypto[j]]
+    def bar_in(j, lo=0.3, hi=0.9):
+        rows = np.flatnonzero(trading[int(lo * T):int(hi * T), j]) + int(lo * T)
+        return int(rows[rng.integers(len(rows))])
+    kinds = [("toxic_move", cand[0]), ("non_positive_price", cand[1]), ("stale", cand[2])] + \
+            ([("weekend_padding", eq[3 % len(eq)])] if eq else [])
+    for kind, j in kinds:
+        i = bar_in(j)
+        if kind == "toxic_move":                                    # a +1500% jump that stays (a reverting spike is a print)
+            k = close[i - 1, j] * 16.0 / close[i, j] if i else 1.0
+            for a in (close, openp, high, low): a[i:, j] *= k
+            high[i, j], openp[i, j], low[i, j] = close[i, j], close[i - 1, j], close[i - 1, j]
+        elif kind == "non_positive_price":
+            close[i, j] = openp[i, j] = high[i, j] = low[i, j] = 0.0
+        elif kind == "stale":
+            rows = np.flatnonzero(trading[i:, j])[:25] + i
+            close[rows, j] = openp[rows, j] = high[rows, j] = low[rows, j] = close[i, j]
+        elif kind == "weekend_padding":
+            sat = days[(days.day_of_week == 5)]
+            sat = sat[(sat > days[int(0.3 * T)]) & (sat < days[int(0.9 * T)])]
+            planted.append((syms[j], sat[rng.integers(len(sat))], kind))
+            continue
+        planted.append((syms[j], days[i], kind))
+
+SyntheticMarket._plant = _plant

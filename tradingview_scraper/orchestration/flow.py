@@ -5,6 +5,7 @@
 # %% ../../nbs/51_flow.ipynb #0077f8e5
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,30 +17,35 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..backtest.engine import BacktestEngine
-from ..config import Profile, load_profile
+from ..backtest.engine import BacktestEngine, BacktestResult
+from ..backtest.research import Comparison
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, to_utc, utc_now
 from ..data.lakehouse import Lakehouse, MetadataSnapshot, catalog_as_of
 from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
 from ..ledger import AuditLedger
-from .runner import OrchestrationRunner, Progress, RunContext, RunResult, Step, tree_fingerprint
+from .runner import (Artifact, OrchestrationRunner, Progress, RunContext, RunIncomplete, RunResult,
+                                                      Step, open_run, tree_fingerprint)
 from threadpoolctl import threadpool_limits
 
-from ..pipelines.allocation import AllocationPipeline, allocation_from_config
+from ..pipelines.allocation import AllocationPipeline
 from ..pipelines.discovery import DiscoveryPipeline
 from ..pipelines.selection import SelectionPipeline
 from ..pipelines.synthesis import Synthesizer
+from ..profile import Profile, load_profile, selection_params
 from ..reports import ReportInputs, StrategyResult, write_report
 from ..security import validate_user_path
 
 # %% auto #0
-__all__ = ['UNIVERSE_POLICIES', 'SURVIVORSHIP_BIASED', 'log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW', 'build_selector',
-           'build_synthesizer', 'build_allocator', 'build_engine', 'infer_periods_per_year', 'resolve_calendar',
-           'UniverseError', 'DatedUniverse', 'build_universe', 'UniverseOnly', 'UniverseSelector', 'step_hydrate',
-           'step_ingest', 'step_discover', 'step_select', 'step_synthesize', 'step_backtest', 'step_report',
-           'step_validate', 'price_adjustment', 'step_portfolio', 'lakehouse_reads', 'flow_runner', 'run_flow',
-           'run_returns']
+__all__ = ['UNIVERSE_POLICIES', 'SURVIVORSHIP_BIASED', 'HYDRATE', 'INGEST', 'DISCOVER', 'SELECT', 'SYNTHESIZE', 'BACKTEST',
+           'PORTFOLIO', 'REPORT', 'VALIDATE', 'EQUAL_WEIGHT_BENCHMARK', 'log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW',
+           'build_selector', 'build_synthesizer', 'build_allocator', 'build_engine', 'infer_periods_per_year',
+           'resolve_calendar', 'UniverseError', 'DatedUniverse', 'build_universe', 'UniverseOnly', 'UniverseSelector',
+           'Key', 'StepOutputs', 'HydrateOutputs', 'IngestOutputs', 'DiscoverOutputs', 'SelectOutputs',
+           'SynthesizeOutputs', 'BacktestOutputs', 'PortfolioOutputs', 'ReportOutputs', 'ValidateOutputs',
+           'run_results', 'step_hydrate', 'step_ingest', 'step_discover', 'step_select', 'step_synthesize',
+           'step_backtest', 'step_report', 'step_validate', 'price_adjustment', 'step_portfolio', 'lakehouse_reads',
+           'flow_runner', 'run_flow', 'run_returns']
 
 # %% ../../nbs/51_flow.ipynb #3c0c87bb
 def _periods(profile:Profile) -> int:
@@ -50,31 +56,22 @@ def _periods(profile:Profile) -> int:
     return ppy
 
 def build_selector(profile:Profile) -> SelectionPipeline:
-    "Selection configured by `profile.selection` on a window of `profile.backtest.train` rows."
-    s, w = profile.selection, profile.backtest.train
-    return SelectionPipeline(contracts="first", universe={"window": w}, vetoes={"min_history": min(s.min_history, w)},
-                             ranking={"method": s.ranking, "weights": dict(s.feature_weights)},
-                             clustering={"linkage": s.linkage, "threshold": s.cluster_threshold, "max_clusters": s.max_clusters},
-                             htr={"floor": s.floor, "max_selected": s.max_selected},
-                             features={"hurst_lags": tuple(l for l in (2, 4, 8, 16, 32) if l < w),
-                                       "periods_per_year": _periods(profile)})
+    "Selection as `profile.selection` configures it, on a window of `backtest.train` rows (`profile.selection_params`)."
+    return SelectionPipeline(selection_params(profile, _periods(profile)), contracts="first")
 
 def build_synthesizer(profile:Profile, memo:bool=False, # remember results by view content (one synthesizer shared by the grid's cells)
                      ) -> Synthesizer:
-    "Synthesis configured by `profile.synthesis`."
-    s = profile.synthesis
-    return Synthesizer(contracts="first", logics=tuple(s.logics), momentum_lookback=s.momentum_lookback, ma_window=s.ma_window, memo=memo)
+    "Synthesis as `profile.synthesis` configures it."
+    return Synthesizer(profile.synthesis.model_dump(exclude={"enabled"}), contracts="first", memo=memo)
 
 def build_allocator(name:str, profile:Profile) -> AllocationPipeline:
-    "The allocator `name` with the profile's covariance estimator, missing-data policy, caps and limits."
-    return allocation_from_config(name, **profile.allocation.model_dump(exclude={"optimizers"}))
+    "The allocator `name` as `profile.allocation` configures it (estimator, missing-data policy, caps, fallbacks)."
+    return profile.allocation.pipeline(name)
 
 def build_engine(profile:Profile, map_fn=map) -> BacktestEngine:
-    "The walk-forward engine configured by `profile.backtest`."
-    b = profile.backtest
-    return BacktestEngine(train=b.train, test=b.test, step=b.step, anchored=b.anchored, holding=b.holding, cost_bps=b.cost_bps,
-                          lag=b.lag, periods_per_year=_periods(profile), warmup=b.warmup, n_batches=b.n_batches,
-                          workspace=b.workspace, map_fn=map_fn)
+    "The walk-forward engine configured by `profile.backtest`, with the run's annualization."
+    params = profile.backtest.model_copy(update={"periods_per_year": _periods(profile)})
+    return BacktestEngine.from_config(params, map_fn=map_fn)
 
 _YEAR = {"1w": 52, "1M": 12}       # bars per year of the coarse intervals; finer ones: rows per calendar day × days per year
 
@@ -99,19 +96,21 @@ def resolve_calendar(profile:Profile, # the run's profile
     ppy, basis = infer_periods_per_year(returns.index, profile.data.interval)
     return profile.model_copy(update={"backtest": profile.backtest.model_copy(update={"periods_per_year": ppy})}), basis
 
-
 # %% ../../nbs/51_flow.ipynb #b7e3102c
 UNIVERSE_POLICIES = {"as_known": "only universe snapshots stored strictly before each decision date; dates without one hold nothing",
                      "catalog": "offline discovery on the point-in-time catalog as of each decision date",
                      "present_day": "today's list for every decision date"}
+
 SURVIVORSHIP_BIASED = "survivorship-biased"
 
 class UniverseError(TVSError):
     "The universe policy leaves the backtest no decision date with candidates."
 
 _UNIVERSE_COLUMNS = ["date", "symbol", "direction", "logic"]
+
 _COVERAGE_COLUMNS = ["date", "snapshot", "source", "candidates"]
 
+# %% ../../nbs/51_flow.ipynb #29a0642d
 @dataclass(frozen=True)
 class DatedUniverse:
     "The candidates each decision date may use, built by one explicit policy, and where each date's list came from."
@@ -130,65 +129,75 @@ class DatedUniverse:
         object.__setattr__(self, "_dates", pd.DatetimeIndex(list(by_date), tz="UTC") if by_date else pd.DatetimeIndex([], tz="UTC"))
         object.__setattr__(self, "_lists", list(by_date.values()))   # candidates is called once per window: a search, not a scan
 
-    @property
-    def biased(self) -> bool:
-        "True when later knowledge leaks into earlier dates (present_day)."
-        return self.policy == "present_day"
+# %% ../../nbs/51_flow.ipynb #24cd61ca
+def _dated_universe_biased(self:DatedUniverse) -> bool:
+    "True when later knowledge leaks into earlier dates (present_day)."
+    return self.policy == "present_day"
 
-    @property
-    def label(self) -> str:
-        "The policy as every report shows it."
-        return f"{self.policy} ({SURVIVORSHIP_BIASED}: today's list for every decision date)" if self.biased else self.policy
+def _dated_universe_label(self:DatedUniverse) -> str:
+    "The policy as every report shows it."
+    return f"{self.policy} ({SURVIVORSHIP_BIASED}: today's list for every decision date)" if self.biased else self.policy
 
-    @property
-    def held(self) -> pd.DatetimeIndex:
-        "Decision dates with at least one candidate."
-        return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] > 0, "date"])
+def _dated_universe_held(self:DatedUniverse) -> pd.DatetimeIndex:
+    "Decision dates with at least one candidate."
+    return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] > 0, "date"])
 
-    @property
-    def empty_dates(self) -> pd.DatetimeIndex:
-        "Decision dates with no candidate (they hold nothing)."
-        return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] == 0, "date"])
+def _dated_universe_empty_dates(self:DatedUniverse) -> pd.DatetimeIndex:
+    "Decision dates with no candidate (they hold nothing)."
+    return pd.DatetimeIndex(self.coverage.loc[self.coverage["candidates"] == 0, "date"])
 
-    def candidates(self, t) -> pd.DataFrame:
-        "symbol, direction, logic of the latest decision date ≤ `t` (empty before the first one)."
-        i = self._dates.searchsorted(to_utc(t), side="right") - 1
-        if i < 0: return self.table.iloc[:0][["symbol", "direction", "logic"]].reset_index(drop=True)
-        return self._lists[i].copy()
+DatedUniverse.biased = property(_dated_universe_biased)
+DatedUniverse.label = property(_dated_universe_label)
+DatedUniverse.held = property(_dated_universe_held)
+DatedUniverse.empty_dates = property(_dated_universe_empty_dates)
 
-    def describe(self) -> dict:
-        "Policy and coverage as conventions: which dates had a universe, from which snapshot dates."
-        cov, n = self.coverage, len(self.coverage)
-        snaps = pd.DatetimeIndex(cov["snapshot"].dropna().unique()).sort_values()
-        used = f"from {len(snaps)} snapshot date(s) {snaps[0]:%Y-%m-%d} … {snaps[-1]:%Y-%m-%d}" if len(snaps) else \
-               f"from {', '.join(sorted(set(cov.loc[cov['candidates'] > 0, 'source'])) or ['nothing'])}"
-        return {"universe_policy": self.label, "universe_basis": self.basis,
-                "universe_coverage": f"{len(self.held)} of {n} decision dates had a universe ({used}); {len(self.empty_dates)} held nothing"}
+# %% ../../nbs/51_flow.ipynb #f65a927e
+def _dated_universe_candidates(self:DatedUniverse, t) -> pd.DataFrame:
+    "symbol, direction, logic of the latest decision date ≤ `t` (empty before the first one)."
+    i = self._dates.searchsorted(to_utc(t), side="right") - 1
+    if i < 0: return self.table.iloc[:0][["symbol", "direction", "logic"]].reset_index(drop=True)
+    return self._lists[i].copy()
 
-    def warnings(self) -> list[str]:
-        "What a reader must know about this universe (also printed by the CLI)."
-        out = []
-        if self.biased: out.append(f"universe policy present_day is {SURVIVORSHIP_BIASED}: today's list was used for every decision date")
-        if len(self.empty_dates):
-            e = self.empty_dates
-            out.append(f"{len(e)} decision dates held nothing ({self.policy}): no universe was known before them "
-                       f"({e[0]:%Y-%m-%d} … {e[-1]:%Y-%m-%d})")
-        return out
+def _dated_universe_describe(self:DatedUniverse) -> dict:
+    "Policy and coverage as conventions: which dates had a universe, from which snapshot dates."
+    cov, n = self.coverage, len(self.coverage)
+    snaps = pd.DatetimeIndex(cov["snapshot"].dropna().unique()).sort_values()
+    used = f"from {len(snaps)} snapshot date(s) {snaps[0]:%Y-%m-%d} … {snaps[-1]:%Y-%m-%d}" if len(snaps) else \
+           f"from {', '.join(sorted(set(cov.loc[cov['candidates'] > 0, 'source'])) or ['nothing'])}"
+    return {"universe_policy": self.label, "universe_basis": self.basis,
+            "universe_coverage": f"{len(self.held)} of {n} decision dates had a universe ({used}); {len(self.empty_dates)} held nothing"}
 
-    def require(self) -> DatedUniverse:
-        "Self, or a `UniverseError` naming the policy and the dates when no decision date has a candidate."
-        if len(self.held): return self
-        d = pd.DatetimeIndex(self.coverage["date"])
-        span = f"{len(d)} decision dates {d[0]:%Y-%m-%d} … {d[-1]:%Y-%m-%d}" if len(d) else "no decision dates"
-        hint = {"as_known": "no universe snapshot was stored before any of them: on a first run the screens' snapshot is dated today. "
-                            "Keep running daily, or set discovery.universe_policy to 'catalog' (offline screens) or 'present_day' (survivorship-biased)",
-                "catalog": "the offline screens found nothing in the catalog before any of them: check the screens and the catalog's dates",
-                "present_day": "no universe snapshot is stored for the screens: hydrate first (online screens)"}[self.policy]
-        raise UniverseError(describe("universe policy", self.policy, f"at least one of {span} with candidates", hint))
+DatedUniverse.candidates = _dated_universe_candidates
+DatedUniverse.describe = _dated_universe_describe
 
-    def __repr__(self):
-        return f"DatedUniverse({self.label!r}, {len(self.held)}/{len(self.coverage)} dates with candidates, basis={self.basis!r})"
+# %% ../../nbs/51_flow.ipynb #41ef334d
+def _dated_universe_warnings(self:DatedUniverse) -> list[str]:
+    "What a reader must know about this universe (also printed by the CLI)."
+    out = []
+    if self.biased: out.append(f"universe policy present_day is {SURVIVORSHIP_BIASED}: today's list was used for every decision date")
+    if len(self.empty_dates):
+        e = self.empty_dates
+        out.append(f"{len(e)} decision dates held nothing ({self.policy}): no universe was known before them "
+                   f"({e[0]:%Y-%m-%d} … {e[-1]:%Y-%m-%d})")
+    return out
 
+def _dated_universe_require(self:DatedUniverse) -> DatedUniverse:
+    "Self, or a `UniverseError` naming the policy and the dates when no decision date has a candidate."
+    if len(self.held): return self
+    d = pd.DatetimeIndex(self.coverage["date"])
+    span = f"{len(d)} decision dates {d[0]:%Y-%m-%d} … {d[-1]:%Y-%m-%d}" if len(d) else "no decision dates"
+    hint = {"as_known": "no universe snapshot was stored before any of them: on a first run the screens' snapshot is dated today. "
+                        "Keep running daily, or set discovery.universe_policy to 'catalog' (offline screens) or 'present_day' (survivorship-biased)",
+            "catalog": "the offline screens found nothing in the catalog before any of them: check the screens and the catalog's dates",
+            "present_day": "no universe snapshot is stored for the screens: hydrate first (online screens)"}[self.policy]
+    raise UniverseError(describe("universe policy", self.policy, f"at least one of {span} with candidates", hint))
+
+def _dated_universe_repr(self:DatedUniverse):
+    return f"DatedUniverse({self.label!r}, {len(self.held)}/{len(self.coverage)} dates with candidates, basis={self.basis!r})"
+
+DatedUniverse.warnings = _dated_universe_warnings
+DatedUniverse.require = _dated_universe_require
+DatedUniverse.__repr__ = _dated_universe_repr
 
 # %% ../../nbs/51_flow.ipynb #09cc6dee
 _NOTHING = pd.DataFrame({"symbol": [], "direction": [], "logic": []})
@@ -224,6 +233,7 @@ def _today_lists(lake:Lakehouse, screens, dates, today, interval:str):
     found = DiscoveryPipeline(screens=screens, interval=interval).run(lake, today).candidates
     for t in dates: yield t, found, today, "offline screens as of today"
 
+# %% ../../nbs/51_flow.ipynb #b73abd4b
 def build_universe(policy:str, # "as_known", "catalog" or "present_day" (discovery.universe_policy)
                    lake:Lakehouse, # where the snapshots, the catalog and the bars live
                    screens, # the profile's screens (config.Screen); empty: the catalog's symbols
@@ -264,7 +274,6 @@ def build_universe(policy:str, # "as_known", "catalog" or "present_day" (discove
     coverage["date"], coverage["snapshot"] = pd.to_datetime(coverage["date"], utc=True), pd.to_datetime(coverage["snapshot"], utc=True)
     return DatedUniverse(policy, table.reset_index(drop=True), coverage, basis)
 
-
 # %% ../../nbs/51_flow.ipynb #ecd18cf5
 @dataclass(frozen=True)
 class UniverseOnly:
@@ -299,6 +308,166 @@ class UniverseSelector:
         return self._memo[key]
 
 
+# %% ../../nbs/51_flow.ipynb #31566341
+class Key:
+    "A class attribute naming one output of its class's step: it reads as `Artifact(step, attribute name)`."
+    def __set_name__(self, owner, name): self.name = name
+    def __get__(self, obj, owner=None) -> Artifact: return Artifact(owner.step, self.name)
+
+class StepOutputs:
+    "The outputs of one step: fixed ones as `Key` attributes, per-allocator ones through `per`."
+    step = ""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        "The fixed outputs' names."
+        return [k for c in reversed(cls.__mro__) for k, v in vars(c).items() if isinstance(v, Key)]
+
+    @classmethod
+    def per(cls, kind:str, allocator:str) -> Artifact:
+        "The output `kind` of one allocator (`weights` of `hrp`: `weights_hrp`)."
+        return Artifact(cls.step, f"{kind}_{allocator}")
+
+    def __repr__(self): return f"{type(self).__name__}({self.step}: {', '.join(self.names())})"
+
+# %% ../../nbs/51_flow.ipynb #3899086f
+class HydrateOutputs(StepOutputs):
+    step = "hydrate"
+    hydration = Key()       # what hydration did (or why it was skipped, or failed)
+    outcomes = Key()        # one row per symbol it tried
+
+class IngestOutputs(StepOutputs):
+    step = "ingest"
+    returns = Key()         # validated simple returns: UTC rows, a column per symbol
+    calendar = Key()        # periods_per_year and where it came from
+    adjustment = Key()      # the price adjustment of the columns (price_adjustment)
+    load_report = Key()     # symbol, status, reason
+    quarantine = Key()      # bars the contracts kept out, with the rule
+    unconfirmed = Key()     # last bars the contracts could not confirm yet
+    confirmed = Key()       # suspect bars confirmed, with the bar that confirmed each
+    revisions = Key()       # bars the source rewrote
+    stray_files = Key()     # files in the bar directory that were skipped
+
+class DiscoverOutputs(StepOutputs):
+    step = "discover"
+    candidates = Key()      # today's candidates: symbol, direction, logic
+    trail = Key()           # where they came from
+
+class SelectOutputs(StepOutputs):
+    step = "select"
+    trail = Key()           # one row per candidate: selected or vetoed, and why
+    winners = Key()         # winners, stage, reason, directions, logics
+
+class SynthesizeOutputs(StepOutputs):
+    step = "synthesize"
+    atoms = Key()
+    composition = Key()
+
+# %% ../../nbs/51_flow.ipynb #b251c2c6
+class BacktestOutputs(StepOutputs):
+    step = "backtest"
+    oos_returns = Key()     # daily net returns, a column per allocator (and the benchmark)
+    gross_returns = Key()   # the same before costs
+    equity = Key()          # equity curves (1 at the start)
+    turnover = Key()        # one-way turnover per decision date, a column per allocator
+    costs = Key()           # fraction of equity paid per decision date
+    trade_dates = Key()     # decision date → first day its weights earn, a column per allocator
+    folds = Key()           # row bounds and dates of each fold (the same for every allocator)
+    metrics = Key()         # allocator → metrics
+    conventions = Key()     # every convention, the universe's policy and each allocator's parameters
+    fallbacks = Key()       # allocator → [(date, step, reason)]
+    excluded = Key()        # allocator → {decision date: {asset: reason}}
+    timings = Key()         # allocator → seconds deciding and simulating
+    universe_coverage = Key() # per decision date: the universe snapshot used
+    warnings = Key()        # what the universe policy warns about
+
+    def weights(self, allocator:str) -> Artifact:
+        "Target weights per decision date of one allocator."
+        return self.per("weights", allocator)
+
+# %% ../../nbs/51_flow.ipynb #d150f1c1
+class PortfolioOutputs(StepOutputs):
+    step = "portfolio"
+    summary = Key()         # allocator → today's decision and trades in numbers (or why it was skipped)
+
+    def target(self, allocator:str) -> Artifact:
+        "Today's non-zero target weights of one allocator."
+        return self.per("target", allocator)
+
+    def trades(self, allocator:str) -> Artifact:
+        "Today's trade list of one allocator."
+        return self.per("trades", allocator)
+
+class ReportOutputs(StepOutputs):
+    step = "report"
+    report = Key()          # the report's paths, relative to the run
+
+class ValidateOutputs(StepOutputs):
+    step = "validate"
+    checks = Key()
+
+HYDRATE, INGEST, DISCOVER = HydrateOutputs(), IngestOutputs(), DiscoverOutputs()
+SELECT, SYNTHESIZE = SelectOutputs(), SynthesizeOutputs()
+
+BACKTEST, PORTFOLIO, REPORT, VALIDATE = BacktestOutputs(), PortfolioOutputs(), ReportOutputs(), ValidateOutputs()
+
+# %% ../../nbs/51_flow.ipynb #890683a3
+EQUAL_WEIGHT_BENCHMARK = "equal weight (benchmark)"   # the benchmark's label when the data has no market index
+
+def _benchmark_column(oos:pd.DataFrame) -> str:
+    "The benchmark's column in `oos_returns`: the market index when the data has it, else the equal-weight benchmark."
+    return "market" if "market" in oos.columns else "benchmark"
+
+def _benchmark_label(run_dir:Path, column:str) -> str:
+    "The benchmark's name as the report shows it: the index symbol (from the run's manifest), or equal weight."
+    if column != "market": return EQUAL_WEIGHT_BENCHMARK
+    p = run_dir / "manifest.json"
+    manifest = (json.loads(p.read_text()) if p.is_file() else {}).get("manifest") or {}
+    return str((manifest.get("allocation") or {}).get("benchmark") or column)
+
+# %% ../../nbs/51_flow.ipynb #9427b470
+def _backtest_result(run:RunContext|RunResult, name:str, conv:dict) -> BacktestResult:
+    "The `BacktestResult` of allocator `name`, read back from the backtest step's artifacts."
+    daily = lambda key, label: run.load(key)[name].rename(label)
+    dated = lambda key, label: run.load(key)[name].dropna().rename(label)
+    own = {k: v for k, v in conv.items() if k != "allocations"}
+    return BacktestResult(returns=daily(BACKTEST.oos_returns, "returns"),
+                          gross_returns=daily(BACKTEST.gross_returns, "gross_returns"),
+                          equity=daily(BACKTEST.equity, "equity"), weights=run.load(BACKTEST.weights(name)),
+                          turnover=dated(BACKTEST.turnover, "turnover"), costs=dated(BACKTEST.costs, "costs"),
+                          trade_dates=dated(BACKTEST.trade_dates, "first_earning_day"),
+                          metrics=dict(run.load(BACKTEST.metrics)[name]),
+                          conventions={**own, "allocation": conv["allocations"][name]}, folds=run.load(BACKTEST.folds),
+                          fallbacks=[(pd.Timestamp(d), s, r) for d, s, r in run.load(BACKTEST.fallbacks)[name]],
+                          excluded={pd.Timestamp(d): v for d, v in run.load(BACKTEST.excluded)[name].items()},
+                          timings=dict(run.load(BACKTEST.timings)[name]))
+
+# %% ../../nbs/51_flow.ipynb #885bf802
+def _require_outputs(run:RunResult) -> None:
+    "A `RunIncomplete` when the run's backtest recorded fewer outputs than `BACKTEST` names (an earlier version made it)."
+    recorded = run.status["steps"][BACKTEST.step].get("outputs") or {}
+    missing = [n for n in BACKTEST.names() if n not in recorded]
+    if missing: raise RunIncomplete(describe(f"backtest outputs of run {run.run_id!r}", missing, f"all of {BACKTEST.names()}",
+                                             "an earlier version made this run: start a new run to read its results"))
+
+def run_results(run:RunResult|RunContext, # a finished run (`run_flow`, `open_run`), or a step's context
+                benchmark_name:str|None=None, # the benchmark's label (None: the run's index symbol, or equal weight)
+               ) -> Comparison:
+    "Every allocator's `BacktestResult` of a run, read from its artifacts, compared with the run's benchmark."
+    if isinstance(run, RunResult): _require_outputs(run.require(BACKTEST.step))
+    oos, conv = run.load(BACKTEST.oos_returns), run.load(BACKTEST.conventions)
+    bench = _benchmark_column(oos)
+    results = {n: _backtest_result(run, n, conv) for n in oos.columns if n != bench}
+    label = _benchmark_label(run.run_dir, bench) if benchmark_name is None else benchmark_name
+    return Comparison(results, benchmark=oos[bench], benchmark_name=label, title=run.run_id)
+
+def _run_result_results(self:RunResult, benchmark_name:str|None=None, # the benchmark's label (None: the run's)
+                       ) -> Comparison:
+    "The run's backtests as research objects (`run_results`)."
+    return run_results(self, benchmark_name)
+
+RunResult.results = _run_result_results
+
 # %% ../../nbs/51_flow.ipynb #608a3b34
 log = logging.getLogger("tradingview_scraper.flow")
 
@@ -313,20 +482,21 @@ def _run_profile(ctx:RunContext) -> Profile:
     "The run's profile with what the data decides filled in (`backtest.periods_per_year` from the calendar ingest read)."
     p = ctx.profile
     if p.backtest.periods_per_year is not None: return p
-    ppy = ctx.load("ingest", "calendar")["periods_per_year"]
+    ppy = ctx.load(INGEST.calendar)["periods_per_year"]
     return p.model_copy(update={"backtest": p.backtest.model_copy(update={"periods_per_year": ppy})})
 
 def _warn(ctx:RunContext, *messages:str) -> None:
     "Add warnings to the run summary (the CLI prints them; the report shows them)."
     ctx.summary["warnings"] = list(dict.fromkeys([*ctx.summary.get("warnings", []), *messages]))
 
+# %% ../../nbs/51_flow.ipynb #cdb7e326
 def step_hydrate(ctx:RunContext) -> dict:
     """Fetch missing history from TradingView when the profile enables hydration (`data.hydration.hydrate_profile`):
     online screens first (stored as dated universe snapshots stamped with the run's clock), then chart history for
     every screened and stored symbol, in chunks of `hydration.chunk` symbols through the run's executor (so a Ray run
     fans hydration out across workers)."""
     p = ctx.profile
-    if not p.hydration.enabled: return {"hydration": {"skipped": "hydration disabled by the profile"}}
+    if not p.hydration.enabled: return {HYDRATE.hydration: {"skipped": "hydration disabled by the profile"}}
     from tradingview_scraper.data.hydration import hydrate_profile
     try:
         units = []
@@ -341,9 +511,11 @@ def step_hydrate(ctx:RunContext) -> dict:
                            "Set hydration.on_failure=continue to run on the data already in the lakehouse.") from e
         log.warning("hydration failed, continuing on the lakehouse as the profile allows: %s", e)
         _warn(ctx, f"hydration failed, the run used the data already in the lakehouse: {e}")
-        return {"hydration": {"failed": str(e), "continued": True}}
-    return {"hydration": {**report.summary, "screens": report.screens, "chunks": len(units)}, "outcomes": report.outcomes}
+        return {HYDRATE.hydration: {"failed": str(e), "continued": True}}
+    done = {**report.summary, "screens": report.screens, "chunks": len(units)}
+    return {HYDRATE.hydration: done, HYDRATE.outcomes: report.outcomes}
 
+# %% ../../nbs/51_flow.ipynb #56cfca81
 def step_ingest(ctx:RunContext) -> dict:
     """Lakehouse → validated returns with the run's metadata snapshot (a sample profile first seeds its own sample
     lakehouse, and refuses any other); also the last bars the contracts could not confirm yet, and the suspect bars
@@ -366,32 +538,37 @@ def step_ingest(ctx:RunContext) -> dict:
     q = out.report.quarantine
     ctx.summary["last_bar"] = f"{out.returns.index[-1]:%Y-%m-%d}"
     resolved, basis = resolve_calendar(p, out.returns)
-    return {"returns": out.returns, "calendar": {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis},
-            "adjustment": price_adjustment(lake.catalog(), out.returns.columns), "load_report": out.report.summary(),
-            "quarantine": q[["symbol", "ts", "rule_id", "rule_version", "value", "detail"]] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)}),
-            "unconfirmed": out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
-            "confirmed": out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
-            "revisions": lake.revision_summary(p.data.interval),   # bars the source rewrote (previous values kept in revisions/)
-            "stray_files": {"files": sorted(f.name for f in lake.stray_files(p.data.interval))}}
+    kept = ["symbol", "ts", "rule_id", "rule_version", "value", "detail"]
+    quarantined = q[kept] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)})
+    calendar = {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis}
+    return {INGEST.returns: out.returns, INGEST.calendar: calendar,
+            INGEST.adjustment: price_adjustment(lake.catalog(), out.returns.columns), INGEST.load_report: out.report.summary(),
+            INGEST.quarantine: quarantined,
+            INGEST.unconfirmed: out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
+            INGEST.confirmed: out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
+            INGEST.revisions: lake.revision_summary(p.data.interval),   # bars the source rewrote (old values in revisions/)
+            INGEST.stray_files: {"files": sorted(f.name for f in lake.stray_files(p.data.interval))}}
 
+# %% ../../nbs/51_flow.ipynb #4107c94f
 def _universe(ctx:RunContext, returns:pd.DataFrame, dates) -> DatedUniverse:
     "The dated universe of the profile's policy for `dates` (decisions on `returns`)."
     p = ctx.profile
     return build_universe(p.discovery.universe_policy, _lakehouse(ctx), p.discovery.screens, dates, columns=returns.columns,
-                          source=p.discovery.source, today=_decision_day(returns, ctx.load("ingest", "unconfirmed")),
+                          source=p.discovery.source, today=_decision_day(returns, ctx.load(INGEST.unconfirmed)),
                           interval=p.data.interval)
 
 def step_discover(ctx:RunContext) -> dict:
     """Today's candidates: the profile's screens on the catalog known before the day after the last bar (stored as a
     dated snapshot), or — online screens, or no screens — today's entry of the profile's dated universe."""
     p, lake = ctx.profile, _lakehouse(ctx)
-    returns = ctx.load("ingest", "returns")
-    t = _decision_day(returns, ctx.load("ingest", "unconfirmed"))
+    returns = ctx.load(INGEST.returns)
+    t = _decision_day(returns, ctx.load(INGEST.unconfirmed))
     if p.discovery.source == "scanner" or not p.discovery.screens:   # online screens were stored by hydrate
         u = _universe(ctx, returns, [t])
-        return {"candidates": u.candidates(t), "trail": u.coverage.assign(note=f"today's entry of the {u.label} universe ({u.basis})")}
+        note = f"today's entry of the {u.label} universe ({u.basis})"
+        return {DISCOVER.candidates: u.candidates(t), DISCOVER.trail: u.coverage.assign(note=note)}
     res = DiscoveryPipeline.from_config(p.discovery).run(lake, t, store=True)
-    return {"candidates": res.candidates, "trail": res.trail}
+    return {DISCOVER.candidates: res.candidates, DISCOVER.trail: res.trail}
 
 def _decision_day(returns:pd.DataFrame, unconfirmed:pd.DataFrame) -> pd.Timestamp:
     "The day after the latest bar the load read, held (unconfirmed) bars included: a row whose every bar is held is not in `returns`."
@@ -399,23 +576,26 @@ def _decision_day(returns:pd.DataFrame, unconfirmed:pd.DataFrame) -> pd.Timestam
     if len(unconfirmed): last = max(last, pd.Timestamp(unconfirmed["ts"].max()))
     return last + pd.Timedelta(days=1)
 
+# %% ../../nbs/51_flow.ipynb #16da848b
 def step_select(ctx:RunContext) -> dict:
     "Today's selection: a view strictly before the day after the last bar (held ones included), over today's candidates (none: no winners)."
-    returns, cand = ctx.load("ingest", "returns"), ctx.load("discover", "candidates")
-    view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
+    returns, cand = ctx.load(INGEST.returns), ctx.load(DISCOVER.candidates)
+    view = PointInTimeView(returns, _decision_day(returns, ctx.load(INGEST.unconfirmed)), "returns")
     c = cand[cand["symbol"].isin(returns.columns)][["symbol", "direction", "logic"]].drop_duplicates("symbol").reset_index(drop=True)
     res = build_selector(_run_profile(ctx)).run(view, c, ledger=ctx.ledger)
-    return {"trail": res.trail, "winners": {"winners": res.winners, "stage": res.stage, "reason": res.reason,
-                                            "directions": res.directions, "logics": res.logics}}
+    return {SELECT.trail: res.trail, SELECT.winners: {"winners": res.winners, "stage": res.stage, "reason": res.reason,
+                                                      "directions": res.directions, "logics": res.logics}}
 
 def step_synthesize(ctx:RunContext) -> dict:
     "Atoms and composition of today's winners."
-    returns, w = ctx.load("ingest", "returns"), ctx.load("select", "winners")
-    if not w["winners"]: return {"atoms": pd.DataFrame({"atom_id": pd.Series(dtype=str)}), "composition": pd.DataFrame()}
-    view = PointInTimeView(returns, _decision_day(returns, ctx.load("ingest", "unconfirmed")), "returns")
+    returns, w = ctx.load(INGEST.returns), ctx.load(SELECT.winners)
+    if not w["winners"]:
+        return {SYNTHESIZE.atoms: pd.DataFrame({"atom_id": pd.Series(dtype=str)}), SYNTHESIZE.composition: pd.DataFrame()}
+    view = PointInTimeView(returns, _decision_day(returns, ctx.load(INGEST.unconfirmed)), "returns")
     res = build_synthesizer(_run_profile(ctx)).run(view, w["winners"], w["directions"], w["logics"], ledger=ctx.ledger)
-    return {"atoms": res.atoms, "composition": res.composition}
+    return {SYNTHESIZE.atoms: res.atoms, SYNTHESIZE.composition: res.composition}
 
+# %% ../../nbs/51_flow.ipynb #6ea8ce28
 def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:DatedUniverse, selector=None,
                    confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars: each decision holds those pending then
                    synthesizer=None, # a synthesizer shared by the cells (serial executor: one memo); None: one of the cell's own
@@ -426,108 +606,115 @@ def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:Dat
     syn = (synthesizer or build_synthesizer(profile)) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
     with threadpool_limits(limits=1, user_api="blas"):   # small matrices: BLAS threads only fight each other (and other cells)
         res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed)
-    return {"name": name, "returns": res.returns, "weights": res.weights, "turnover": res.turnover, "costs": res.costs,
-            "metrics": res.metrics, "conventions": res.conventions, "fallbacks": [(str(d), s, r) for d, s, r in res.fallbacks],
-            "timings": res.timings}
+    return {"name": name, "returns": res.returns, "gross_returns": res.gross_returns, "equity": res.equity,
+            "weights": res.weights, "turnover": res.turnover, "costs": res.costs, "trade_dates": res.trade_dates,
+            "folds": res.folds, "metrics": res.metrics, "conventions": res.conventions,
+            "fallbacks": [(str(d), s, r) for d, s, r in res.fallbacks],
+            "excluded": {str(d): v for d, v in res.excluded.items()}, "timings": res.timings}
 
+# %% ../../nbs/51_flow.ipynb #3d89cea1
 def step_backtest(ctx:RunContext) -> dict:
     """Every allocator of the profile (and the benchmark) as grid cells through the run's executor, on the dated
     universe of the profile's policy, each decision holding the suspect bars not yet confirmed at its time (as the
     load of that day did); refuses to start (`UniverseError`) when no decision date has a universe."""
     p = _run_profile(ctx)
-    returns = ctx.load("ingest", "returns")
-    names = list(dict.fromkeys(list(p.allocation.optimizers) + ["market" if p.allocation.benchmark in returns.columns else "benchmark"]))
+    returns = ctx.load(INGEST.returns)
+    names = list(dict.fromkeys(p.allocation.names + ["market" if p.allocation.benchmark in returns.columns else "benchmark"]))
     engine = build_engine(p)
     universe = _universe(ctx, returns, pd.DatetimeIndex([returns.index[s] for _, _, s, _ in engine.folds(len(returns))])).require()
-    info, warnings = universe.describe(), universe.warnings()
+    warnings = universe.warnings()
     _warn(ctx, *warnings)
     serial = ctx.executor.name == "serial"          # one memo of selections and syntheses for every cell
     shared = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe) if serial else None
     shared_syn = build_synthesizer(p, memo=True) if serial and p.selection.enabled and p.synthesis.enabled else None
     cells = ctx.executor.map(partial(_backtest_cell, returns=returns, profile=p, universe=universe, selector=shared,
-                                     confirmed=ctx.load("ingest", "confirmed"), synthesizer=shared_syn), ctx.progress(names, desc="allocators"))
-    out = {"oos_returns": pd.DataFrame({c["name"]: c["returns"] for c in cells}),
-           "turnover": pd.DataFrame({c["name"]: c["turnover"] for c in cells}),
-           "costs": pd.DataFrame({c["name"]: c["costs"] for c in cells}),
-           "metrics": {c["name"]: c["metrics"] for c in cells},
-           "conventions": {**cells[0]["conventions"], **info, "allocators": names, "executor": ctx.executor.name,
-                           "periods_per_year_basis": ctx.load("ingest", "calendar")["basis"],
-                           "price_adjustment": ctx.load("ingest", "adjustment")["label"],
-                           "allocations": {c["name"]: c["conventions"]["allocation"] for c in cells}},   # each allocator's own parameters
-           "fallbacks": {c["name"]: c["fallbacks"] for c in cells},
-           "timings": {c["name"]: c["timings"] for c in cells},
-           "universe_coverage": universe.coverage, "warnings": warnings}
-    for c in cells: out[f"weights_{c['name']}"] = c["weights"]
-    return out
+                                     confirmed=ctx.load(INGEST.confirmed), synthesizer=shared_syn), ctx.progress(names, desc="allocators"))
+    return _backtest_outputs(ctx, cells, names, universe, warnings)
 
+# %% ../../nbs/51_flow.ipynb #730909de
+def _backtest_outputs(ctx:RunContext, cells:list, names:list, universe:DatedUniverse, warnings:list) -> dict:
+    "The backtest step's artifacts (`BACKTEST`) from its grid cells: a frame per series, a mapping per allocator."
+    frame = lambda part: pd.DataFrame({c["name"]: c[part] for c in cells})
+    by_name = lambda part: {c["name"]: c[part] for c in cells}
+    allocations = {c["name"]: c["conventions"]["allocation"] for c in cells}   # each allocator's own parameters
+    conventions = {**cells[0]["conventions"], **universe.describe(), "allocators": names, "executor": ctx.executor.name,
+                   "periods_per_year_basis": ctx.load(INGEST.calendar)["basis"],
+                   "price_adjustment": ctx.load(INGEST.adjustment)["label"], "allocations": allocations}
+    out = {BACKTEST.oos_returns: frame("returns"), BACKTEST.gross_returns: frame("gross_returns"),
+           BACKTEST.equity: frame("equity"), BACKTEST.turnover: frame("turnover"), BACKTEST.costs: frame("costs"),
+           BACKTEST.trade_dates: frame("trade_dates"), BACKTEST.folds: cells[0]["folds"], BACKTEST.metrics: by_name("metrics"),
+           BACKTEST.conventions: conventions, BACKTEST.fallbacks: by_name("fallbacks"), BACKTEST.excluded: by_name("excluded"),
+           BACKTEST.timings: by_name("timings"), BACKTEST.universe_coverage: universe.coverage, BACKTEST.warnings: warnings}
+    return {**out, **{BACKTEST.weights(c["name"]): c["weights"] for c in cells}}
+
+# %% ../../nbs/51_flow.ipynb #a8df019b
 def _run_warnings(ctx:RunContext, last_bar:pd.Timestamp) -> list[str]:
     "Everything the reader must see first: failed hydration (with the data's last bar), the universe's warnings."
     out = []
-    hyd = ctx.load("hydrate", "hydration")
+    hyd = ctx.load(HYDRATE.hydration)
     if hyd.get("failed"):
         out.append(f"hydration failed and the run continued on the data already in the lakehouse (last bar {last_bar:%Y-%m-%d}): {hyd['failed']}")
-    rev = ctx.load("ingest", "revisions")
+    rev = ctx.load(INGEST.revisions)
     if len(rev) and int(rev["history_revised"].sum()):
         hist = rev[rev["history_revised"] > 0]
         out.append(f"the source revised {int(hist['history_revised'].sum())} stored bars deep in history ({len(hist)} symbols, e.g. "
                    f"{hist['symbol'].iloc[0]}); their previous values are kept in the lakehouse's revisions/")
-    stray = ctx.load("ingest", "stray_files")["files"]
+    stray = ctx.load(INGEST.stray_files)["files"]
     if stray: out.append(f"{len(stray)} stray files in the lakehouse's bar directory were skipped: {', '.join(stray[:5])}")
-    return out + list(ctx.load("backtest", "warnings"))
+    return out + list(ctx.load(BACKTEST.warnings))
 
 def _portfolio_of(ctx:RunContext) -> dict|None:
     "Today's portfolio of the run (`portfolio.load_portfolio`), or None when the portfolio step computed none."
     from tradingview_scraper.portfolio import load_portfolio
-    if "skipped" in ctx.load("portfolio", "summary"): return None
+    if "skipped" in ctx.load(PORTFOLIO.summary): return None
     return load_portfolio(ctx.run_dir)
 
+# %% ../../nbs/51_flow.ipynb #a446d1a0
 def step_report(ctx:RunContext) -> dict:
     "Render the HTML report and the Markdown summary into `reports/` (warnings on top); warnings and last bar into the run summary."
     p = _run_profile(ctx)
-    oos, metrics, conv = ctx.load("backtest", "oos_returns"), ctx.load("backtest", "metrics"), ctx.load("backtest", "conventions")
-    last_bar = ctx.load("ingest", "returns").index[-1]
-    bench = "market" if "market" in oos.columns else "benchmark"
-    strategies = [StrategyResult(n, oos[n], ctx.load("backtest", f"weights_{n}"), ctx.load("backtest", "turnover")[n].dropna(),
-                                 ctx.load("backtest", "costs")[n].dropna(), metrics[n]) for n in oos.columns if n != bench]
-    fb = ctx.load("backtest", "fallbacks")
+    oos, metrics, conv = ctx.load(BACKTEST.oos_returns), ctx.load(BACKTEST.metrics), ctx.load(BACKTEST.conventions)
+    last_bar = ctx.load(INGEST.returns).index[-1]
+    bench = p.allocation.benchmark if _benchmark_column(oos) == "market" else EQUAL_WEIGHT_BENCHMARK
+    fb = ctx.load(BACKTEST.fallbacks)
     notes = [f"{n}: {len(v)} fallbacks recorded (see artifacts/backtest/fallbacks.json)" for n, v in fb.items() if v]
     warnings = _run_warnings(ctx, last_bar)
-    inputs = ReportInputs(run={"run_id": ctx.run_id, "profile": p.name, "manifest_hash": ctx.profile.manifest_hash, "status": "succeeded",
-                               "ledger_head": ctx.ledger.head()},
-                          strategies=strategies, benchmark=oos[bench], benchmark_name=p.allocation.benchmark if bench == "market" else "equal weight (benchmark)",
-                          conventions={**conv, "covariance": p.allocation.covariance, "hrp_linkage": p.allocation.hrp_linkage,
-                                       "hrp_optimal_ordering": p.allocation.hrp_optimal_ordering, "calendar": p.data.calendar},
-                          selection_trail=ctx.load("select", "trail"), quarantine=ctx.load("ingest", "quarantine"),
-                          load_report=ctx.load("ingest", "load_report"), notes=notes, periods_per_year=p.backtest.periods_per_year,
-                          warnings=warnings, last_bar=last_bar, unconfirmed=ctx.load("ingest", "unconfirmed"),
-                          revisions=ctx.load("ingest", "revisions"),
-                          universe_coverage=ctx.load("backtest", "universe_coverage"),
-                          portfolio=_portfolio_of(ctx), universe_size=int(ctx.load("ingest", "returns").shape[1]),
-                          allocations=conv.get("allocations"))
+    run = {"run_id": ctx.run_id, "profile": p.name, "manifest_hash": ctx.profile.manifest_hash, "status": "succeeded",
+           "ledger_head": ctx.ledger.head()}
+    conventions = {**conv, "covariance": p.allocation.covariance, "hrp_linkage": p.allocation.hrp_linkage,
+                   "hrp_optimal_ordering": p.allocation.hrp_optimal_ordering, "calendar": p.data.calendar}
+    inputs = dataclasses.replace(run_results(ctx, bench).inputs(), run=run, conventions=conventions,
+                                 selection_trail=ctx.load(SELECT.trail), quarantine=ctx.load(INGEST.quarantine),
+                                 load_report=ctx.load(INGEST.load_report), notes=notes,
+                                 periods_per_year=p.backtest.periods_per_year, warnings=warnings, last_bar=last_bar,
+                                 unconfirmed=ctx.load(INGEST.unconfirmed), revisions=ctx.load(INGEST.revisions),
+                                 universe_coverage=ctx.load(BACKTEST.universe_coverage),
+                                 portfolio=_portfolio_of(ctx), universe_size=int(ctx.load(INGEST.returns).shape[1]),
+                                 allocations=conv.get("allocations"))
     paths = write_report(inputs, ctx.path("reports"))
     ctx.summary.update({f"sharpe_{n}": (None if metrics[n].get("sharpe") is None else round(metrics[n]["sharpe"], 3)) for n in oos.columns})
     ctx.summary.update(warnings=warnings, last_bar=f"{last_bar:%Y-%m-%d}")
-    return {"report": {k: str(Path(v).relative_to(ctx.run_dir)) for k, v in paths.items()}}
+    return {REPORT.report: {k: str(Path(v).relative_to(ctx.run_dir)) for k, v in paths.items()}}
 
+# %% ../../nbs/51_flow.ipynb #580bea38
 def step_validate(ctx:RunContext) -> dict:
     "Checks a reader relies on: intact ledger, finite weights, defined metrics, a report on disk."
     checks, problems = {}, []
     v = AuditLedger.for_run(ctx.run_dir).verify()
     checks["ledger"] = str(v)
     if not v.ok: problems.append(f"ledger: {v}")
-    oos = ctx.load("backtest", "oos_returns")
+    oos = ctx.load(BACKTEST.oos_returns)
     for n in oos.columns:
-        w = ctx.load("backtest", f"weights_{n}")
+        w = ctx.load(BACKTEST.weights(n))
         if not np.isfinite(w.to_numpy()).all(): problems.append(f"{n}: non-finite weights")
         if not np.isfinite(oos[n].to_numpy()).all(): problems.append(f"{n}: non-finite returns")
-    for n, m in ctx.load("backtest", "metrics").items():
+    for n, m in ctx.load(BACKTEST.metrics).items():
         if m.get("sharpe") is None: problems.append(f"{n}: Sharpe undefined")
-    rep = ctx.load("report", "report")
+    rep = ctx.load(REPORT.report)
     if not (ctx.run_dir / rep["html"]).exists(): problems.append("report.html missing")
     checks["problems"] = problems
     if problems: raise TVSError("validation failed: " + "; ".join(problems))
-    return {"checks": checks}
-
+    return {VALIDATE.checks: checks}
 
 # %% ../../nbs/51_flow.ipynb #a9d10002
 def price_adjustment(catalog:pd.DataFrame, # the catalog (indexed by symbol), e.g. `Lakehouse.catalog()`
@@ -557,21 +744,22 @@ def _portfolio_reads(ctx:RunContext) -> dict:
         path = Path(ctx.params["holdings"])
         out["holdings"] = file_hash(path) if path.is_file() else "missing"
     else:
-        returns = ctx.load("ingest", "returns")
-        prev = _previous(ctx, _decision_day(returns, ctx.load("ingest", "unconfirmed")))
+        returns = ctx.load(INGEST.returns)
+        prev = _previous(ctx, _decision_day(returns, ctx.load(INGEST.unconfirmed)))
         out["previous_portfolio"] = "none" if prev is None else \
             f"{prev[0]}:{file_hash(ctx.run_dir.parent / prev[0] / 'portfolio' / 'summary.json')}"
     return out
 
+# %% ../../nbs/51_flow.ipynb #3105d312
 def step_portfolio(ctx:RunContext) -> dict:
     """Today's portfolio per allocator: one more decision at the day after the last bar through the backtest's own
     decision path, and the trade list from the current holdings (a holdings file, or the previous run's target drifted)."""
     from tradingview_scraper.portfolio import (carried_holdings, cash_holdings, decide_today, last_prices, lots_from_catalog,
                                                read_holdings, trade_list, write_portfolio)
     p = _run_profile(ctx)
-    if not p.portfolio.enabled: return {"summary": {"skipped": "portfolio.enabled is false"}}
-    lake, returns, confirmed = _lakehouse(ctx), ctx.load("ingest", "returns"), ctx.load("ingest", "confirmed")
-    t = _decision_day(returns, ctx.load("ingest", "unconfirmed"))
+    if not p.portfolio.enabled: return {PORTFOLIO.summary: {"skipped": "portfolio.enabled is false"}}
+    lake, returns, confirmed = _lakehouse(ctx), ctx.load(INGEST.returns), ctx.load(INGEST.confirmed)
+    t = _decision_day(returns, ctx.load(INGEST.unconfirmed))
     universe = _universe(ctx, returns, [t])
     _warn(ctx, *[f"today's portfolio: {w}" for w in universe.warnings()])
     selector = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe)
@@ -585,7 +773,7 @@ def step_portfolio(ctx:RunContext) -> dict:
         capital = capital or held.capital        # quantity holdings: notionals in the holder's own money
     previous = _previous(ctx, t)
     out, summary = {}, {}
-    for name in [n for n in p.allocation.optimizers if n not in ("market", "benchmark")]:
+    for name in [n for n in p.allocation.names if n not in ("market", "benchmark")]:
         with threadpool_limits(limits=1, user_api="blas"):   # as the backtest's cells: bitwise the same decision path
             target = decide_today(engine, returns, build_allocator(name, p), selector, synthesizer, t=t, confirmed=confirmed)
         current = held if held is not None else (carried_holdings(previous, name, returns, t) if p.portfolio.holdings == "previous_run"
@@ -596,13 +784,13 @@ def step_portfolio(ctx:RunContext) -> dict:
         trades = trade_list(current, target, allocator=name, t=t, cost_bps=p.backtest.cost_bps, band=p.portfolio.no_trade_band,
                             capital=capital, prices=prices, lots=lots)
         write_portfolio(ctx.run_dir, target, trades)
-        out[f"target_{name}"], out[f"trades_{name}"] = target.weights[target.weights != 0], trades.table
+        out[PORTFOLIO.target(name)], out[PORTFOLIO.trades(name)] = target.weights[target.weights != 0], trades.table
         summary[name] = {"t": t.isoformat(), "drift": trades.drift, "traded": trades.traded, "trades": len(trades.table),
                          "turnover": trades.turnover, "est_cost": trades.est_cost, "reason": trades.reason,
                          "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
                          "fallbacks": [list(map(str, f)) for f in target.fallbacks]}
     ctx.summary["portfolio"] = {n: {"trades": s["trades"], "drift": round(s["drift"], 6)} for n, s in summary.items()}
-    return {**out, "summary": summary}
+    return {**out, PORTFOLIO.summary: summary}
 
 # %% ../../nbs/51_flow.ipynb #410aaf07
 def lakehouse_reads(*parts:str) -> Callable:
@@ -640,6 +828,7 @@ def _capital(capital) -> float|None:
         raise ValidationError(describe("capital", capital, "a finite number > 0 (the portfolio's value in its currency)"))
     return float(capital)
 
+# %% ../../nbs/51_flow.ipynb #2cdd54bb
 def flow_runner(profile:str|Profile="canary", # profile name or a resolved Profile
                 run_id:str|None=None, # resume / name a run; None: a new id
                 runs_root=None, # where run directories live (None: the profile's)
@@ -667,6 +856,7 @@ def flow_runner(profile:str|Profile="canary", # profile name or a resolved Profi
                                identity={"lakehouse": lake},   # a run reads one lakehouse: a resume may not switch it
                                progress=progress, overrides=given)
 
+# %% ../../nbs/51_flow.ipynb #6219d176
 def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
              run_id:str|None=None, # resume / name a run; None: a new id
              runs_root=None, # where run directories live (None: the profile's)
@@ -688,7 +878,6 @@ def run_flow(profile:str|Profile="canary", # profile name or a resolved Profile
     shown = Progress.auto() if progress is None else (Progress("off") if progress is False else progress)
     return flow_runner(profile, run_id, runs_root, lakehouse_root, executor, overrides, manifest, env, endpoint, now, steps,
                        holdings, capital, shown).run(until=until, only=only)
-
 
 # %% ../../nbs/51_flow.ipynb #f75ade66
 def run_returns(returns:pd.DataFrame, # simple returns, UTC DatetimeIndex, a column per asset

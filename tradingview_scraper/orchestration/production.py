@@ -20,7 +20,7 @@ from nbconvert import HTMLExporter
 from traitlets import default
 
 import tradingview_scraper
-from ..config import load_profile
+from ..profile import load_profile
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, utc_iso
 from ..data.lakehouse import atomic_write_bytes
 from .flow import FLOW, _capital, _holdings_path, flow_runner
@@ -138,6 +138,7 @@ def _kernel_logging_to(log_path:Path) -> type:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
     return RunKernelManager
 
+# %% ../../nbs/52_production.ipynb #318b9c04
 def _execute(src:Path, run_dir:Path, params:dict, kernel_name:str, blank:dict) -> None:
     "Execute one notebook into a partial copy; publish it (and its HTML) when it finished or failed in its own right."
     out = ensure_safe_path(["notebooks", src.name], run_dir)
@@ -163,6 +164,7 @@ def _execute(src:Path, run_dir:Path, params:dict, kernel_name:str, blank:dict) -
     _html(partial, out.with_suffix(".html"))
     os.replace(partial, out)
 
+# %% ../../nbs/52_production.ipynb #d50e502a
 def run_production(profile:str="canary", # profile name
                    run_id:str|None=None, # resume / name a run (validated); None: a new id
                    runs_root="runs", # where run directories live

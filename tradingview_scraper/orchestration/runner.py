@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import Profile
+from ..profile import Profile
 from ..core import CorruptDataError, DataNotFoundError, TVSError, ValidationError, describe, utc_iso, utc_now
 from ..data.lakehouse import atomic_write_bytes, atomic_write_parquet, read_parquet
 from ..ledger import AuditLedger, canonical_json, content_hash, file_hash
@@ -33,10 +33,11 @@ from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'LOCK_FILE', 'PRODUCTION_LOCK', 'PARTIAL_PREFIX', 'MAX_RECORD_BYTES', 'PROGRESS_FILE', 'PROGRESS_MODES',
-           'MAX_ARTIFACT_BYTES', 'new_run_id', 'SerialExecutor', 'RayExecutor', 'make_executor', 'Step', 'RunContext',
-           'tree_fingerprint', 'run_lock', 'production_lock', 'read_status', 'step_line', 'Progress', 'ProgressLog',
-           'read_event', 'ProgressFollower', 'RunFailed', 'RunBusy', 'RunRefused', 'UnknownStep', 'RunResult',
-           'OrchestrationRunner', 'run_period', 'list_runs', 'RunComparison', 'compare_runs']
+           'MAX_ARTIFACT_BYTES', 'new_run_id', 'SerialExecutor', 'RayExecutor', 'make_executor', 'Step', 'Artifact',
+           'as_artifact', 'RunContext', 'tree_fingerprint', 'run_lock', 'production_lock', 'read_status', 'step_line',
+           'Progress', 'ProgressLog', 'read_event', 'ProgressFollower', 'RunFailed', 'RunBusy', 'RunRefused',
+           'UnknownStep', 'RunResult', 'OrchestrationRunner', 'run_period', 'list_runs', 'RunComparison',
+           'compare_runs', 'RunIncomplete', 'open_run']
 
 # %% ../../nbs/50_runner.ipynb #50ce4c0d
 def new_run_id(profile:Profile, now=None) -> str:
@@ -57,6 +58,7 @@ class SerialExecutor:
 
 def _apply(fn:Callable, x): return fn(x)
 
+# %% ../../nbs/50_runner.ipynb #2ae13a6c
 class RayExecutor:
     "Runs `map` as Ray tasks on a local or remote cluster."
     name = "ray"
@@ -67,33 +69,47 @@ class RayExecutor:
         self.address, self.num_cpus, self.memory_gb = address, num_cpus, memory_gb
         self.started = False
 
-    def _ensure(self):
+# %% ../../nbs/50_runner.ipynb #a564ad47
+def _ray_executor_ensure(self:RayExecutor):
+    import ray
+    if ray.is_initialized(): return ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kw = {"address": self.address} if self.address else {
+        "num_cpus": self.num_cpus, "include_dashboard": False,
+        **({"_memory": int(self.memory_gb * 2**30)} if self.memory_gb else {})}
+    ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kw)
+    self.started = True
+    return ray
+
+def _ray_executor_map(self:RayExecutor, fn:Callable, items:Iterable) -> list:
+    "`[fn(x) for x in items]` as Ray tasks (any picklable callable, partials included; `fn` is shipped once)."
+    ray = self._ensure()
+    task = ray.remote(_apply)
+    fref = ray.put(fn)
+    return ray.get([task.remote(fref, x) for x in items])
+
+RayExecutor._ensure = _ray_executor_ensure
+RayExecutor.map = _ray_executor_map
+
+# %% ../../nbs/50_runner.ipynb #e0a0594a
+def _ray_executor_enter(self:RayExecutor): return self
+
+def _ray_executor_exit(self:RayExecutor, *exc): self.close()
+
+def _ray_executor_close(self:RayExecutor):
+    if self.started:
         import ray
-        if ray.is_initialized(): return ray
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        kw = {"address": self.address} if self.address else {
-            "num_cpus": self.num_cpus, "include_dashboard": False,
-            **({"_memory": int(self.memory_gb * 2**30)} if self.memory_gb else {})}
-        ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kw)
-        self.started = True
-        return ray
+        ray.shutdown()
+        self.started = False
 
-    def map(self, fn:Callable, items:Iterable) -> list:
-        "`[fn(x) for x in items]` as Ray tasks (any picklable callable, partials included; `fn` is shipped once)."
-        ray = self._ensure()
-        task = ray.remote(_apply)
-        fref = ray.put(fn)
-        return ray.get([task.remote(fref, x) for x in items])
+def _ray_executor_repr(self:RayExecutor): return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus})"
 
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
-    def close(self):
-        if self.started:
-            import ray
-            ray.shutdown()
-            self.started = False
-    def __repr__(self): return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus})"
+RayExecutor.__enter__ = _ray_executor_enter
+RayExecutor.__exit__ = _ray_executor_exit
+RayExecutor.close = _ray_executor_close
+RayExecutor.__repr__ = _ray_executor_repr
 
+# %% ../../nbs/50_runner.ipynb #98361927
 def make_executor(profile:Profile, name:str|None=None) -> SerialExecutor|RayExecutor:
     "The executor named by `name` or `profile.orchestration.executor`."
     o = profile.orchestration
@@ -112,6 +128,31 @@ class Step:
     reads: Callable|None = None # `ctx -> {label: content hash}` of what the step reads outside the run (lakehouse files)
     def __post_init__(self): safe_component(self.name, "name")
 
+# %% ../../nbs/50_runner.ipynb #9917eb7b
+@dataclass(frozen=True)
+class Artifact:
+    "The typed name of one step output in a run, `step/name` (both safe path components); a flow lists its own."
+    step: str
+    name: str
+
+    def __post_init__(self):
+        safe_component(self.step, "name")
+        safe_component(self.name, "name")
+
+    def __str__(self): return f"{self.step}/{self.name}"
+
+def as_artifact(step:str|Artifact, # an `Artifact`, or the name of the step that wrote it
+                name:str|None=None, # the output's name (only with a step name)
+               ) -> Artifact:
+    "The `Artifact` a caller means: a key as it is, or a step and a name."
+    if isinstance(step, Artifact):
+        if name is not None:
+            raise ValidationError(describe("artifact name", name, f"nothing: the key {step} names it already"))
+        return step
+    if name is None: raise ValidationError(describe("artifact", step, "an Artifact, or a step and a name"))
+    return Artifact(step, name)
+
+# %% ../../nbs/50_runner.ipynb #7ed85483
 class RunContext:
     "What a step sees: the run's identity, profile, paths, ledger, executor, and earlier outputs."
     def __init__(self, run_id:str, run_dir:Path, profile:Profile, ledger:AuditLedger, executor, params:dict|None=None):
@@ -126,56 +167,74 @@ class RunContext:
         self._emit: Callable|None = None  # the runner's progress events while a step runs (see `progress`)
         self.log = logging.getLogger("tradingview_scraper.run")
 
-    def path(self, *parts:str) -> Path:
-        "A validated path inside the run directory."
-        return ensure_safe_path(list(parts), self.run_dir)
+# %% ../../nbs/50_runner.ipynb #cb6770a8
+def _run_context_path(self:RunContext, *parts:str) -> Path:
+    "A validated path inside the run directory."
+    return ensure_safe_path(list(parts), self.run_dir)
 
-    def artifact_path(self, step:str, name:str, kind:str) -> Path:
-        suffix = ".parquet" if kind == "parquet" else ".json"
-        return self.path("artifacts", safe_component(step), safe_component(name) + suffix)
+def _run_context_artifact_path(self:RunContext, step:str, name:str, kind:str) -> Path:
+    suffix = ".parquet" if kind == "parquet" else ".json"
+    return self.path("artifacts", safe_component(step), safe_component(name) + suffix)
 
-    def save(self, step:str, name:str, obj:Any) -> dict:
-        "Persist one output atomically; returns its record {path, kind, sha256}."
-        if isinstance(obj, (pd.DataFrame, pd.Series)):
-            kind = "series" if isinstance(obj, pd.Series) else "parquet"
-            table = pa.Table.from_pandas(_to_table(obj.to_frame() if kind == "series" else obj), preserve_index=False)
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KIND_KEY: kind.encode()})
-            p = self.artifact_path(step, name, "parquet")
-            atomic_write_parquet(p, table)
-        else:
-            p = self.artifact_path(step, name, "json")
-            atomic_write_bytes(p, canonical_json(obj).encode("utf-8"))
-            kind = "json"
-        self._cache[(step, name)] = obj
-        self._sha[(step, name)] = file_hash(p)
-        return {"path": p.relative_to(self.run_dir).as_posix(), "kind": kind, "sha256": self._sha[(step, name)]}
+def _run_context_save(self:RunContext, step:str, name:str, obj:Any) -> dict:
+    "Persist one output atomically; returns its record {path, kind, sha256}."
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        kind = "series" if isinstance(obj, pd.Series) else "parquet"
+        table = pa.Table.from_pandas(_to_table(obj.to_frame() if kind == "series" else obj), preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KIND_KEY: kind.encode()})
+        p = self.artifact_path(step, name, "parquet")
+        atomic_write_parquet(p, table)
+    else:
+        p = self.artifact_path(step, name, "json")
+        atomic_write_bytes(p, canonical_json(obj).encode("utf-8"))
+        kind = "json"
+    self._cache[(step, name)] = obj
+    self._sha[(step, name)] = file_hash(p)
+    return {"path": p.relative_to(self.run_dir).as_posix(), "kind": kind, "sha256": self._sha[(step, name)]}
 
-    def load(self, step:str, name:str) -> Any:
-        "An output of an earlier step (from memory, or from its artifact); the read is recorded in `loaded`."
-        if (step, name) not in self._cache: self._read(step, name)
-        self.loaded[f"{step}/{name}"] = self._sha[(step, name)]
-        return self._cache[(step, name)]
+RunContext.path = _run_context_path
+RunContext.artifact_path = _run_context_artifact_path
+RunContext.save = _run_context_save
 
-    def _read(self, step:str, name:str) -> None:
-        for kind in ("parquet", "json"):
-            p = self.artifact_path(step, name, kind)
-            if not p.exists(): continue
-            if kind == "parquet": obj = _from_table(read_parquet(p, f"artifact {step}/{name}"), _stored_kind(p))
-            else: obj = json.loads(p.read_text())
-            self._cache[(step, name)], self._sha[(step, name)] = obj, file_hash(p)
-            return
-        raise TVSError(describe("artifact", f"{step}/{name}", f"an output of step {step!r} in {str(self.run_dir)!r}", "did that step run?"))
+# %% ../../nbs/50_runner.ipynb #0eda9e9c
+def _run_context_load(self:RunContext, step:str|Artifact, # an `Artifact` (`flow.BACKTEST.oos_returns`), or a step name
+         name:str|None=None, # the output's name, with a step name
+        ) -> Any:
+    "An output of an earlier step (from memory, or from its artifact); the read is recorded in `loaded`."
+    key = as_artifact(step, name)
+    step, name = key.step, key.name
+    if (step, name) not in self._cache: self._read(step, name)
+    self.loaded[f"{step}/{name}"] = self._sha[(step, name)]
+    return self._cache[(step, name)]
 
-    def on_cleanup(self, fn:Callable) -> None:
-        "Run `fn()` when the run ends, whatever happened (last registered, first run)."
-        self._cleanups.append(fn)
+def _run_context_read(self:RunContext, step:str, name:str) -> None:
+    for kind in ("parquet", "json"):
+        p = self.artifact_path(step, name, kind)
+        if not p.exists(): continue
+        if kind == "parquet": obj = _from_table(read_parquet(p, f"artifact {step}/{name}"), _stored_kind(p))
+        else: obj = json.loads(p.read_text())
+        self._cache[(step, name)], self._sha[(step, name)] = obj, file_hash(p)
+        return
+    raise TVSError(describe("artifact", f"{step}/{name}", f"an output of step {step!r} in {str(self.run_dir)!r}", "did that step run?"))
 
-    def tempdir(self) -> Path:
-        "A scratch directory inside the run, removed at the end of the run."
-        d = Path(tempfile.mkdtemp(prefix="tmp-", dir=self.run_dir))
-        self.on_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
-        return d
+RunContext.load = _run_context_load
+RunContext._read = _run_context_read
 
+# %% ../../nbs/50_runner.ipynb #d3d239f3
+def _run_context_on_cleanup(self:RunContext, fn:Callable) -> None:
+    "Run `fn()` when the run ends, whatever happened (last registered, first run)."
+    self._cleanups.append(fn)
+
+def _run_context_tempdir(self:RunContext) -> Path:
+    "A scratch directory inside the run, removed at the end of the run."
+    d = Path(tempfile.mkdtemp(prefix="tmp-", dir=self.run_dir))
+    self.on_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    return d
+
+RunContext.on_cleanup = _run_context_on_cleanup
+RunContext.tempdir = _run_context_tempdir
+
+# %% ../../nbs/50_runner.ipynb #6762888e
 def _to_table(df:pd.DataFrame) -> pd.DataFrame:
     "Frames are stored with their index as columns (names kept in a marker) so they read back identically."
     out = df.copy()
@@ -219,7 +278,9 @@ def tree_fingerprint(root, # the directory (it need not exist yet)
 
 # %% ../../nbs/50_runner.ipynb #e29b353a
 STATUS_FILE, LOCK_FILE = "status.json", ".run.lock"
+
 PRODUCTION_LOCK, PARTIAL_PREFIX = ".production.lock", ".partial-"   # in notebooks/: a papermill run, a notebook still executing
+
 MAX_RECORD_BYTES = 16 << 20   # a status.json or manifest.json larger than this is damaged (a run writes a few KiB)
 
 def _lock_held(run_dir:Path, name=LOCK_FILE) -> bool:
@@ -245,6 +306,7 @@ def run_lock(run_dir:Path, # the run directory (must exist)
         yield
     finally: os.close(fd)
 
+# %% ../../nbs/50_runner.ipynb #449123ca
 def _read_json(p:Path, what:str) -> dict:
     "A run's JSON record (at most `MAX_RECORD_BYTES`); a damaged one raises `CorruptDataError` naming the file."
     with open(p, "rb") as f: raw = f.read(MAX_RECORD_BYTES + 1)
@@ -266,6 +328,7 @@ def _unfinished_notebooks(run_dir:Path) -> list[str]:
     d = ensure_safe_path("notebooks", run_dir)
     return sorted(p.name[len(PARTIAL_PREFIX):] for p in d.glob(PARTIAL_PREFIX + "*.ipynb")) if d.is_dir() else []
 
+# %% ../../nbs/50_runner.ipynb #7faede28
 def read_status(run_dir) -> dict:
     "The run's status record, with a dead run reported as `failed` (interrupted) and a run succeeded only when its notebooks are."
     run_dir = validate_user_path(run_dir, "run directory")
@@ -286,6 +349,7 @@ def _write_status(run_dir:Path, st:dict) -> None:
 
 # %% ../../nbs/50_runner.ipynb #a1f0c002
 PROGRESS_FILE = "progress.jsonl"   # in logs/: the run's progress events, one JSON object a line (what `tvs run` follows)
+
 PROGRESS_MODES = ("off", "lines", "terminal", "notebook")
 
 def _seconds(s:float) -> str:
@@ -304,6 +368,7 @@ def _in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
     return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
 
+# %% ../../nbs/50_runner.ipynb #93676ae6
 class Progress:
     "Shows a run's steps as they start and end, with their time, and the sub-progress a step reports (folds, symbols)."
     def __init__(self, mode:str="lines", # off | lines (one line per step) | terminal (live line and bars) | notebook (tqdm.auto)
@@ -316,62 +381,74 @@ class Progress:
 
     def __repr__(self): return f"Progress({self.mode!r})"
 
-    @classmethod
-    def auto(cls, stream=None, # where the output goes (None: sys.stderr)
-             env:Mapping|None=None, # the environment (None: os.environ); CI=true means one line per step
-             isatty:bool|None=None, # is the output a terminal (None: ask `stream`)
-             notebook:bool|None=None, # running in a notebook kernel (None: detect)
-            ) -> Progress:
-        "The mode that fits where the output goes: `CI=true` or no terminal → lines; a notebook → notebook; a terminal → terminal."
-        env = os.environ if env is None else env
-        if str(env.get("CI", "")).strip().lower() in ("1", "true", "yes"): return cls("lines", stream)
-        if _in_notebook() if notebook is None else notebook: return cls("notebook", stream)
-        if isatty is None: isatty = bool(getattr(sys.stderr if stream is None else stream, "isatty", lambda: False)())
-        return cls("terminal" if isatty else "lines", stream)
+# %% ../../nbs/50_runner.ipynb #93ab1e78
+def _progress_auto(cls, stream=None, # where the output goes (None: sys.stderr)
+         env:Mapping|None=None, # the environment (None: os.environ); CI=true means one line per step
+         isatty:bool|None=None, # is the output a terminal (None: ask `stream`)
+         notebook:bool|None=None, # running in a notebook kernel (None: detect)
+        ) -> Progress:
+    "The mode that fits where the output goes: `CI=true` or no terminal → lines; a notebook → notebook; a terminal → terminal."
+    env = os.environ if env is None else env
+    if str(env.get("CI", "")).strip().lower() in ("1", "true", "yes"): return cls("lines", stream)
+    if _in_notebook() if notebook is None else notebook: return cls("notebook", stream)
+    if isatty is None: isatty = bool(getattr(sys.stderr if stream is None else stream, "isatty", lambda: False)())
+    return cls("terminal" if isatty else "lines", stream)
 
-    def _write(self, text:str) -> None:
-        out = sys.stderr if self.stream is None else self.stream
-        out.write(text)
-        out.flush()
+Progress.auto = classmethod(_progress_auto)
 
-    def _new_bar(self, **kw):
-        if self.bar is not None: return self.bar(**kw)
-        if self.mode == "notebook": from tqdm.auto import tqdm
-        else: from tqdm import tqdm
-        return tqdm(file=self.stream, **kw)
+# %% ../../nbs/50_runner.ipynb #ee0dc44d
+def _progress_write(self:Progress, text:str) -> None:
+    out = sys.stderr if self.stream is None else self.stream
+    out.write(text)
+    out.flush()
 
-    def _close_bars(self, step:str) -> None:
-        for key in [k for k in self._bars if k[0] == step]: self._bars.pop(key).close()
+def _progress_new_bar(self:Progress, **kw):
+    if self.bar is not None: return self.bar(**kw)
+    if self.mode == "notebook": from tqdm.auto import tqdm
+    else: from tqdm import tqdm
+    return tqdm(file=self.stream, **kw)
 
-    def __call__(self, event:Mapping) -> None:
-        "Show one event: `{event: start|end, i, n, step[, status, seconds]}` or `{event: sub, step, desc, done, total}`."
-        kind = event["event"]
-        if self.mode == "off": return
-        if kind == "sub":
-            if self.mode != "lines": self._sub(event)
-            return
-        if kind == "end": self._close_bars(event["step"])
-        if self.mode == "lines":
-            if kind == "end": self._write(step_line(event) + "\n")
-        elif self.mode == "terminal": self._write("\r" + step_line(event) + ("\x1b[K\n" if kind == "end" else ""))
-        else: self._notebook(event)
+def _progress_close_bars(self:Progress, step:str) -> None:
+    for key in [k for k in self._bars if k[0] == step]: self._bars.pop(key).close()
 
-    def _sub(self, e:Mapping) -> None:
-        key = (e["step"], e["desc"])
-        if key not in self._bars: self._bars[key] = self._new_bar(total=e.get("total"), desc=f"{e['step']}: {e['desc']}", unit="", leave=False)
-        b = self._bars[key]
-        b.update(e["done"] - b.n)
+Progress._write = _progress_write
+Progress._new_bar = _progress_new_bar
+Progress._close_bars = _progress_close_bars
 
-    def _notebook(self, e:Mapping) -> None:
-        if self._steps is None: self._steps = self._new_bar(total=e["n"], desc="steps", unit="step", leave=True)
-        if e["event"] == "start":
-            self._steps.set_description(e["step"])
-            return
-        self._steps.update(1)
-        self._write(step_line(e) + "\n")
-        if e["i"] == e["n"] or e["status"] == "failed":
-            self._steps.close()
-            self._steps = None
+# %% ../../nbs/50_runner.ipynb #a5e39d95
+def _progress_call(self:Progress, event:Mapping) -> None:
+    "Show one event: `{event: start|end, i, n, step[, status, seconds]}` or `{event: sub, step, desc, done, total}`."
+    kind = event["event"]
+    if self.mode == "off": return
+    if kind == "sub":
+        if self.mode != "lines": self._sub(event)
+        return
+    if kind == "end": self._close_bars(event["step"])
+    if self.mode == "lines":
+        if kind == "end": self._write(step_line(event) + "\n")
+    elif self.mode == "terminal": self._write("\r" + step_line(event) + ("\x1b[K\n" if kind == "end" else ""))
+    else: self._notebook(event)
+
+def _progress_sub(self:Progress, e:Mapping) -> None:
+    key = (e["step"], e["desc"])
+    if key not in self._bars: self._bars[key] = self._new_bar(total=e.get("total"), desc=f"{e['step']}: {e['desc']}", unit="", leave=False)
+    b = self._bars[key]
+    b.update(e["done"] - b.n)
+
+def _progress_notebook(self:Progress, e:Mapping) -> None:
+    if self._steps is None: self._steps = self._new_bar(total=e["n"], desc="steps", unit="step", leave=True)
+    if e["event"] == "start":
+        self._steps.set_description(e["step"])
+        return
+    self._steps.update(1)
+    self._write(step_line(e) + "\n")
+    if e["i"] == e["n"] or e["status"] == "failed":
+        self._steps.close()
+        self._steps = None
+
+Progress.__call__ = _progress_call
+Progress._sub = _progress_sub
+Progress._notebook = _progress_notebook
 
 # %% ../../nbs/50_runner.ipynb #a1f0c00a
 def _progress(self:RunContext, iterable:Iterable, # what the step works through: folds, symbols, grid cells
@@ -409,7 +486,9 @@ class ProgressLog:
         try: os.write(fd, line)
         finally: os.close(fd)
 
+# %% ../../nbs/50_runner.ipynb #e39e2396
 def _text(v, limit:int=100) -> bool: return isinstance(v, str) and 0 < len(v) <= limit and v.isprintable()
+
 def _count(v, low:int=0) -> bool: return isinstance(v, int) and not isinstance(v, bool) and low <= v <= 10**9
 
 def read_event(line:bytes) -> dict|None:
@@ -427,6 +506,7 @@ def read_event(line:bytes) -> dict|None:
     if kind == "sub" and _text(e.get("desc")) and _count(e.get("done")) and (e.get("total") is None or _count(e.get("total"), 1)): return e
     return None
 
+# %% ../../nbs/50_runner.ipynb #46656682
 class ProgressFollower:
     "Shows the progress events another process appends to a file (how `tvs run` shows the steps of its papermill kernel)."
     MAX_READ = 1 << 20    # bytes read per poll
@@ -437,31 +517,37 @@ class ProgressFollower:
         self.path, self.show, self._rest, self._skip = Path(path), show, b"", False
         self.offset = self.path.stat().st_size if from_end and self.path.is_file() else 0
 
-    def poll(self) -> int:
-        "Show the events completed since the last poll; returns how many bytes were read."
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(self.MAX_READ)
-        except FileNotFoundError: return 0
-        self.offset += len(data)
-        buf = self._rest + data
-        if self._skip:                                             # the rest of a runaway line, up to its end
-            end = buf.find(b"\n")
-            buf, self._skip = (b"", True) if end < 0 else (buf[end + 1:], False)
-        *lines, self._rest = buf.split(b"\n")
-        if len(self._rest) > _EVENT_BYTES: self._rest, self._skip = b"", True   # a runaway line: not an event, never buffered whole
-        for line in lines:
-            e = read_event(line)
-            if e is not None: self.show(e)
-        return len(data)
+# %% ../../nbs/50_runner.ipynb #1c6b68e3
+def _progress_follower_poll(self:ProgressFollower) -> int:
+    "Show the events completed since the last poll; returns how many bytes were read."
+    try:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.MAX_READ)
+    except FileNotFoundError: return 0
+    self.offset += len(data)
+    buf = self._rest + data
+    if self._skip:                                             # the rest of a runaway line, up to its end
+        end = buf.find(b"\n")
+        buf, self._skip = (b"", True) if end < 0 else (buf[end + 1:], False)
+    *lines, self._rest = buf.split(b"\n")
+    if len(self._rest) > _EVENT_BYTES: self._rest, self._skip = b"", True   # a runaway line: not an event, never buffered whole
+    for line in lines:
+        e = read_event(line)
+        if e is not None: self.show(e)
+    return len(data)
 
-    def follow(self, stop:threading.Event, # set by the caller when the run is over
-               interval:float=0.2, # seconds between polls while the run goes on
-              ) -> None:
-        "Poll until `stop` is set, then read what is left: the target of a follower thread."
-        while not stop.wait(interval): self.poll()
-        while self.poll(): pass
+ProgressFollower.poll = _progress_follower_poll
+
+# %% ../../nbs/50_runner.ipynb #4cebca88
+def _progress_follower_follow(self:ProgressFollower, stop:threading.Event, # set by the caller when the run is over
+           interval:float=0.2, # seconds between polls while the run goes on
+          ) -> None:
+    "Poll until `stop` is set, then read what is left: the target of a follower thread."
+    while not stop.wait(interval): self.poll()
+    while self.poll(): pass
+
+ProgressFollower.follow = _progress_follower_follow
 
 # %% ../../nbs/50_runner.ipynb #54fafd33
 class RunFailed(TVSError):
@@ -484,8 +570,13 @@ class RunResult:
     status: dict
     context: RunContext
 
-    def load(self, step:str, name:str) -> Any: return self.context.load(step, name)
+    def load(self, step:str|Artifact, # an `Artifact`, or a step name
+             name:str|None=None, # the output's name, with a step name
+            ) -> Any:
+        "An output of the run's steps (see `RunContext.load`)."
+        return self.context.load(step, name)
 
+# %% ../../nbs/50_runner.ipynb #5a84f9ff
 class _Terminated(BaseException):
     "Raised in the main thread when the process receives SIGTERM during a run."
 
@@ -586,6 +677,7 @@ def _stale(self:OrchestrationRunner, st:dict, step:Step, ctx:RunContext) -> str|
         if now.get(key) != was.get(key): return f"what it read outside the run changed: {key[5:]}"
     return None
 
+# %% ../../nbs/50_runner.ipynb #18df0d1e
 def _plan(self:OrchestrationRunner) -> list[dict]:
     "What `run()` would do now, step by step — `{step, action: 'skip'|'run', reason}` — without writing anything."
     self.check_resumable()
@@ -667,6 +759,14 @@ class _Sinks:
                 self.sinks.remove(sink)
                 logging.getLogger("tradingview_scraper.run").warning("progress %r stopped: %s: %s", sink, type(e).__name__, e)
 
+# %% ../../nbs/50_runner.ipynb #de728e02
+def _output_name(step:Step, key:str|Artifact) -> str:
+    "The name of an output a step returned: a plain name, or an `Artifact` of this very step."
+    if not isinstance(key, Artifact): return key
+    if key.step != step.name:
+        raise ValidationError(describe(f"an output of step {step.name!r}", str(key), f"an artifact of step {step.name!r}"))
+    return key.name
+
 def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledger:AuditLedger, at:tuple=(1, 1), emit:Callable|None=None) -> None:
     "Run one step: intent, the function, its artifacts, what it read, the outcome; a failure is recorded, then raised."
     emit, (i, n) = emit or (lambda e: None), at
@@ -680,7 +780,8 @@ def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledg
     t0 = time.perf_counter()
     try:
         produced = step.fn(ctx) or {}
-        saved = {name: ctx.save(step.name, name, obj) for name, obj in produced.items()}
+        named = {_output_name(step, key): obj for key, obj in produced.items()}
+        saved = {name: ctx.save(step.name, name, obj) for name, obj in named.items()}
         inputs = {"manifest": self.profile.manifest_hash, **{f"artifact:{k}": v for k, v in sorted(ctx.loaded.items())},
                   **_current_reads(step, ctx)}
     except BaseException as e:
@@ -703,6 +804,7 @@ def _run_step(self:OrchestrationRunner, step:Step, ctx:RunContext, st:dict, ledg
     ctx.log.info("step %s: succeeded in %.1f s", step.name, secs)
     emit({"event": "end", "i": i, "n": n, "step": step.name, "status": "succeeded", "seconds": secs})
 
+# %% ../../nbs/50_runner.ipynb #76809263
 def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger, steps:Sequence[Step]|None=None, emit:Callable|None=None) -> None:
     "Every step asked for, in order: skipped when nothing it read or wrote changed, else run — and then every step after it."
     cascade, steps = None, self.steps if steps is None else steps
@@ -721,6 +823,7 @@ def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger
         self._run_step(step, ctx, st, ledger, (i, len(steps)), emit)
         cascade = cascade or f"an earlier step ({step.name}) ran again"
 
+# %% ../../nbs/50_runner.ipynb #427cd0e9
 def _run(self:OrchestrationRunner, until:str|None=None, # run the flow up to and including this step
          only:Sequence[str]|None=None, # run only these steps (their requirements must have succeeded earlier in this run)
         ) -> RunResult:
@@ -788,6 +891,7 @@ def run_period(run_dir, # a run directory
     days = pd.to_datetime(pq.read_table(p, columns=index[:1]).column(0).to_pandas(), utc=True)
     return (None, None) if len(days) == 0 else (f"{days.min():%Y-%m-%d}", f"{days.max():%Y-%m-%d}")
 
+# %% ../../nbs/50_runner.ipynb #7b3d0b0e
 def _asked(requested) -> str|None:
     "What a partial run was asked for, in words."
     if not isinstance(requested, dict): return None
@@ -848,6 +952,7 @@ class RunComparison:
     metrics: pd.DataFrame    # allocator, metric, a, b, change (b − a)
     periods: dict            # run id → (first, last) out-of-sample day
 
+# %% ../../nbs/50_runner.ipynb #d46efeb9
 def compare_runs(runs_root, # where the run directories live
                  a:str, # a run id
                  b:str, # another run id
@@ -873,3 +978,31 @@ def compare_runs(runs_root, # where the run directories live
             rows.append((alloc, m, x, y, None if x is None or y is None else y - x))
     return RunComparison(a, b, settings, pd.DataFrame(rows, columns=["allocator", "metric", "a", "b", "change"]),
                          {a: run_period(da, sa), b: run_period(db, sb)})
+
+# %% ../../nbs/50_runner.ipynb #fb44e0b9
+class RunIncomplete(DataNotFoundError):
+    "What was asked of a run needs a step that has not succeeded in it."
+
+def open_run(run, # a run directory, or a run id (with `runs_root`)
+             runs_root=None, # where run ids live; None: `run` is a directory
+            ) -> RunResult:
+    "A run on disk to read from: its status record and a context serving its artifacts (no profile, ledger, executor)."
+    d = validate_user_path(run, "run directory") if runs_root is None else \
+        ensure_safe_path(safe_component(str(run), "run_id"), validate_user_path(runs_root, "runs root"))
+    if not ensure_safe_path(STATUS_FILE, d).is_file():
+        raise DataNotFoundError(describe("run", str(d), f"a run directory with {STATUS_FILE}", "did the run start?"))
+    st = read_status(d)
+    rid = str(st.get("run_id") or d.name)
+    return RunResult(rid, d, st, RunContext(rid, d, None, None, None))
+
+# %% ../../nbs/50_runner.ipynb #d0208e40
+def _require(self:RunResult, *steps:str) -> RunResult:
+    "The run itself when each of `steps` succeeded in it; else `RunIncomplete` naming the first that did not."
+    for s in steps:
+        got = ((self.status.get("steps") or {}).get(s) or {}).get("status")
+        if got != "succeeded":
+            raise RunIncomplete(describe(f"step {s!r} of run {self.run_id!r}", got or "never run", "succeeded",
+                                         f"the run is {self.status.get('status')!r}: run or resume that step first"))
+    return self
+
+RunResult.require = _require

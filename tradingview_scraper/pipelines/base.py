@@ -18,18 +18,19 @@ import pandera.pandas as pa
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from ..core import ConfigError, ContractError, DataNotFoundError, ValidationError, describe, utc_iso
+from ..core import (ConfigError, ContractError, DataNotFoundError, Settings, ValidationError, describe,
+                                      utc_iso)
+from ..data.contracts import RETURNS_RULE, bad_returns
 from ..data.loader import PointInTimeView
 from ..ledger import AuditLedger, content_hash
 
 # %% auto #0
 __all__ = ['DIRECTIONS', 'StageParams', 'NoParams', 'fingerprint', 'check_contract', 'Stage', 'stage', 'StageRegistry',
-           'default_registry', 'returns_array', 'check_returns', 'check_view', 'position_returns', 'toy_market']
+           'returns_array', 'check_returns', 'check_view', 'position_returns', 'toy_market']
 
 # %% ../../nbs/30_base.ipynb #c443d6b1
-class StageParams(BaseModel):
-    "Base of every stage's parameters: validated, immutable, unknown keys refused."
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StageParams(Settings):
+    "Base of every stage's parameters: a `core.Settings` (validated, immutable, unknown keys refused, numbers bounded)."
 
 class NoParams(StageParams):
     "The parameters of a stage that takes none."
@@ -45,7 +46,8 @@ def fingerprint(obj:Any, # a stage input or output
         return content_hash({"kind": "view", "t": utc_iso(obj.t), "name": obj.name, "rows": content_hash(obj.frame)})
     if isinstance(obj, (pd.DataFrame, pd.Series)): return content_hash(obj)
     if isinstance(obj, np.ndarray):
-        if obj.dtype == object: return content_hash({"kind": "ndarray", "values": [fingerprint(x) for x in obj.ravel().tolist()]})
+        if obj.dtype == object:
+            return content_hash({"kind": "ndarray", "values": [fingerprint(x) for x in obj.ravel().tolist()]})
         h = hashlib.sha256(f"ndarray:{obj.dtype.str}:{obj.shape}\x00".encode())
         h.update(np.ascontiguousarray(obj).tobytes())
         return h.hexdigest()
@@ -54,7 +56,8 @@ def fingerprint(obj:Any, # a stage input or output
         return content_hash({f.name: fingerprint(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
     if isinstance(obj, Mapping):
         vals = list(obj.values())
-        return content_hash(dict(obj) if all(isinstance(v, _PLAIN) for v in vals) else {str(k): fingerprint(v) for k, v in obj.items()})
+        plain = all(isinstance(v, _PLAIN) for v in vals)
+        return content_hash(dict(obj) if plain else {str(k): fingerprint(v) for k, v in obj.items()})
     if isinstance(obj, (list, tuple)):
         return content_hash(list(obj) if all(isinstance(v, _PLAIN) for v in obj) else [fingerprint(v) for v in obj])
     return content_hash(obj)
@@ -65,20 +68,24 @@ def check_contract(obj:Any, # the value to check
                    what:str, # what `obj` is, for the message (e.g. "stage selection.features: input 'returns'")
                   ) -> None:
     "Raise `ContractError` naming `what` when `obj` violates `contract`."
-    if contract is None or obj is None: return
+    if contract is None or obj is None:
+        return
     if isinstance(contract, (pa.DataFrameSchema, pa.SeriesSchema)):
-        try: contract.validate(obj, lazy=True)
+        try:
+            contract.validate(obj, lazy=True)
         except pa.errors.SchemaErrors as e:
             fc = e.failure_cases.drop_duplicates(["column", "check"]).head(5)
             parts = [f"column {r['column']!r}: {r['check']} (e.g. {r['failure_case']!r})" for _, r in fc.iterrows()]
             raise ContractError(f"{what} violates its contract: " + "; ".join(parts)) from e
         except pa.errors.SchemaError as e:
             raise ContractError(f"{what} violates its contract: {e}") from e
-        return
-    if callable(contract): contract(obj, what); return
-    raise ValidationError(describe(f"contract of {what}", contract, "a pandera schema or a callable check(obj, what)"))
+    elif callable(contract):
+        contract(obj, what)
+    else:
+        raise ValidationError(describe(f"contract of {what}", contract,
+                                       "a pandera schema or a callable check(obj, what)"))
 
-# %% ../../nbs/30_base.ipynb #29707131
+# %% ../../nbs/30_base.ipynb #87f63ee0
 _ID_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _RESERVED = frozenset({"params", "ledger"})
@@ -91,89 +98,126 @@ class Stage:
     fn: Callable[..., Mapping[str, Any]] # `fn(params, **inputs) -> {output name: value}`
     outputs: tuple[str, ...] # the names `fn` returns
     params_model: type[StageParams] = NoParams # pydantic model of the parameters
-    contracts: Mapping[str, Any] = dataclasses.field(default_factory=dict) # input/output name → pandera schema or callable
+    contracts: Mapping[str, Any] = dataclasses.field(default_factory=dict) # input/output name → schema or callable
     doc: str = "" # one line: what the stage decides
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not _ID_RE.fullmatch(self.id):
             raise ValidationError(describe("stage id", self.id, "dotted lower-case names such as 'selection.features'"))
         if not isinstance(self.version, str) or not self.version.strip():
-            raise ValidationError(describe(f"version of stage {self.id}", self.version, "a non-empty string such as '1'"))
+            raise ValidationError(describe(f"version of stage {self.id}", self.version,
+                                           "a non-empty string such as '1'"))
         if not (isinstance(self.params_model, type) and issubclass(self.params_model, StageParams)):
-            raise ValidationError(describe(f"params model of stage {self.id}", self.params_model, "a subclass of StageParams"))
+            raise ValidationError(describe(f"params model of stage {self.id}", self.params_model,
+                                           "a subclass of StageParams"))
         outs = tuple(self.outputs) if isinstance(self.outputs, (list, tuple)) else ()
-        if not outs or len(set(outs)) != len(outs) or not all(isinstance(o, str) and _NAME_RE.fullmatch(o) for o in outs):
-            raise ValidationError(describe(f"outputs of stage {self.id}", self.outputs, "a non-empty tuple of distinct identifiers"))
+        named = all(isinstance(o, str) and _NAME_RE.fullmatch(o) for o in outs)
+        if not outs or len(set(outs)) != len(outs) or not named:
+            raise ValidationError(describe(f"outputs of stage {self.id}", self.outputs,
+                                           "a non-empty tuple of distinct identifiers"))
         object.__setattr__(self, "outputs", outs)
-        sig = list(inspect.signature(self.fn).parameters.values())
-        object.__setattr__(self, "_inputs", tuple(p.name for p in sig[1:]))      # read once: stages run in every window
-        object.__setattr__(self, "_required", tuple(p.name for p in sig[1:] if p.default is inspect.Parameter.empty))
-        if not sig or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY) for p in sig[1:]):
-            raise ValidationError(describe(f"function of stage {self.id}", getattr(self.fn, "__name__", self.fn),
-                                           "fn(params, name1, name2, ...) with named inputs and no *args/**kwargs"))
-        if (bad := sorted(set(self.inputs) & (_RESERVED | set(outs)))):
-            raise ValidationError(describe(f"input names of stage {self.id}", bad, "names other than 'params', 'ledger' and the outputs"))
-        if (unknown := sorted(set(self.contracts) - set(self.inputs) - set(outs))):
-            raise ValidationError(describe(f"contracts of stage {self.id}", unknown, f"input or output names {self.inputs + outs}"))
+        self._read_signature()
         object.__setattr__(self, "contracts", dict(self.contracts))
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        "Names of the inputs (the function's parameters after `params`)."
-        return self._inputs
+# %% ../../nbs/30_base.ipynb #ec315772
+def _read_signature(self:Stage) -> None:
+    "Read the inputs from `fn`'s signature (parameters after `params`) and refuse names a stage cannot have."
+    sig = list(inspect.signature(self.fn).parameters.values())
+    object.__setattr__(self, "_inputs", tuple(p.name for p in sig[1:]))
+    object.__setattr__(self, "_required", tuple(p.name for p in sig[1:] if p.default is inspect.Parameter.empty))
+    if not sig or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY) for p in sig[1:]):
+        raise ValidationError(describe(f"function of stage {self.id}", getattr(self.fn, "__name__", self.fn),
+                                       "fn(params, name1, name2, ...) with named inputs and no *args/**kwargs"))
+    if (bad := sorted(set(self._inputs) & (_RESERVED | set(self.outputs)))):
+        raise ValidationError(describe(f"input names of stage {self.id}", bad,
+                                       "names other than 'params', 'ledger' and the outputs"))
+    if (unknown := sorted(set(self.contracts) - set(self._inputs) - set(self.outputs))):
+        raise ValidationError(describe(f"contracts of stage {self.id}", unknown,
+                                       f"input or output names {self._inputs + self.outputs}"))
 
-    @property
-    def required_inputs(self) -> tuple[str, ...]:
-        "Inputs without a default value."
-        return self._required
+def _stage_inputs(self:Stage) -> tuple[str, ...]:
+    "Names of the inputs (the function's parameters after `params`)."
+    return self._inputs
 
-    @property
-    def key(self) -> str: return f"{self.id}@{self.version}"
+def _stage_required(self:Stage) -> tuple[str, ...]:
+    "Inputs without a default value."
+    return self._required
 
-    def validate_params(self, params:StageParams|Mapping|None=None) -> StageParams:
-        "The stage's parameters as a validated model (`None`: the defaults)."
-        if isinstance(params, self.params_model): return params
-        if params is not None and not isinstance(params, Mapping):
-            raise ConfigError(describe(f"parameters of stage {self.id}", params, f"a mapping or a {self.params_model.__name__}"))
-        try: return self.params_model.model_validate(dict(params or {}))
-        except pydantic.ValidationError as e:
-            raise ConfigError(f"stage {self.id}: invalid parameters for {self.params_model.__name__}: {e}") from e
+def _stage_key(self:Stage) -> str:
+    "`id@version`: what the ledger records as the step."
+    return f"{self.id}@{self.version}"
 
-    def __call__(self, params:StageParams|Mapping|None=None, # parameters (None: defaults)
-                 *, ledger:AuditLedger|None=None, # record the run here when given
-                 **inputs) -> dict[str, Any]:
-        "Run the stage on `inputs`; returns `{output name: value}`."
-        p = self.validate_params(params)
-        missing = [n for n in self.required_inputs if n not in inputs]
-        unknown = sorted(set(inputs) - set(self.inputs))
-        if missing or unknown:
-            raise ValidationError(describe(f"inputs of stage {self.id}", sorted(inputs), f"exactly {list(self.inputs)}",
-                                           f"missing {missing}, unknown {unknown}"))
-        return self._call(p, inputs, ledger, {})[0]
+def _stage_repr(self:Stage) -> str:
+    signature = f"({', '.join(self.inputs)}) -> ({', '.join(self.outputs)})"
+    return f"Stage({self.key}: {signature}, params={self.params_model.__name__})"
 
-    def _call(self, p:StageParams, inputs:dict, ledger:AuditLedger|None, known:Mapping[str, str], check:bool=True) -> tuple[dict, dict]:
-        "Run with contracts (when `check`) and the ledger; `known` holds hashes of inputs already fingerprinted. Returns (outputs, output hashes)."
-        if check:
-            for name, value in inputs.items(): check_contract(value, self.contracts.get(name), f"stage {self.id}: input {name!r}")
-        if ledger is None: return self._run(p, inputs, check), {}
-        with ledger.step(self.key, params=p.model_dump(mode="json"),
-                         inputs={n: known[n] if n in known else fingerprint(v) for n, v in inputs.items()}) as rec:
-            out = self._run(p, inputs, check)
-            rec.update({n: fingerprint(v) for n, v in out.items()})
-        return out, dict(rec)
+Stage._read_signature = _read_signature
+Stage.inputs = property(_stage_inputs)
+Stage.required_inputs = property(_stage_required)
+Stage.key = property(_stage_key)
+Stage.__repr__ = _stage_repr
 
-    def _run(self, p:StageParams, inputs:dict, check:bool=True) -> dict[str, Any]:
-        out = self.fn(p, **inputs)
-        if not isinstance(out, Mapping) or set(out) != set(self.outputs):
-            got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
-            raise ContractError(describe(f"outputs of stage {self.id}", got, f"a mapping with exactly {list(self.outputs)}"))
-        if check:
-            for name in self.outputs: check_contract(out[name], self.contracts.get(name), f"stage {self.id}: output {name!r}")
-        return {n: out[n] for n in self.outputs}
+# %% ../../nbs/30_base.ipynb #656179b7
+def _validate_params(self:Stage, params:StageParams|Mapping|None=None) -> StageParams:
+    "The stage's parameters as a validated model (`None`: the defaults)."
+    if isinstance(params, self.params_model):
+        return params
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(describe(f"parameters of stage {self.id}", params,
+                                   f"a mapping or a {self.params_model.__name__}"))
+    try:
+        return self.params_model.model_validate(dict(params or {}))
+    except pydantic.ValidationError as e:
+        raise ConfigError(f"stage {self.id}: invalid parameters for {self.params_model.__name__}: {e}") from e
 
-    def __repr__(self):
-        return f"Stage({self.key}: ({', '.join(self.inputs)}) -> ({', '.join(self.outputs)}), params={self.params_model.__name__})"
+Stage.validate_params = _validate_params
 
+# %% ../../nbs/30_base.ipynb #56800b22
+def _stage_call(self:Stage, params:StageParams|Mapping|None=None, # parameters (None: defaults)
+                *, ledger:AuditLedger|None=None, # record the run here when given
+                **inputs) -> dict[str, Any]:
+    "Run the stage on `inputs`; returns `{output name: value}`."
+    p = self.validate_params(params)
+    missing = [n for n in self.required_inputs if n not in inputs]
+    unknown = sorted(set(inputs) - set(self.inputs))
+    if missing or unknown:
+        raise ValidationError(describe(f"inputs of stage {self.id}", sorted(inputs), f"exactly {list(self.inputs)}",
+                                       f"missing {missing}, unknown {unknown}"))
+    return self._call(p, inputs, ledger, {})[0]
+
+Stage.__call__ = _stage_call
+
+# %% ../../nbs/30_base.ipynb #65e5b2d2
+def _call_checked(self:Stage, p:StageParams, inputs:dict, ledger:AuditLedger|None, known:Mapping[str, str],
+                  check:bool=True) -> tuple[dict, dict]:
+    "Run with contracts (when `check`) and the ledger (`known`: hashes already computed); returns (outputs, hashes)."
+    if check:
+        for name, value in inputs.items():
+            check_contract(value, self.contracts.get(name), f"stage {self.id}: input {name!r}")
+    if ledger is None:
+        return self._run(p, inputs, check), {}
+    with ledger.step(self.key, params=p.model_dump(mode="json"),
+                     inputs={n: known[n] if n in known else fingerprint(v) for n, v in inputs.items()}) as rec:
+        out = self._run(p, inputs, check)
+        rec.update({n: fingerprint(v) for n, v in out.items()})
+    return out, dict(rec)
+
+def _run_fn(self:Stage, p:StageParams, inputs:dict, check:bool=True) -> dict[str, Any]:
+    "Call `fn`; exactly the declared outputs must come back (and meet their contracts when `check`)."
+    out = self.fn(p, **inputs)
+    if not isinstance(out, Mapping) or set(out) != set(self.outputs):
+        got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
+        raise ContractError(describe(f"outputs of stage {self.id}", got,
+                                     f"a mapping with exactly {list(self.outputs)}"))
+    if check:
+        for name in self.outputs:
+            check_contract(out[name], self.contracts.get(name), f"stage {self.id}: output {name!r}")
+    return {n: out[n] for n in self.outputs}
+
+Stage._call = _call_checked
+Stage._run = _run_fn
+
+# %% ../../nbs/30_base.ipynb #0b0b466d
 def stage(id:str, # dotted id, e.g. "selection.features"
           version:str, # bump when the outputs for the same inputs change
           outputs:Sequence[str], # the names the function returns
@@ -190,121 +234,144 @@ def stage(id:str, # dotted id, e.g. "selection.features"
 class StageRegistry:
     "Stage id → `Stage`, so pipelines can be composed by name."
     def __init__(self, stages:Iterable[Stage]=(), # stages to register
-                 contracts:str="always", # check pandera contracts on "always", only the "first" run of each stage, or "never"
+                 contracts:str="always", # check contracts "always", on the "first" run of each stage only, or "never"
                 ):
         if contracts not in ("always", "first", "never"):
             raise ValidationError(describe("contracts mode", contracts, "'always', 'first' or 'never'"))
         self.contracts, self._checked = contracts, set()
         self._stages: dict[str, Stage] = {}
-        for s in stages: self.register(s)
+        for s in stages:
+            self.register(s)
 
     def register(self, stage:Stage) -> Stage:
         "Add `stage`; a second stage with the same id is refused."
-        if not isinstance(stage, Stage): raise ValidationError(describe("stage", stage, "a Stage"))
+        if not isinstance(stage, Stage):
+            raise ValidationError(describe("stage", stage, "a Stage"))
         if stage.id in self._stages:
-            raise ValidationError(describe("stage id", stage.id, "an id not yet registered", f"already holds {self._stages[stage.id].key}"))
+            raise ValidationError(describe("stage id", stage.id, "an id not yet registered",
+                                           f"already holds {self._stages[stage.id].key}"))
         self._stages[stage.id] = stage
         return stage
 
-    def get(self, id:str) -> Stage:
-        "The stage registered as `id`."
-        try: return self._stages[id]
-        except (KeyError, TypeError): raise DataNotFoundError(describe("stage id", id, f"one of {self.ids()}")) from None
+# %% ../../nbs/30_base.ipynb #9f67817d
+def _get(self:StageRegistry, id:str) -> Stage:
+    "The stage registered as `id`."
+    try:
+        return self._stages[id]
+    except (KeyError, TypeError):
+        raise DataNotFoundError(describe("stage id", id, f"one of {self.ids()}")) from None
 
-    def ids(self) -> list[str]: return sorted(self._stages)
-    def __contains__(self, id) -> bool: return id in self._stages
-    def __len__(self) -> int: return len(self._stages)
-    def __iter__(self): return iter(self.ids())
-    def __repr__(self): return f"StageRegistry({', '.join(self._stages[i].key for i in self.ids())})"
+def _ids(self:StageRegistry) -> list[str]:
+    "The registered ids, sorted."
+    return sorted(self._stages)
 
-    def run(self, ids:str|Sequence[str], # stage ids, in execution order
-            artifacts:Mapping[str, Any], # the named inputs available to the first stage
-            params:Mapping[str, Any]|None=None, # stage id → parameters (a dict or the stage's model)
-            ledger:AuditLedger|None=None, # record every stage run here
-           ) -> dict[str, Any]:
-        "Run the stages in order; returns the artifacts given plus every stage's outputs."
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        stages = [self.get(i) for i in ids]
-        params = dict(params or {})
-        if (extra := sorted(set(params) - set(ids))):
-            raise ConfigError(describe("parameters for stages", extra, f"ids of the stages being run {ids}"))
-        out, hashes = dict(artifacts), {}         # hashes: fingerprints of artifacts already recorded (stages are pure)
-        for s in stages:
-            if (missing := [n for n in s.required_inputs if n not in out]):
-                raise ValidationError(describe(f"inputs of stage {s.id}", missing, f"artifacts given or produced earlier: {sorted(out)}"))
-            inputs = {n: out[n] for n in s.inputs if n in out}
-            check = self.contracts == "always" or (self.contracts == "first" and s.key not in self._checked)
-            res, h = s._call(s.validate_params(params.get(s.id)), inputs, ledger, hashes, check)
-            if check: self._checked.add(s.key)
-            if (clash := sorted(set(res) & set(out))):
-                raise ValidationError(describe(f"outputs of stage {s.id}", clash, "names not already used by an artifact"))
-            out.update(res); hashes.update(h)
-        return out
+def _registry_repr(self:StageRegistry) -> str:
+    return f"StageRegistry({', '.join(self._stages[i].key for i in self.ids())})"
 
-# %% ../../nbs/30_base.ipynb #1492b051
-def default_registry() -> StageRegistry:
-    "A new registry with every built-in stage (discovery, selection and synthesis)."
-    from tradingview_scraper.pipelines import discovery, selection, synthesis
-    return StageRegistry([*discovery.STAGES, *selection.STAGES, *synthesis.STAGES])
+StageRegistry.get = _get
+StageRegistry.ids = _ids
+StageRegistry.__contains__ = lambda self, id: id in self._stages
+StageRegistry.__len__ = lambda self: len(self._stages)
+StageRegistry.__iter__ = lambda self: iter(self.ids())
+StageRegistry.__repr__ = _registry_repr
+
+# %% ../../nbs/30_base.ipynb #dd12387f
+def _registry_run(self:StageRegistry, ids:str|Sequence[str], # stage ids, in execution order
+                  artifacts:Mapping[str, Any], # the named inputs available to the first stage
+                  params:Mapping[str, Any]|None=None, # stage id → parameters (a dict or the stage's model)
+                  ledger:AuditLedger|None=None, # record every stage run here
+                 ) -> dict[str, Any]:
+    "Run the stages in order; returns the artifacts given plus every stage's outputs."
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    stages = [self.get(i) for i in ids]
+    params = dict(params or {})
+    if (extra := sorted(set(params) - set(ids))):
+        raise ConfigError(describe("parameters for stages", extra, f"ids of the stages being run {ids}"))
+    out, hashes = dict(artifacts), {}         # hashes: fingerprints of artifacts already recorded (stages are pure)
+    for s in stages:
+        if (missing := [n for n in s.required_inputs if n not in out]):
+            raise ValidationError(describe(f"inputs of stage {s.id}", missing,
+                                           f"artifacts given or produced earlier: {sorted(out)}"))
+        inputs = {n: out[n] for n in s.inputs if n in out}
+        check = self.contracts == "always" or (self.contracts == "first" and s.key not in self._checked)
+        res, h = s._call(s.validate_params(params.get(s.id)), inputs, ledger, hashes, check)
+        if check:
+            self._checked.add(s.key)
+        if (clash := sorted(set(res) & set(out))):
+            raise ValidationError(describe(f"outputs of stage {s.id}", clash, "names not already used by an artifact"))
+        out.update(res)
+        hashes.update(h)
+    return out
+
+StageRegistry.run = _registry_run
 
 # %% ../../nbs/30_base.ipynb #9160428d
 DIRECTIONS = ("LONG", "SHORT")
-_RETURNS_EXPECTED = "NaN or a finite simple return >= -1 (-100%)"
 
 def returns_array(returns:pd.DataFrame|np.ndarray, # T × N simple returns
                   what:str="returns", # name for messages
                  ) -> np.ndarray:
-    "`returns` as a 2-D float64 array (not copied when already float64: treat it as read-only), after checking its values."
+    "`returns` as a 2-D float64 array, values checked (not copied when already float64: treat it as read-only)."
     names = None
     if isinstance(returns, pd.DataFrame):
         names = returns.columns
         numeric = {d: pd.api.types.is_float_dtype(d) or pd.api.types.is_integer_dtype(d) for d in set(returns.dtypes)}
         if not all(numeric.values()):
             bad = next(c for c, d in returns.dtypes.items() if not numeric[d])
-            raise ContractError(describe(f"{what} column dtype", {str(bad): str(returns.dtypes[bad])}, "float64 simple returns"))
+            raise ContractError(describe(f"{what} column dtype", {str(bad): str(returns.dtypes[bad])},
+                                         "float64 simple returns"))
         arr = returns.to_numpy(dtype=np.float64)
     else:
         arr = np.asarray(returns)
         if arr.ndim != 2 or arr.dtype.kind not in "fiu":
-            raise ContractError(describe(f"{what} array", f"{arr.ndim}-D {arr.dtype}", "a 2-D numeric array (time × assets)"))
+            raise ContractError(describe(f"{what} array", f"{arr.ndim}-D {arr.dtype}",
+                                         "a 2-D numeric array (time × assets)"))
         arr = arr.astype(np.float64, copy=False)
-    bad = ~(np.isnan(arr) | (np.isfinite(arr) & (arr >= -1.0)))
+    bad = bad_returns(arr)
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
         col = names[j] if names is not None else j
-        raise ContractError(describe(f"{what} value at row {i}, column {col!r}", float(arr[i, j]), _RETURNS_EXPECTED))
+        raise ContractError(describe(f"{what} value at row {i}, column {col!r}", float(arr[i, j]), RETURNS_RULE))
     return arr
+
+# %% ../../nbs/30_base.ipynb #4e63c7b9
+def _check_columns(cols:pd.Index, what:str) -> None:
+    "Columns of a returns matrix: symbol strings, each once."
+    if (bad := [c for c in cols if not isinstance(c, str)]):
+        raise ContractError(describe(f"{what} column name", bad[0], "symbol strings such as 'NASDAQ:AAPL'"))
+    if not cols.is_unique:
+        raise ContractError(describe(f"{what} columns", sorted(set(cols[cols.duplicated()]))[:5],
+                                     "unique symbols (each asset once)"))
 
 def check_returns(obj:pd.DataFrame|PointInTimeView, # a returns frame or a view of one
                   what:str="returns", # name for messages
                  ) -> None:
-    "Stage contract of a wide returns matrix: UTC sorted unique index, unique string columns, values NaN or finite >= -1."
-    if isinstance(obj, PointInTimeView): cols, values = obj.columns, obj.values   # the view checked its index
+    "Stage contract of a returns matrix: UTC sorted unique index, unique string columns, values meeting `RETURNS_RULE`."
+    if isinstance(obj, PointInTimeView):
+        cols, values = obj.columns, obj.values   # the view checked its index
     elif isinstance(obj, pd.DataFrame):
         idx = obj.index
         if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None or str(idx.tz) != "UTC":
-            raise ContractError(describe(f"{what} index", getattr(idx, "dtype", type(idx).__name__), "a DatetimeIndex in UTC"))
+            raise ContractError(describe(f"{what} index", getattr(idx, "dtype", type(idx).__name__),
+                                         "a DatetimeIndex in UTC"))
         if not (idx.is_monotonic_increasing and idx.is_unique):
-            raise ContractError(describe(f"{what} index", "unsorted or duplicated timestamps", "strictly increasing timestamps"))
+            raise ContractError(describe(f"{what} index", "unsorted or duplicated timestamps",
+                                         "strictly increasing timestamps"))
         cols, values = obj.columns, obj
-    else: raise ContractError(describe(what, type(obj).__name__, "a returns DataFrame or a PointInTimeView"))
-    if (bad := [c for c in cols if not isinstance(c, str)]):
-        raise ContractError(describe(f"{what} column name", bad[0], "symbol strings such as 'NASDAQ:AAPL'"))
-    if not cols.is_unique:
-        raise ContractError(describe(f"{what} columns", sorted(set(cols[cols.duplicated()]))[:5], "unique symbols (each asset once)"))
+    else:
+        raise ContractError(describe(what, type(obj).__name__, "a returns DataFrame or a PointInTimeView"))
+    _check_columns(cols, what)
     returns_array(values, what)
 
 def check_view(obj:PointInTimeView, # the view a decision stage reads
                what:str="view", # name for messages
               ) -> None:
-    "Stage contract of a returns view: a `PointInTimeView` with unique symbol columns (values are checked where they are read)."
-    if not isinstance(obj, PointInTimeView): raise ContractError(describe(what, type(obj).__name__, "a PointInTimeView"))
-    cols = obj.columns
-    if (bad := [c for c in cols if not isinstance(c, str)]):
-        raise ContractError(describe(f"{what} column name", bad[0], "symbol strings such as 'NASDAQ:AAPL'"))
-    if not cols.is_unique:
-        raise ContractError(describe(f"{what} columns", sorted(set(cols[cols.duplicated()]))[:5], "unique symbols (each asset once)"))
+    "Stage contract of a returns view: a `PointInTimeView` with unique symbol columns (values: checked where read)."
+    if not isinstance(obj, PointInTimeView):
+        raise ContractError(describe(what, type(obj).__name__, "a PointInTimeView"))
+    _check_columns(obj.columns, what)
 
+# %% ../../nbs/30_base.ipynb #33a110af
 def position_returns(returns:np.ndarray, # T × N simple returns (read-only is fine)
                      short:np.ndarray|bool, # per column (or for all): True where the position is SHORT
                     ) -> np.ndarray:
@@ -322,7 +389,8 @@ def toy_market(n_assets:int=24, # number of columns
               ) -> pd.DataFrame:
     "A seeded, clustered, fat-tailed daily simple-returns frame (`TOY:A000`, ...) with optional awkward columns."
     for name, v, lo in (("n_assets", n_assets, 1), ("n_days", n_days, 2), ("n_clusters", n_clusters, 1)):
-        if not isinstance(v, (int, np.integer)) or v < lo: raise ValidationError(describe(name, v, f"an integer >= {lo}"))
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValidationError(describe(name, v, f"an integer >= {lo}"))
     rng = np.random.default_rng(seed)
     factors = rng.standard_t(4, size=(n_days, n_clusters)) * 0.012
     beta = rng.uniform(0.6, 1.4, n_assets)
@@ -336,6 +404,8 @@ def toy_market(n_assets:int=24, # number of columns
         if n_assets > 2: r[half, 2] = -1.0
         if n_assets > 3: r[rng.random(n_days) < 0.05, 3] = np.nan
         if n_assets > 4: r[min(half + 5, n_days - 1), 4] = 1.5
-        if n_assets >= 8: r[:, -2] = 0.0; r[:, -1] = np.nan
+        if n_assets >= 8:
+            r[:, -2] = 0.0
+            r[:, -1] = np.nan
     idx = pd.date_range(start, periods=n_days, freq="D", tz="UTC")
     return pd.DataFrame(r, index=idx, columns=[f"TOY:A{i:03d}" for i in range(n_assets)])

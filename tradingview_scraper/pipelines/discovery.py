@@ -35,13 +35,73 @@ __all__ = ['SNAPSHOT_FIELDS', 'SNAPSHOT_SCHEMA', 'MARKETS', 'CANDIDATES_OUT_SCHE
 SNAPSHOT_FIELDS = ("symbol", "name", "exchange", "type", "currency", "sector", "description", "close", "volume",
                    "value_traded", "change", "bars", "last_bar", "data_error")
 _NUMERIC = ("close", "volume", "value_traded", "change", "bars")
+_CATALOG = ("exchange", "type", "currency", "sector", "description")       # fields of the catalog version
+_TEXT = ("symbol", "name", *_CATALOG, "data_error")
 
 SNAPSHOT_SCHEMA = pa.DataFrameSchema(
-    {**{f: pa.Column(str, nullable=f not in ("symbol", "name")) for f in ("symbol", "name", "exchange", "type", "currency",
-                                                                          "sector", "description", "data_error")},
-     **{f: pa.Column(float, nullable=True) for f in _NUMERIC}, "last_bar": pa.Column("datetime64[ns, UTC]", nullable=True)},
+    {**{f: pa.Column(str, nullable=f not in ("symbol", "name")) for f in _TEXT},
+     **{f: pa.Column(float, nullable=True) for f in _NUMERIC},
+     "last_bar": pa.Column("datetime64[ns, UTC]", nullable=True)},
     strict=True, name="snapshot")
 
+# %% ../../nbs/31_discovery.ipynb #82ebfb6d
+def _check_liquidity_bars(liquidity_bars) -> None:
+    "Refuse anything but an integer >= 1."
+    if not isinstance(liquidity_bars, int) or liquidity_bars < 1:
+        raise ValidationError(describe("liquidity_bars", liquidity_bars, "an integer >= 1"))
+
+def _known_at(versions:pd.DataFrame, # the catalog's version history
+              t:pd.Timestamp, # decision time
+             ) -> pd.DataFrame:
+    "The catalog versions known at `t` (valid_from < t ≤ valid_until, or still open), by symbol."
+    v = versions
+    return v[(v["valid_from"] < t) & (v["valid_until"].isna() | (v["valid_until"] >= t))].sort_values("symbol")
+
+# %% ../../nbs/31_discovery.ipynb #b71e92d4
+def _bars_before(lakehouse:Lakehouse, # where the bars live
+                 symbol:str, # EXCHANGE:TICKER
+                 t:pd.Timestamp, # decision time
+                 interval:str, # bar interval
+                 bars:dict|None, # symbol → all its bars or the error reading them (None: read from the lakehouse)
+                ) -> pd.DataFrame:
+    "The bars of `symbol` strictly before `t`."
+    if bars is None:
+        return lakehouse.read_ohlcv(symbol, interval, end=t)
+    full = bars.get(symbol)
+    if isinstance(full, Exception):
+        raise full
+    if full is None:
+        raise DataNotFoundError(describe("symbol", symbol, "bars in the preloaded set"))
+    return full.iloc[:int(full["ts"].searchsorted(t, side="left"))]
+
+def _market_fields(b:pd.DataFrame, # a symbol's bars before t (at least one)
+                   liquidity_bars:int, # bars averaged into value_traded
+                  ) -> dict:
+    "close, volume, bars, last_bar, value_traded and change of the bars `b`."
+    c, vol = b["close"].to_numpy(np.float64), b["volume"].to_numpy(np.float64)
+    vt = (c * vol)[-liquidity_bars:]
+    return dict(close=c[-1], volume=vol[-1], bars=float(len(b)), last_bar=b["ts"].iloc[-1],
+                value_traded=float(np.nanmean(vt)) if np.isfinite(vt).any() else np.nan,
+                change=c[-1] / c[-2] - 1 if len(c) > 1 else np.nan)
+
+# %% ../../nbs/31_discovery.ipynb #03b52ba5
+def _snapshot_row(rec) -> dict:
+    "The snapshot row of a catalog version, before any bar is read."
+    return {"symbol": rec.symbol, "name": rec.symbol.split(":", 1)[1], **{f: getattr(rec, f) for f in _CATALOG},
+            "close": np.nan, "volume": np.nan, "value_traded": np.nan, "change": np.nan, "bars": 0.0,
+            "last_bar": pd.NaT, "data_error": None}
+
+def _snapshot_frame(rows:list[dict]) -> pd.DataFrame:
+    "The snapshot rows as a frame with the `SNAPSHOT_SCHEMA` dtypes."
+    out = pd.DataFrame(rows, columns=list(SNAPSHOT_FIELDS))
+    for f in _TEXT:
+        out[f] = out[f].astype(str)
+    for f in _NUMERIC:
+        out[f] = out[f].astype(np.float64)
+    out["last_bar"] = pd.to_datetime(out["last_bar"], utc=True).astype("datetime64[ns, UTC]")
+    return out
+
+# %% ../../nbs/31_discovery.ipynb #ead22921
 def catalog_snapshot(lakehouse:Lakehouse, # where the catalog and the bars live
                      t, # decision time: only catalog versions and bars strictly before it are read
                      interval:str="1d", # bar interval
@@ -51,36 +111,21 @@ def catalog_snapshot(lakehouse:Lakehouse, # where the catalog and the bars live
                     ) -> pd.DataFrame:
     "One row per symbol the catalog knew before `t`, with market fields from the bars before `t`."
     t = to_utc(t)
-    if not isinstance(liquidity_bars, int) or liquidity_bars < 1: raise ValidationError(describe("liquidity_bars", liquidity_bars, "an integer >= 1"))
+    _check_liquidity_bars(liquidity_bars)
     v = lakehouse.catalog(versions=True) if versions is None else versions
-    known = v[(v["valid_from"] < t) & (v["valid_until"].isna() | (v["valid_until"] >= t))].sort_values("symbol")
     rows = []
-    for rec in known.itertuples(index=False):
-        row = {"symbol": rec.symbol, "name": rec.symbol.split(":", 1)[1], "exchange": rec.exchange, "type": rec.type,
-               "currency": rec.currency, "sector": rec.sector, "description": rec.description, "close": np.nan, "volume": np.nan,
-               "value_traded": np.nan, "change": np.nan, "bars": 0.0, "last_bar": pd.NaT, "data_error": None}
+    for rec in _known_at(v, t).itertuples(index=False):
+        row = _snapshot_row(rec)
         try:
-            if bars is None: b = lakehouse.read_ohlcv(rec.symbol, interval, end=t)
-            elif isinstance(bars.get(rec.symbol), Exception): raise bars[rec.symbol]
-            else:
-                full = bars.get(rec.symbol)
-                if full is None: raise DataNotFoundError(describe("symbol", rec.symbol, "bars in the preloaded set"))
-                b = full.iloc[:int(full["ts"].searchsorted(t, side="left"))]
+            b = _bars_before(lakehouse, rec.symbol, t, interval, bars)
         except (DataNotFoundError, CorruptDataError) as e:
             row["data_error"], row["bars"] = f"{type(e).__name__}: {e}", np.nan
-            rows.append(row); continue
+            rows.append(row)
+            continue
         if len(b):
-            c, vol = b["close"].to_numpy(np.float64), b["volume"].to_numpy(np.float64)
-            vt = (c * vol)[-liquidity_bars:]
-            row.update(close=c[-1], volume=vol[-1], bars=float(len(b)), last_bar=b["ts"].iloc[-1],
-                       value_traded=float(np.nanmean(vt)) if np.isfinite(vt).any() else np.nan,
-                       change=c[-1] / c[-2] - 1 if len(c) > 1 else np.nan)
+            row.update(_market_fields(b, liquidity_bars))
         rows.append(row)
-    out = pd.DataFrame(rows, columns=list(SNAPSHOT_FIELDS))
-    for f in ("symbol", "name", "exchange", "type", "currency", "sector", "description", "data_error"): out[f] = out[f].astype(str)
-    for f in _NUMERIC: out[f] = out[f].astype(np.float64)
-    out["last_bar"] = pd.to_datetime(out["last_bar"], utc=True).astype("datetime64[ns, UTC]")
-    return out
+    return _snapshot_frame(rows)
 
 # %% ../../nbs/31_discovery.ipynb #c5a1d0e2
 def _bar_arrays(full:pd.DataFrame) -> tuple:
@@ -89,8 +134,11 @@ def _bar_arrays(full:pd.DataFrame) -> tuple:
     c, vol = full["close"].to_numpy(np.float64), full["volume"].to_numpy(np.float64)
     return ts, c, vol, c * vol
 
-def _window_means(vt:np.ndarray, pos:np.ndarray, n:int) -> np.ndarray:
-    "Mean of the finite-or-inf values of `vt[p − n:p]` per end position p (NaN where none is finite), as `np.nanmean` of each window."
+def _window_means(vt:np.ndarray, # close × volume of every bar
+                  pos:np.ndarray, # end positions p (bars vt[:p] are before the decision time)
+                  n:int, # window length
+                 ) -> np.ndarray:
+    "`np.nanmean(vt[p − n:p])` per end position p (NaN where no value is finite)."
     out = np.full(len(pos), np.nan)
     full, short = pos >= n, (pos > 0) & (pos < n)
     if full.any():
@@ -98,77 +146,117 @@ def _window_means(vt:np.ndarray, pos:np.ndarray, n:int) -> np.ndarray:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             out[full] = np.where(np.isfinite(win).any(1), np.nanmean(win, axis=1), np.nan)
-    for k in np.flatnonzero(short):                                          # the first bars of a history: shorter windows
+    for k in np.flatnonzero(short):                                  # the first bars of a history: shorter windows
         w = vt[:pos[k]]
         out[k] = float(np.nanmean(w)) if np.isfinite(w).any() else np.nan
     return out
 
-def catalog_snapshots(lakehouse:Lakehouse, # where the catalog and the bars live
-                      dates, # decision times: each snapshot reads only catalog versions and bars strictly before its date
-                      interval:str="1d", # bar interval
-                      liquidity_bars:int=20, # bars averaged into value_traded
-                      versions:pd.DataFrame|None=None, # the catalog's version history, already read (None: read it)
-                      bars:dict|None=None, # symbol → all its bars or the error reading them (None: read every catalogued symbol once)
-                     ) -> pd.DataFrame:
-    "`catalog_snapshot` of many dates at once: a `date` column, then the snapshot fields; rows by date (each once), then symbol."
-    if not isinstance(liquidity_bars, int) or liquidity_bars < 1: raise ValidationError(describe("liquidity_bars", liquidity_bars, "an integer >= 1"))
-    v = lakehouse.catalog(versions=True) if versions is None else versions
-    if bars is None: bars = _read_all_bars(lakehouse, v["symbol"].unique(), interval)
-    dates = pd.DatetimeIndex([to_utc(t) for t in dates]).unique().sort_values()      # each date once
-    tv = dates.as_unit("ns").asi8
-    vf = pd.DatetimeIndex(v["valid_from"]).as_unit("ns").asi8
-    vu_raw = pd.DatetimeIndex(v["valid_until"]).as_unit("ns")
+# %% ../../nbs/31_discovery.ipynb #e3d02358
+def _known_pairs(versions:pd.DataFrame, # the catalog's version history
+                 tv:np.ndarray, # decision times, int64 ns, sorted
+                ) -> tuple[np.ndarray, np.ndarray]:
+    "Date numbers and version rows of the known (date, version) pairs, by date then symbol."
+    vf = pd.DatetimeIndex(versions["valid_from"]).as_unit("ns").asi8
+    vu_raw = pd.DatetimeIndex(versions["valid_until"]).as_unit("ns")
     vu, open_ = vu_raw.asi8, vu_raw.isna()
-    d_idx, r_idx = np.nonzero((vf[None, :] < tv[:, None]) & (open_[None, :] | (vu[None, :] >= tv[:, None])))  # (date, version row) known
-    sym = v["symbol"].to_numpy(dtype=object)
+    known = (vf[None, :] < tv[:, None]) & (open_[None, :] | (vu[None, :] >= tv[:, None]))
+    d_idx, r_idx = np.nonzero(known)
+    sym = versions["symbol"].to_numpy(dtype=object)
     order = np.lexsort((sym[r_idx].astype(str), d_idx))                    # by date, then symbol
-    d_idx, r_idx = d_idx[order], r_idx[order]
-    n = len(d_idx)
-    close, volume, vt_mean, change = (np.full(n, np.nan) for _ in range(4))
-    nbars, last = np.zeros(n), np.full(n, np.iinfo(np.int64).min)          # iinfo.min is NaT
-    error = np.full(n, None, dtype=object)
-    rows_of = pd.Series(np.arange(n)).groupby(sym[r_idx]).indices if n else {}
-    for s, rows in rows_of.items():
-        full = bars.get(s)
-        if full is None or isinstance(full, Exception):
-            e = full if full is not None else DataNotFoundError(describe("symbol", s, "bars in the preloaded set"))
-            error[rows], nbars[rows] = f"{type(e).__name__}: {e}", np.nan
-            continue
-        ts, c, vol, vt = _bar_arrays(full)
-        pos = np.searchsorted(ts, tv[d_idx[rows]], side="left")
-        has, p = pos > 0, pos[pos > 0]
-        r = rows[has]
-        nbars[rows] = pos.astype(np.float64)
-        close[r], volume[r], last[r] = c[p - 1], vol[p - 1], ts[p - 1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            two = p > 1
-            change[r[two]] = c[p[two] - 1] / c[p[two] - 2] - 1
-        vt_mean[r] = _window_means(vt, p, liquidity_bars)
-    known = v.iloc[r_idx]
-    out = pd.DataFrame({"date": dates[d_idx], "symbol": sym[r_idx], "name": [x.split(":", 1)[1] for x in sym[r_idx]],
-                        **{f: known[f].to_numpy(dtype=object) for f in ("exchange", "type", "currency", "sector", "description")},
-                        "close": close, "volume": volume, "value_traded": vt_mean, "change": change, "bars": nbars,
-                        "last_bar": pd.to_datetime(last, utc=True), "data_error": error})
-    for f in ("symbol", "name", "exchange", "type", "currency", "sector", "description", "data_error"): out[f] = out[f].astype(str)
-    out["last_bar"] = out["last_bar"].astype("datetime64[ns, UTC]")
-    return out
+    return d_idx[order], r_idx[order]
 
+# %% ../../nbs/31_discovery.ipynb #c3edc4ab
+def _market_columns(n:int) -> dict[str, np.ndarray]:
+    "Market fields of n snapshot rows before any bar is read: NaN prices, 0 bars, NaT last bar, no error."
+    return {"close": np.full(n, np.nan), "volume": np.full(n, np.nan), "value_traded": np.full(n, np.nan),
+            "change": np.full(n, np.nan), "bars": np.zeros(n),
+            "last_bar": np.full(n, np.iinfo(np.int64).min),                  # iinfo.min is NaT
+            "data_error": np.full(n, None, dtype=object)}
+
+def _fill_symbol(m:dict, # `_market_columns` of every snapshot row (filled in place)
+                 rows:np.ndarray, # the rows of one symbol
+                 full:pd.DataFrame|Exception, # all the symbol's bars, or the error reading them
+                 at:np.ndarray, # decision time of each row, int64 ns
+                 liquidity_bars:int, # bars averaged into value_traded
+                ):
+    "The market fields of one symbol's snapshot rows."
+    if isinstance(full, Exception):
+        m["data_error"][rows], m["bars"][rows] = f"{type(full).__name__}: {full}", np.nan
+        return
+    ts, c, vol, vt = _bar_arrays(full)
+    pos = np.searchsorted(ts, at, side="left")                              # bars before each date
+    has, p = pos > 0, pos[pos > 0]
+    r = rows[has]
+    m["bars"][rows] = pos.astype(np.float64)
+    m["close"][r], m["volume"][r], m["last_bar"][r] = c[p - 1], vol[p - 1], ts[p - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        two = p > 1
+        m["change"][r[two]] = c[p[two] - 1] / c[p[two] - 2] - 1
+    m["value_traded"][r] = _window_means(vt, p, liquidity_bars)
+
+# %% ../../nbs/31_discovery.ipynb #9bc9046a
 def _read_all_bars(lakehouse:Lakehouse, symbols, interval:str) -> dict:
     "symbol → all its bars, or the error reading them."
     out = {}
     for s in symbols:
-        try: out[s] = lakehouse.read_ohlcv(s, interval)
-        except (DataNotFoundError, CorruptDataError) as e: out[s] = e
+        try:
+            out[s] = lakehouse.read_ohlcv(s, interval)
+        except (DataNotFoundError, CorruptDataError) as e:
+            out[s] = e
     return out
 
+# %% ../../nbs/31_discovery.ipynb #03a03c4c
+def catalog_snapshots(lakehouse:Lakehouse, # where the catalog and the bars live
+                      dates, # decision times: each snapshot reads only what was known strictly before its date
+                      interval:str="1d", # bar interval
+                      liquidity_bars:int=20, # bars averaged into value_traded
+                      versions:pd.DataFrame|None=None, # the catalog's version history, already read (None: read it)
+                      bars:dict|None=None, # symbol → all its bars or the error reading them (None: read them once)
+                     ) -> pd.DataFrame:
+    "`catalog_snapshot` of many dates at once: a `date` column, then the snapshot fields; rows by date, then symbol."
+    _check_liquidity_bars(liquidity_bars)
+    v = lakehouse.catalog(versions=True) if versions is None else versions
+    if bars is None:
+        bars = _read_all_bars(lakehouse, v["symbol"].unique(), interval)
+    dates = pd.DatetimeIndex([to_utc(t) for t in dates]).unique().sort_values()      # each date once
+    tv = dates.as_unit("ns").asi8
+    d_idx, r_idx = _known_pairs(v, tv)
+    sym = v["symbol"].to_numpy(dtype=object)[r_idx]
+    m = _market_columns(len(d_idx))
+    rows_of = pd.Series(np.arange(len(d_idx))).groupby(sym).indices if len(d_idx) else {}
+    for s, rows in rows_of.items():
+        full = bars.get(s)
+        if full is None:
+            full = DataNotFoundError(describe("symbol", s, "bars in the preloaded set"))
+        _fill_symbol(m, rows, full, tv[d_idx[rows]], liquidity_bars)
+    known = v.iloc[r_idx]
+    out = pd.DataFrame({"date": dates[d_idx], "symbol": sym, "name": [x.split(":", 1)[1] for x in sym],
+                        **{f: known[f].to_numpy(dtype=object) for f in _CATALOG}, **{f: m[f] for f in _NUMERIC},
+                        "last_bar": pd.to_datetime(m["last_bar"], utc=True), "data_error": m["data_error"]})
+    for f in _TEXT:
+        out[f] = out[f].astype(str)
+    out["last_bar"] = out["last_bar"].astype("datetime64[ns, UTC]")
+    return out
 
 # %% ../../nbs/31_discovery.ipynb #6111b970
 MARKETS = types.MappingProxyType({
     "america": ("NASDAQ", "NYSE", "AMEX", "NYSE ARCA", "CBOE", "BATS", "OTC"),
-    "crypto": ("BINANCE", "BYBIT", "OKX", "COINBASE", "KRAKEN", "BITSTAMP", "BITGET", "KUCOIN", "GATEIO", "MEXC", "BITFINEX")})
+    "crypto": ("BINANCE", "BYBIT", "OKX", "COINBASE", "KRAKEN", "BITSTAMP", "BITGET", "KUCOIN", "GATEIO", "MEXC",
+               "BITFINEX")})
 _ONLINE_ONLY = ("crosses", "crosses_above", "crosses_below")
 _FIELD_ALIASES = {"name": "name"}     # scanner column names that exist offline under the same name
 
+def _screen_problem(s:Screen) -> str|None:
+    "Why screen `s` cannot run offline (unknown fields, online-only operations), or None."
+    fields = [f.left for f in s.filters] + list(s.columns) + ([s.sort_by] if s.sort_by else [])
+    fields += [f.right for f in s.filters if f.operation in ("above", "below") and isinstance(f.right, str)]
+    if (bad := sorted({f for f in fields if f not in SNAPSHOT_FIELDS})):
+        return f"screen {s.name!r}: fields {bad} are not available offline; known: {list(SNAPSHOT_FIELDS)}"
+    if (bad := sorted({f.operation for f in s.filters if f.operation in _ONLINE_ONLY})):
+        return f"screen {s.name!r}: operations {bad} need the online screener"
+    return None
+
+# %% ../../nbs/31_discovery.ipynb #c7405e50
 class DiscoveryParams(StageParams):
     "Screens evaluated offline."
     screens: tuple[Screen, ...] = () # the profile's screens (config.Screen)
@@ -180,131 +268,179 @@ class DiscoveryParams(StageParams):
     @classmethod
     def _screens(cls, v):
         names = [s.name for s in v]
-        if len(set(names)) != len(names): raise ValueError(f"screen names must be unique, got {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"screen names must be unique, got {names}")
         for s in v:
-            fields = [f.left for f in s.filters] + list(s.columns) + ([s.sort_by] if s.sort_by else [])
-            fields += [f.right for f in s.filters if f.operation in ("above", "below") and isinstance(f.right, str)]
-            if (bad := sorted({f for f in fields if f not in SNAPSHOT_FIELDS})):
-                raise ValueError(f"screen {s.name!r}: fields {bad} are not available offline; known: {list(SNAPSHOT_FIELDS)}")
-            if (bad := sorted({f.operation for f in s.filters if f.operation in _ONLINE_ONLY})):
-                raise ValueError(f"screen {s.name!r}: operations {bad} need the online screener")
+            if (problem := _screen_problem(s)):
+                raise ValueError(problem)
         return tuple(v)
 
+# %% ../../nbs/31_discovery.ipynb #ade876e1
 CANDIDATES_OUT_SCHEMA = pa.DataFrameSchema({
     "symbol": pa.Column(str), "exchange": pa.Column(str, nullable=True), "type": pa.Column(str, nullable=True),
     "direction": pa.Column(str, pa.Check.isin(["LONG", "SHORT"])), "logic": pa.Column(str), "screen": pa.Column(str),
     **{f: pa.Column(float, nullable=True) for f in _NUMERIC}}, strict=True, ordered=True, name="discovered candidates")
 
-DISCOVERY_TRAIL_SCHEMA = pa.DataFrameSchema({"screen": pa.Column(str), "symbol": pa.Column(str), "included": pa.Column(bool),
-                                             "reason": pa.Column(str)}, strict=True, ordered=True, name="discovery trail")
+DISCOVERY_TRAIL_SCHEMA = pa.DataFrameSchema({"screen": pa.Column(str), "symbol": pa.Column(str),
+                                             "included": pa.Column(bool), "reason": pa.Column(str)},
+                                            strict=True, ordered=True, name="discovery trail")
+_CANDIDATE_DTYPES = {**{c: str for c in ("symbol", "exchange", "type", "direction", "logic", "screen")},
+                     **{f: np.float64 for f in _NUMERIC}}
+
+# %% ../../nbs/31_discovery.ipynb #f708bc15
+_COMPARE = types.MappingProxyType({"greater": np.greater, "above": np.greater, "less": np.less, "below": np.less,
+                                   "egreater": np.greater_equal, "eless": np.less_equal})
+
+def _op_mask(snap:pd.DataFrame, f) -> np.ndarray:
+    "Rows where `f.left f.operation f.right` holds (before the NaN rule)."
+    x, op, r = snap[f.left], f.operation, f.right
+    num = f.left in _NUMERIC
+    if op in _COMPARE:
+        rhs = snap[r].to_numpy(np.float64) if isinstance(r, str) and r in SNAPSHOT_FIELDS else float(r)
+        return _COMPARE[op](x.to_numpy(np.float64), rhs)
+    if op in ("in_range", "not_in_range"):
+        if not (isinstance(r, (list, tuple)) and len(r) == 2):
+            raise ValidationError(describe(f"right of {op} on {f.left}", r, "[low, high]"))
+        a = x.to_numpy(np.float64) if num else None
+        inside = (a >= r[0]) & (a <= r[1]) if num else x.between(r[0], r[1]).to_numpy()
+        return inside if op == "in_range" else ~inside & x.notna().to_numpy()
+    if op in ("equal", "nequal"):
+        eq = (x.to_numpy(np.float64) == float(r)) if num else (x == r).to_numpy(dtype=bool, na_value=False)
+        return eq if op == "equal" else ~eq & x.notna().to_numpy()
+    if op == "match":
+        return x.str.contains(str(r), case=False, regex=False).to_numpy(dtype=bool, na_value=False)
+    if op in ("has", "has_none_of"):
+        inn = x.isin(r if isinstance(r, (list, tuple)) else [r]).to_numpy()
+        return inn if op == "has" else ~inn & x.notna().to_numpy()
+    raise ValidationError(describe("screen filter operation", op, "an operation available offline"))
 
 def _filter_mask(snap:pd.DataFrame, f, reasons:bool=True) -> tuple[np.ndarray, list|None]:
     "Which rows pass filter `f`, and a value per row for the reason (None when `reasons` is False)."
     x = snap[f.left]
-    op, r = f.operation, f.right
-    num = f.left in _NUMERIC
     with np.errstate(invalid="ignore"):
-        if op in ("greater", "less", "egreater", "eless", "above", "below"):
-            rhs = snap[r].to_numpy(np.float64) if isinstance(r, str) and r in SNAPSHOT_FIELDS else float(r)
-            a = x.to_numpy(np.float64)
-            ok = {"greater": a > rhs, "above": a > rhs, "less": a < rhs, "below": a < rhs, "egreater": a >= rhs, "eless": a <= rhs}[op]
-        elif op in ("in_range", "not_in_range"):
-            if not (isinstance(r, (list, tuple)) and len(r) == 2): raise ValidationError(describe(f"right of {op} on {f.left}", r, "[low, high]"))
-            a = x.to_numpy(np.float64) if num else x
-            inside = (a >= r[0]) & (a <= r[1]) if num else x.between(r[0], r[1]).to_numpy()
-            ok = inside if op == "in_range" else ~inside & x.notna().to_numpy()
-        elif op in ("equal", "nequal"):
-            eq = (x.to_numpy(np.float64) == float(r)) if num else (x == r).to_numpy(dtype=bool, na_value=False)
-            ok = eq if op == "equal" else ~eq & x.notna().to_numpy()
-        elif op == "match":
-            ok = x.str.contains(str(r), case=False, regex=False).to_numpy(dtype=bool, na_value=False)
-        elif op in ("has", "has_none_of"):
-            vals = r if isinstance(r, (list, tuple)) else [r]
-            inn = x.isin(vals).to_numpy()
-            ok = inn if op == "has" else ~inn & x.notna().to_numpy()
-        else: raise ValidationError(describe("screen filter operation", op, "an operation available offline"))
+        ok = _op_mask(snap, f)
     ok = np.asarray(ok, dtype=bool) & x.notna().to_numpy()
     return ok, x.tolist() if reasons else None
 
+# %% ../../nbs/31_discovery.ipynb #2c945f50
+def _check_market(params:DiscoveryParams, s:Screen):
+    "Refuse a screen whose market has no offline meaning."
+    if s.market not in params.markets:
+        known = f"one of {sorted(params.markets)} offline"
+        raise ConfigError(describe(f"market of screen {s.name!r}", s.market, known))
+
+def _screen_mask(params:DiscoveryParams, s:Screen, snapshot:pd.DataFrame,
+                 reasons:bool=True, # also say why each row is out
+                ) -> tuple[np.ndarray, np.ndarray|None]:
+    "Rows passing screen `s`'s market and filters, and (with `reasons`) the first rule each other row breaks."
+    _check_market(params, s)
+    ok = snapshot["exchange"].isin(params.markets[s.market]).to_numpy()
+    reason = np.full(len(snapshot), None, dtype=object) if reasons else None
+    if reasons:
+        reason[~ok] = [f"market: exchange {e} is not in {s.market}" for e in snapshot["exchange"][~ok]]
+    for f in s.filters:
+        m, vals = _filter_mask(snapshot, f, reasons)
+        if reasons:
+            new = ok & ~m
+            reason[new] = [f"filter {f.left} {f.operation} {f.right!r}: {vals[i]!r}" for i in np.nonzero(new)[0]]
+        ok = ok & m
+    return ok, reason
+
+# %% ../../nbs/31_discovery.ipynb #e48fd3b1
+def _screen_order(snapshot:pd.DataFrame, # the snapshot (or snapshots of many dates)
+                  idx:np.ndarray, # the rows that passed
+                  s:Screen, # sort_by, sort_order
+                  group:np.ndarray|None=None, # date number of every row (None: one date)
+                 ) -> np.ndarray:
+    "Rows `idx` in the screen's order: by `sort_by` (NaN last), ties by symbol; unchanged without `sort_by`."
+    if not s.sort_by:
+        return idx
+    values = snapshot[s.sort_by]
+    key = values.to_numpy(np.float64) if s.sort_by in _NUMERIC else values.to_numpy(dtype=object)
+    first = {} if group is None else {"g": group[idx]}
+    sub = pd.DataFrame({**first, "k": key[idx], "sym": snapshot["symbol"].to_numpy(dtype=object)[idx], "i": idx})
+    by, ascending = [*first, "k", "sym"], [True] * len(first) + [s.sort_order == "asc", True]
+    return sub.sort_values(by, ascending=ascending, na_position="last", kind="stable")["i"].to_numpy()
+
+# %% ../../nbs/31_discovery.ipynb #b2ba1bd3
+def _screen_one(params:DiscoveryParams, s:Screen, snapshot:pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    "The rows screen `s` keeps, in order, and its trail (screen, symbol, included, reason)."
+    ok, reason = _screen_mask(params, s, snapshot)
+    idx = _screen_order(snapshot, np.nonzero(ok)[0], s)
+    keep, cut = idx[:s.limit], idx[s.limit:]
+    for r, i in enumerate(cut, start=s.limit + 1):
+        reason[i] = f"beyond the limit: position {r} > limit {s.limit}"
+    for r, i in enumerate(keep, start=1):
+        reason[i] = f"included at position {r}"
+    included = np.zeros(len(snapshot), dtype=bool)
+    included[keep] = True
+    symbols = snapshot["symbol"].to_numpy(dtype=object)
+    return keep, pd.DataFrame({"screen": s.name, "symbol": symbols, "included": included, "reason": reason})
+
+def _candidates_frame(c:pd.DataFrame, # the snapshot rows found
+                      direction, logic, screen, # of the screen that found each row (one value or one per row)
+                     ) -> pd.DataFrame:
+    "The candidate table of snapshot rows `c` (`CANDIDATES_OUT_SCHEMA` columns, not yet typed)."
+    return pd.DataFrame({"symbol": c["symbol"].to_numpy(dtype=object), "exchange": c["exchange"].to_numpy(dtype=object),
+                         "type": c["type"].to_numpy(dtype=object), "direction": direction, "logic": logic,
+                         "screen": screen, **{f: c[f].to_numpy(np.float64) for f in _NUMERIC}})
+
+# %% ../../nbs/31_discovery.ipynb #24e597f3
 @stage("discovery.screens", "1", outputs=("candidates", "trail"), params=DiscoveryParams,
        contracts={"snapshot": SNAPSHOT_SCHEMA, "candidates": CANDIDATES_OUT_SCHEMA, "trail": DISCOVERY_TRAIL_SCHEMA})
 def screens_stage(params:DiscoveryParams, snapshot:pd.DataFrame):
     "Candidates of every screen, and why each snapshot symbol is in or out of each screen."
     cands, trail = [], []
     for s in params.screens:
-        if s.market not in params.markets:
-            raise ConfigError(describe(f"market of screen {s.name!r}", s.market, f"one of {sorted(params.markets)} offline"))
-        reason = np.full(len(snapshot), None, dtype=object)
-        ok = snapshot["exchange"].isin(params.markets[s.market]).to_numpy()
-        reason[~ok] = [f"market: exchange {e} is not in {s.market}" for e in snapshot["exchange"][~ok]]
-        for f in s.filters:
-            m, vals = _filter_mask(snapshot, f)
-            new = ok & ~m
-            reason[new] = [f"filter {f.left} {f.operation} {f.right!r}: {vals[i]!r}" for i in np.nonzero(new)[0]]
-            ok = ok & m
-        idx = np.nonzero(ok)[0]
-        if s.sort_by:
-            key = snapshot[s.sort_by].to_numpy(np.float64) if s.sort_by in _NUMERIC else snapshot[s.sort_by].to_numpy(dtype=object)
-            sub = pd.DataFrame({"k": key[idx], "sym": snapshot["symbol"].to_numpy(dtype=object)[idx], "i": idx})
-            sub = sub.sort_values(["k", "sym"], ascending=[s.sort_order == "asc", True], na_position="last", kind="stable")
-            idx = sub["i"].to_numpy()
-        keep, cut = idx[:s.limit], idx[s.limit:]
-        for r, i in enumerate(cut, start=s.limit + 1): reason[i] = f"beyond the limit: position {r} > limit {s.limit}"
-        for r, i in enumerate(keep, start=1): reason[i] = f"included at position {r}"
-        inc = np.zeros(len(snapshot), dtype=bool); inc[keep] = True
-        trail.append(pd.DataFrame({"screen": s.name, "symbol": snapshot["symbol"].to_numpy(dtype=object), "included": inc, "reason": reason}))
-        c = snapshot.iloc[keep]
-        cands.append(pd.DataFrame({"symbol": c["symbol"].to_numpy(dtype=object), "exchange": c["exchange"].to_numpy(dtype=object),
-                                   "type": c["type"].to_numpy(dtype=object), "direction": s.direction, "logic": s.logic, "screen": s.name,
-                                   **{f: c[f].to_numpy(np.float64) for f in _NUMERIC}}))
+        keep, tr = _screen_one(params, s, snapshot)
+        trail.append(tr)
+        cands.append(_candidates_frame(snapshot.iloc[keep], s.direction, s.logic, s.name))
     cols = list(CANDIDATES_OUT_SCHEMA.columns)
     out = pd.concat(cands, ignore_index=True) if cands else pd.DataFrame({c: [] for c in cols})
     tr = pd.concat(trail, ignore_index=True) if trail else pd.DataFrame({c: [] for c in DISCOVERY_TRAIL_SCHEMA.columns})
-    out = out.astype({**{c: str for c in ("symbol", "exchange", "type", "direction", "logic", "screen")}, **{f: np.float64 for f in _NUMERIC}})
+    out = out.astype(_CANDIDATE_DTYPES)
     tr = tr.astype({"screen": str, "symbol": str, "included": bool, "reason": str})
     return {"candidates": out[cols], "trail": tr}
 
 STAGES = (screens_stage,)
 
+# %% ../../nbs/31_discovery.ipynb #dc5c3c6c
+def _dated_rows(params:DiscoveryParams,
+                k:int, # screen number
+                snapshots:pd.DataFrame, # `catalog_snapshots(...)`, rows by date
+                group:np.ndarray, # date number of every row
+               ) -> pd.DataFrame:
+    "The rows screen k keeps on every date: date number g, screen number, row order, snapshot row i."
+    s = params.screens[k]
+    ok, _ = _screen_mask(params, s, snapshots, reasons=False)
+    idx = _screen_order(snapshots, np.nonzero(ok)[0], s, group)
+    g = group[idx]
+    position = np.arange(len(idx)) - np.searchsorted(g, g, side="left")  # place within its date
+    keep = idx[position < s.limit]
+    return pd.DataFrame({"g": group[keep], "screen_no": k, "row": np.arange(len(keep)), "i": keep})
+
 # %% ../../nbs/31_discovery.ipynb #c5a1d0e6
 def screen_candidates(params:DiscoveryParams, # the screens (as for `screens_stage`)
-                      snapshots:pd.DataFrame, # `catalog_snapshots(...)`: a date column, then the snapshot fields, rows by date
+                      snapshots:pd.DataFrame, # `catalog_snapshots(...)`: a date column, the snapshot fields; by date
                      ) -> dict[pd.Timestamp, pd.DataFrame]:
-    "`screens_stage(params, snapshot)['candidates']` of every date in `snapshots` at once (no trail): date → candidates."
+    "`screens_stage(params, snapshot)['candidates']` of every date in `snapshots` at once (no trail)."
     day = pd.DatetimeIndex(snapshots["date"]).as_unit("ns").asi8
     if (np.diff(day) < 0).any():
-        raise ValidationError(describe("snapshots", "rows not ordered by date", "the row order of catalog_snapshots (by date, then symbol)"))
+        raise ValidationError(describe("snapshots", "rows not ordered by date",
+                                       "the row order of catalog_snapshots (by date, then symbol)"))
     uniq = np.unique(day)
     group = np.searchsorted(uniq, day)                                       # date number of every row
-    symbols = snapshots["symbol"].to_numpy(dtype=object)
-    parts = []
-    for k, s in enumerate(params.screens):
-        if s.market not in params.markets:
-            raise ConfigError(describe(f"market of screen {s.name!r}", s.market, f"one of {sorted(params.markets)} offline"))
-        ok = snapshots["exchange"].isin(params.markets[s.market]).to_numpy()
-        for f in s.filters: ok = ok & _filter_mask(snapshots, f, reasons=False)[0]
-        idx = np.nonzero(ok)[0]
-        if s.sort_by:                                                        # as the stage: key, NaN last, ties by symbol; per date
-            key = snapshots[s.sort_by].to_numpy(np.float64) if s.sort_by in _NUMERIC else snapshots[s.sort_by].to_numpy(dtype=object)
-            sub = pd.DataFrame({"g": group[idx], "k": key[idx], "sym": symbols[idx], "i": idx})
-            sub = sub.sort_values(["g", "k", "sym"], ascending=[True, s.sort_order == "asc", True], na_position="last", kind="stable")
-            idx = sub["i"].to_numpy()
-        g = group[idx]
-        position = np.arange(len(idx)) - np.searchsorted(g, g, side="left")  # place within its date
-        keep = idx[position < s.limit]
-        parts.append(pd.DataFrame({"g": group[keep], "screen_no": k, "row": np.arange(len(keep)), "i": keep}))
-    sel = pd.concat(parts, ignore_index=True).sort_values(["g", "screen_no", "row"], kind="stable") if parts else \
-          pd.DataFrame({"g": np.array([], dtype=np.int64), "screen_no": np.array([], dtype=np.int64), "i": np.array([], dtype=np.int64)})
+    parts = [_dated_rows(params, k, snapshots, group) for k in range(len(params.screens))]
+    none = np.array([], dtype=np.int64)
+    sel = (pd.concat(parts, ignore_index=True).sort_values(["g", "screen_no", "row"], kind="stable") if parts
+           else pd.DataFrame({"g": none, "screen_no": none, "i": none}))
     c, scr = snapshots.iloc[sel["i"].to_numpy()], [params.screens[j] for j in sel["screen_no"]]
-    out = pd.DataFrame({"symbol": c["symbol"].to_numpy(dtype=object), "exchange": c["exchange"].to_numpy(dtype=object),
-                        "type": c["type"].to_numpy(dtype=object), "direction": np.array([s.direction for s in scr], dtype=object),
-                        "logic": np.array([s.logic for s in scr], dtype=object), "screen": np.array([s.name for s in scr], dtype=object),
-                        **{f: c[f].to_numpy(np.float64) for f in _NUMERIC}})
-    out = out.astype({**{col: str for col in ("symbol", "exchange", "type", "direction", "logic", "screen")}, **{f: np.float64 for f in _NUMERIC}})
+    def of(field): return np.array([getattr(s, field) for s in scr], dtype=object)
+    out = _candidates_frame(c, of("direction"), of("logic"), of("name"))
+    out = out.astype(_CANDIDATE_DTYPES)
     g = sel["g"].to_numpy()
     lo, hi = np.searchsorted(g, np.arange(len(uniq)), "left"), np.searchsorted(g, np.arange(len(uniq)), "right")
     return {t: out.iloc[a:b].reset_index(drop=True) for t, a, b in zip(pd.to_datetime(uniq, utc=True), lo, hi)}
-
 
 # %% ../../nbs/31_discovery.ipynb #5aa1f3b2
 @dataclasses.dataclass(frozen=True)
@@ -316,8 +452,11 @@ class DiscoveryResult:
     snapshot: pd.DataFrame # the catalog snapshot the screens ran on
     stored: dict[str, Path] # screen → universe snapshot file (when stored)
 
-    def __repr__(self): return f"DiscoveryResult({len(self.candidates)} candidates from {self.candidates['screen'].nunique()} screens at {self.t})"
+    def __repr__(self):
+        n_screens = self.candidates["screen"].nunique()
+        return f"DiscoveryResult({len(self.candidates)} candidates from {n_screens} screens at {self.t})"
 
+# %% ../../nbs/31_discovery.ipynb #0079b976
 class DiscoveryPipeline:
     "Offline discovery: catalog snapshot → screens → candidates (→ dated universe snapshots)."
     STAGE_ID = "discovery.screens"
@@ -328,60 +467,88 @@ class DiscoveryPipeline:
                  **overrides, # field → value, e.g. screens=[...]
                 ):
         base = params.model_dump() if isinstance(params, DiscoveryParams) else dict(params or {})
-        try: self.params = DiscoveryParams.model_validate(deep_merge(base, overrides))
-        except pydantic.ValidationError as e: raise ConfigError(f"invalid discovery parameters: {e}") from e
+        try:
+            self.params = DiscoveryParams.model_validate(deep_merge(base, overrides))
+        except pydantic.ValidationError as e:
+            raise ConfigError(f"invalid discovery parameters: {e}") from e
         self.registry = registry if registry is not None else StageRegistry(STAGES, contracts=contracts)
 
     @classmethod
     def from_config(cls, cfg:DiscoveryConfig, **overrides) -> DiscoveryPipeline:
         "From a profile's discovery section (offline source only)."
         if cfg.source != "catalog":
-            raise ConfigError(describe("discovery.source", cfg.source, "'catalog' (online screening goes through ScannerClient)"))
+            expected = "'catalog' (online screening goes through ScannerClient)"
+            raise ConfigError(describe("discovery.source", cfg.source, expected))
         return cls(screens=list(cfg.screens), **overrides)
 
     def __repr__(self): return f"DiscoveryPipeline({[s.name for s in self.params.screens]})"
 
-    def run(self, lakehouse:Lakehouse, # the lakehouse holding the catalog and bars
-            t, # decision time
-            store:bool=False, # write each screen's candidates as a dated universe snapshot (as of t)
-            ledger:AuditLedger|None=None, # record the screening stage here
-           ) -> DiscoveryResult:
-        "Screen the lakehouse as it was known before `t`."
-        t = to_utc(t)
-        snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars)
-        out = self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params}, ledger=ledger)
-        stored = {}
-        if store:
-            for s in self.params.screens:
-                c = out["candidates"][out["candidates"]["screen"] == s.name].reset_index(drop=True)
-                stored[s.name] = lakehouse.write_universe(s.name, c, as_of=t)
-        return DiscoveryResult(t=t, candidates=out["candidates"], trail=out["trail"], snapshot=snap, stored=stored)
+# %% ../../nbs/31_discovery.ipynb #8be84bf5
+def _run(self:DiscoveryPipeline,
+         lakehouse:Lakehouse, # the lakehouse holding the catalog and bars
+         t, # decision time
+         store:bool=False, # write each screen's candidates as a dated universe snapshot (as of t)
+         ledger:AuditLedger|None=None, # record the screening stage here
+        ) -> DiscoveryResult:
+    "Screen the lakehouse as it was known before `t`."
+    t = to_utc(t)
+    snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars)
+    out = self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params}, ledger=ledger)
+    stored = {}
+    if store:
+        for s in self.params.screens:
+            c = out["candidates"][out["candidates"]["screen"] == s.name].reset_index(drop=True)
+            stored[s.name] = lakehouse.write_universe(s.name, c, as_of=t)
+    return DiscoveryResult(t=t, candidates=out["candidates"], trail=out["trail"], snapshot=snap, stored=stored)
 
-    def run_many(self, lakehouse:Lakehouse, # the lakehouse holding the catalog and bars
-                 dates, # decision times (e.g. every walk-forward rebalance)
-                ) -> dict:
-        "`run(lakehouse, t).candidates` for many `t`, reading the catalog and each symbol's bars once (all dates at once with the built-in stage)."
-        versions = lakehouse.catalog(versions=True)
-        bars = _read_all_bars(lakehouse, versions["symbol"].unique(), self.params.interval)
-        dates = [to_utc(t) for t in dates]
-        if self.registry.get(self.STAGE_ID) is screens_stage and self.params.screens:
-            snaps = catalog_snapshots(lakehouse, dates, self.params.interval, self.params.liquidity_bars, versions, bars)
-            if not snaps.duplicated(["date", "symbol"]).any():               # one catalog version per symbol and date
-                if self.registry.contracts != "never" and len(snaps):        # the contracts, on the first date (as a loop with "first")
-                    first = snaps[snaps["date"] == snaps["date"].iloc[0]].drop(columns="date").reset_index(drop=True)
-                    check_contract(first, SNAPSHOT_SCHEMA, f"stage {self.STAGE_ID}: input 'snapshot'")
-                found = screen_candidates(self.params, snaps)
-                if self.registry.contracts != "never" and found:
-                    check_contract(next(iter(found.values())), CANDIDATES_OUT_SCHEMA, f"stage {self.STAGE_ID}: output 'candidates'")
-                return {t: found[t] if t in found else self._screen(lakehouse, t, versions, bars) for t in dates}
-        return {t: self._screen(lakehouse, t, versions, bars) for t in dates}
+DiscoveryPipeline.run = _run
 
-    def _screen(self, lakehouse, t, versions, bars) -> pd.DataFrame:
-        "One date through the registry's stage (the reference path of `run_many`)."
-        snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars, versions, bars)
-        return self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params})["candidates"]
+# %% ../../nbs/31_discovery.ipynb #42dd89d1
+def _universe_as_of(self:DiscoveryPipeline,
+                    lakehouse:Lakehouse, # where the universe snapshots are stored
+                    t, # decision time
+                   ) -> pd.DataFrame|None:
+    "Candidates of the latest stored snapshot of every screen taken strictly before `t` (None when no screen has one)."
+    stored = {s.name: lakehouse.universe_as_of(s.name, t) for s in self.params.screens}
+    parts = [u.assign(screen=name) for name, u in stored.items() if u is not None]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
-    def universe_as_of(self, lakehouse:Lakehouse, t) -> pd.DataFrame|None:
-        "Candidates of the latest stored snapshot of every screen taken strictly before `t` (None when no screen has one)."
-        parts = [u.assign(screen=s.name) for s in self.params.screens if (u := lakehouse.universe_as_of(s.name, t)) is not None]
-        return pd.concat(parts, ignore_index=True) if parts else None
+DiscoveryPipeline.universe_as_of = _universe_as_of
+
+# %% ../../nbs/31_discovery.ipynb #f112eb35
+def _screen(self:DiscoveryPipeline, lakehouse:Lakehouse, t, versions:pd.DataFrame, bars:dict) -> pd.DataFrame:
+    "One date through the registry's stage (the reference path of `run_many`)."
+    snap = catalog_snapshot(lakehouse, t, self.params.interval, self.params.liquidity_bars, versions, bars)
+    return self.registry.run(self.STAGE_ID, {"snapshot": snap}, params={self.STAGE_ID: self.params})["candidates"]
+
+def _screen_all(self:DiscoveryPipeline, lakehouse:Lakehouse, dates:list, versions:pd.DataFrame, bars:dict) -> dict|None:
+    "Every date at once with the built-in stage (None when it does not apply: then `_screen` date by date)."
+    if self.registry.get(self.STAGE_ID) is not screens_stage or not self.params.screens:
+        return None
+    snaps = catalog_snapshots(lakehouse, dates, self.params.interval, self.params.liquidity_bars, versions, bars)
+    if snaps.duplicated(["date", "symbol"]).any():                          # two catalog versions of a symbol at a date
+        return None
+    if self.registry.contracts != "never" and len(snaps):                   # the contracts, on the first date
+        first = snaps[snaps["date"] == snaps["date"].iloc[0]].drop(columns="date").reset_index(drop=True)
+        check_contract(first, SNAPSHOT_SCHEMA, f"stage {self.STAGE_ID}: input 'snapshot'")
+    found = screen_candidates(self.params, snaps)
+    if self.registry.contracts != "never" and found:
+        check_contract(next(iter(found.values())), CANDIDATES_OUT_SCHEMA, f"stage {self.STAGE_ID}: output 'candidates'")
+    return {t: found[t] if t in found else self._screen(lakehouse, t, versions, bars) for t in dates}
+
+DiscoveryPipeline._screen = _screen
+DiscoveryPipeline._screen_all = _screen_all
+
+# %% ../../nbs/31_discovery.ipynb #5b4b2170
+def _run_many(self:DiscoveryPipeline,
+              lakehouse:Lakehouse, # the lakehouse holding the catalog and bars
+              dates, # decision times (e.g. every walk-forward rebalance)
+             ) -> dict:
+    "`run(lakehouse, t).candidates` for many `t`, reading the catalog and each symbol's bars once."
+    versions = lakehouse.catalog(versions=True)
+    bars = _read_all_bars(lakehouse, versions["symbol"].unique(), self.params.interval)
+    dates = [to_utc(t) for t in dates]
+    found = self._screen_all(lakehouse, dates, versions, bars)
+    return found if found is not None else {t: self._screen(lakehouse, t, versions, bars) for t in dates}
+
+DiscoveryPipeline.run_many = _run_many

@@ -39,6 +39,7 @@ class UniverseParams(StageParams):
     "Which rows Selection reads."
     window: int = Field(252, ge=2) # training rows: the last `window` visible rows of the view
 
+# %% ../../nbs/32_selection.ipynb #569dcd56
 CANDIDATES_SCHEMA = pa.DataFrameSchema({
     "symbol": pa.Column(str),
     "direction": pa.Column(str, pa.Check.isin(list(DIRECTIONS))),
@@ -50,60 +51,98 @@ UNIVERSE_SCHEMA = pa.DataFrameSchema({
     "value_traded": pa.Column(float, nullable=True), "status": pa.Column(str, nullable=True),
     "detail": pa.Column(str, nullable=True)}, strict=True, ordered=True, name="universe")
 
+# %% ../../nbs/32_selection.ipynb #9b67e622
 def _canonical(s) -> str|None:
-    try: return str(Symbol.parse(s))
-    except ValidationError: return None
+    "The canonical `EXCHANGE:TICKER` spelling of `s`, or None when it is not a symbol."
+    try:
+        return str(Symbol.parse(s))
+    except ValidationError:
+        return None
 
 def _normalize_candidates(c:pd.DataFrame) -> pd.DataFrame:
     "Plain dtypes for the candidate contract: object columns of strings → str, numeric value_traded → float64."
-    if not isinstance(c, pd.DataFrame): raise ContractError(describe("candidates", type(c).__name__, "a pandas DataFrame"))
+    if not isinstance(c, pd.DataFrame):
+        raise ContractError(describe("candidates", type(c).__name__, "a pandas DataFrame"))
     c = c.copy()
     for col in ("symbol", "direction", "logic"):
-        if col in c and c[col].dtype == object and pd.api.types.infer_dtype(c[col], skipna=False) in ("string", "empty"): c[col] = c[col].astype(str)
-    if "value_traded" in c and (pd.api.types.is_integer_dtype(c["value_traded"]) or pd.api.types.is_float_dtype(c["value_traded"])):
-        c["value_traded"] = c["value_traded"].astype(np.float64)
+        strings = col in c and c[col].dtype == object
+        if strings and pd.api.types.infer_dtype(c[col], skipna=False) in ("string", "empty"):
+            c[col] = c[col].astype(str)
+    vt = c["value_traded"] if "value_traded" in c else None
+    if vt is not None and (pd.api.types.is_integer_dtype(vt) or pd.api.types.is_float_dtype(vt)):
+        c["value_traded"] = vt.astype(np.float64)
     return c
 
+# %% ../../nbs/32_selection.ipynb #a44dac06
 def _plainly_valid(c:pd.DataFrame) -> bool:
-    "True when `c` certainly passes `CANDIDATES_SCHEMA` (strings without gaps, known directions, value_traded ≥ 0 or NaN): pandera is skipped."
-    if not c.columns.is_unique or not {"symbol", "direction", "logic"} <= set(c.columns): return False
+    "True when `c` certainly passes `CANDIDATES_SCHEMA` (then pandera is skipped)."
+    if not c.columns.is_unique or not {"symbol", "direction", "logic"} <= set(c.columns):
+        return False
     for col in ("symbol", "direction", "logic"):
-        if c[col].isna().any() or pd.api.types.infer_dtype(c[col], skipna=False) not in ("string", "empty"): return False
-    if not c["direction"].isin(DIRECTIONS).all(): return False
+        if c[col].isna().any() or pd.api.types.infer_dtype(c[col], skipna=False) not in ("string", "empty"):
+            return False
+    if not c["direction"].isin(DIRECTIONS).all():
+        return False
     if "value_traded" in c:
         vt = c["value_traded"]
-        if vt.dtype != np.float64: return False
+        if vt.dtype != np.float64:
+            return False
         v = vt.to_numpy()
         with np.errstate(invalid="ignore"):
-            if not (np.isnan(v) | (v >= 0)).all(): return False
+            if not (np.isnan(v) | (v >= 0)).all():
+                return False
     return True
 
+# %% ../../nbs/32_selection.ipynb #65d8cf7c
+def _candidate_status(symbols:list, # canonical symbols (None: not a symbol)
+                      raw:pd.Series, # the candidates' symbols as given
+                      present:set, # symbols the view has a column for
+                     ) -> tuple[list, list]:
+    "Status (`invalid_symbol`, `duplicate`, `no_data` or None) and a sentence for every candidate row."
+    seen, status, detail = set(), [None] * len(symbols), [None] * len(symbols)
+    for i, (r, sym) in enumerate(zip(raw, symbols)):
+        if sym is None:
+            status[i], detail[i] = "invalid_symbol", f"{r!r} is not an EXCHANGE:TICKER symbol"
+        elif sym in seen:
+            status[i], detail[i] = "duplicate", f"{sym} already appears in an earlier candidate row"
+        elif sym not in present:
+            status[i], detail[i] = "no_data", f"the view has no column {sym}"
+        if sym is not None:
+            seen.add(sym)
+    return status, detail
+
+# %% ../../nbs/32_selection.ipynb #23a18f7c
+def _universe_table(cands:pd.DataFrame, # normalized candidates
+                    symbols:list, # canonical symbols (None: not a symbol)
+                    status:list, detail:list, # from `_candidate_status`
+                   ) -> pd.DataFrame:
+    "The universe: one row per candidate row, canonical symbols (the raw text where none), status and detail."
+    n = len(cands)
+    vt = cands["value_traded"].to_numpy(np.float64) if "value_traded" in cands else np.full(n, np.nan)
+    shown = [s if s is not None else str(r) for s, r in zip(symbols, cands["symbol"])]
+    return pd.DataFrame({"symbol": pd.Series(shown, dtype=str),
+                         "direction": pd.Series(cands["direction"].to_numpy(), dtype=str),
+                         "logic": pd.Series(cands["logic"].to_numpy(), dtype=str), "value_traded": vt,
+                         "status": pd.Series(status, dtype=str), "detail": pd.Series(detail, dtype=str)})
+
+# %% ../../nbs/32_selection.ipynb #8f4c8ff3
 @stage("selection.universe", "1", outputs=("universe", "streams"), params=UniverseParams,
        contracts={"view": check_view, "universe": UNIVERSE_SCHEMA, "streams": check_returns})
 def universe_stage(params:UniverseParams, view:PointInTimeView, candidates:pd.DataFrame|None=None):
     "The candidate table and the training window of every usable candidate's position stream."
-    if not isinstance(view, PointInTimeView): raise ContractError(describe("view", type(view).__name__, "a PointInTimeView"))
+    if not isinstance(view, PointInTimeView):
+        raise ContractError(describe("view", type(view).__name__, "a PointInTimeView"))
     cols = [str(c) for c in view.columns]
     if candidates is None:
         cands = pd.DataFrame({"symbol": pd.Series(cols, dtype=str), "direction": "LONG", "logic": "hold"})
         canon = list(cols)                      # the view's own names are the symbols
     else:
         cands = _normalize_candidates(candidates)
-        if not _plainly_valid(cands): check_contract(cands, CANDIDATES_SCHEMA, "stage selection.universe: input 'candidates'")
+        if not _plainly_valid(cands):
+            check_contract(cands, CANDIDATES_SCHEMA, "stage selection.universe: input 'candidates'")
         canon = [_canonical(s) for s in cands["symbol"]]
-    n = len(cands)
-    vt = cands["value_traded"].to_numpy(np.float64) if "value_traded" in cands else np.full(n, np.nan)
-    present, seen = set(cols), set()
-    status, detail = [None] * n, [None] * n
-    for i, (raw, sym) in enumerate(zip(cands["symbol"], canon)):
-        if sym is None: status[i], detail[i] = "invalid_symbol", f"{raw!r} is not an EXCHANGE:TICKER symbol"
-        elif sym in seen: status[i], detail[i] = "duplicate", f"{sym} already appears in an earlier candidate row"
-        elif sym not in present: status[i], detail[i] = "no_data", f"the view has no column {sym}"
-        if sym is not None: seen.add(sym)
-    universe = pd.DataFrame({"symbol": pd.Series([s if s is not None else str(r) for s, r in zip(canon, cands["symbol"])], dtype=str),
-                             "direction": pd.Series(cands["direction"].to_numpy(), dtype=str),
-                             "logic": pd.Series(cands["logic"].to_numpy(), dtype=str), "value_traded": vt,
-                             "status": pd.Series(status, dtype=str), "detail": pd.Series(detail, dtype=str)})
+    status, detail = _candidate_status(canon, cands["symbol"], set(cols))
+    universe = _universe_table(cands, canon, status, detail)
     use = np.array([st is None for st in status], dtype=bool)
     syms = universe["symbol"].to_numpy(dtype=object)[use].tolist()
     window = view.tail(params.window)
@@ -112,7 +151,8 @@ def universe_stage(params:UniverseParams, view:PointInTimeView, candidates:pd.Da
     return {"universe": universe, "streams": pd.DataFrame(x, index=window.index, columns=pd.Index(syms, dtype=str))}
 
 # %% ../../nbs/32_selection.ipynb #28159f4f
-FEATURES = types.MappingProxyType({   # feature → orientation for the ranking: +1 higher is better, −1 lower is better
+# feature → orientation for the ranking: +1 higher is better, −1 lower is better
+FEATURES = types.MappingProxyType({
     "momentum": 1, "volatility": -1, "cvar": -1, "efficiency": 1, "entropy": -1,
     "hurst": 1, "skew": 1, "kurtosis": -1, "liquidity": 1, "history": 1})
 
@@ -126,19 +166,78 @@ class FeatureParams(StageParams):
     @field_validator("hurst_lags")
     @classmethod
     def _lags(cls, v):
-        if len(v) < 2 or len(set(v)) != len(v) or min(v) < 1: raise ValueError("hurst_lags needs at least 2 distinct lags >= 1")
+        if len(v) < 2 or len(set(v)) != len(v) or min(v) < 1:
+            raise ValueError("hurst_lags needs at least 2 distinct lags >= 1")
         return tuple(sorted(v))
 
-def _entropy(x:np.ndarray, valid:np.ndarray, m:int) -> np.ndarray:
+# %% ../../nbs/32_selection.ipynb #cea40813
+def _momentum(x:np.ndarray, # T × N returns, NaN = no bar
+              x0:np.ndarray, # x with the gaps as 0
+             ) -> np.ndarray:
+    "Compounded return ∏(1 + x) − 1 of every column; exactly −1 when a −100% bar is in it."
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ruin = (x == -1.0).any(0)
+        return np.where(ruin, -1.0, np.expm1(np.log1p(np.where(x0 > -1.0, x0, 0.0)).sum(0)))
+
+# %% ../../nbs/32_selection.ipynb #c4dd0424
+def _moments(x:np.ndarray, # T × N returns, NaN = no bar
+             valid:np.ndarray, # where x has a value
+             x0:np.ndarray, # x with the gaps as 0
+             n:np.ndarray, # bars with a value per column
+             periods_per_year:int, # annualization of the volatility
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Annualized volatility (ddof 1; 0 for a constant column), skewness and excess kurtosis of every column."
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hi = np.where(valid, x, -np.inf).max(0, initial=-np.inf)
+        lo = np.where(valid, x, np.inf).min(0, initial=np.inf)
+        const = (n > 0) & (hi == lo)
+        mean = x0.sum(0) / n
+        d = np.where(valid, x - mean, 0.0)
+        d2 = d * d
+        vol = np.where(const, 0.0, np.sqrt(d2.sum(0) / (n - 1) * periods_per_year))
+        m2 = np.where(const, np.nan, d2.sum(0) / n)
+        skew = (d2 * d).sum(0) / n / m2 ** 1.5
+        kurt = (d2 * d2).sum(0) / n / m2 ** 2 - 3.0
+    return vol, skew, kurt
+
+# %% ../../nbs/32_selection.ipynb #9c4f52ae
+def _cvar(x:np.ndarray, # T × N returns, NaN = no bar
+          n:np.ndarray, # bars with a value per column
+          alpha:float, # tail fraction
+         ) -> np.ndarray:
+    "Minus the mean of the worst ⌈α·n⌉ returns (at least one) of every column."
+    T, N = x.shape
+    if not T:
+        return np.full(N, np.nan)
+    s = np.sort(x, axis=0)                                               # NaN sort last
+    k = np.maximum(np.ceil(alpha * n - 1e-9), 1).astype(np.int64)
+    cs = np.cumsum(np.where(np.isnan(s), 0.0, s), axis=0)
+    return -np.take_along_axis(cs, np.minimum(k, T)[None, :] - 1, 0)[0] / k
+
+# %% ../../nbs/32_selection.ipynb #70be498e
+def _efficiency(x0:np.ndarray, # T × N returns with the gaps as 0
+               ) -> np.ndarray:
+    "|Σx| / Σ|x| of every column (NaN when the column never moves)."
+    with np.errstate(invalid="ignore", divide="ignore"):
+        path = np.abs(x0).sum(0)
+        return np.where(path > 0, np.abs(x0.sum(0)) / path, np.nan)
+
+# %% ../../nbs/32_selection.ipynb #0a97bbd8
+def _entropy(x:np.ndarray, # T × N returns, NaN = no bar
+             valid:np.ndarray, # where x has a value
+             m:int, # pattern length
+            ) -> np.ndarray:
     "Normalized permutation entropy per column over gap-free windows of m bars (Lehmer code of the ordinal pattern)."
     T, N = x.shape
-    if T < m: return np.full(N, np.nan)
+    if T < m:
+        return np.full(N, np.nan)
     w = np.lib.stride_tricks.sliding_window_view(x, m, axis=0)            # (T-m+1, N, m), a view
     ok = np.lib.stride_tricks.sliding_window_view(valid, m, axis=0).all(-1)
     code = np.zeros(ok.shape, dtype=np.int64)
     for i in range(m - 1):                                                 # Lehmer code: c_i = #{j > i: w_j < w_i}
         c = np.zeros(ok.shape, dtype=np.int64)
-        for j in range(i + 1, m): c += w[..., j] < w[..., i]
+        for j in range(i + 1, m):
+            c += w[..., j] < w[..., i]
         code += c * math.factorial(m - 1 - i)
     nf = math.factorial(m)
     counts = np.bincount((code + nf * np.arange(N))[ok], minlength=N * nf).reshape(N, nf).astype(np.float64)
@@ -148,12 +247,34 @@ def _entropy(x:np.ndarray, valid:np.ndarray, m:int) -> np.ndarray:
         h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(1) / math.log(nf)
     return np.where(tot > 0, h, np.nan)
 
-def _hurst(x0:np.ndarray, valid:np.ndarray, lags:tuple[int, ...]) -> np.ndarray:
+# %% ../../nbs/32_selection.ipynb #505cf3af
+def _slopes(xl:np.ndarray, # L × 1 regressor (log τ)
+            Y:np.ndarray, # L × N responses, NaN = no point
+           ) -> np.ndarray:
+    "Least-squares slope of every column of `Y` on `xl` over its finite points (NaN with fewer than 2)."
+    m = np.isfinite(Y)
+    k = m.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = np.where(m, xl, 0.0).sum(0) / k
+        ym = np.where(m, Y, 0.0).sum(0) / k
+        sxy = np.where(m, (xl - xm) * (Y - ym), 0.0).sum(0)
+        sxx = np.where(m, (xl - xm) ** 2, 0.0).sum(0)
+        return np.where(k >= 2, sxy / sxx, np.nan)
+
+# %% ../../nbs/32_selection.ipynb #dddf5bab
+def _hurst(x0:np.ndarray, # T × N returns with the gaps as 0
+           valid:np.ndarray, # where the returns have a value
+           lags:tuple[int, ...], # aggregation lags τ
+          ) -> np.ndarray:
     "Slope of log std of gap-free τ-bar sums on log τ (aggregated-variance Hurst estimate)."
     T, N = x0.shape
-    P = np.zeros((T + 1, N)); np.cumsum(x0, axis=0, out=P[1:])
-    K = np.zeros((T + 1, N), dtype=np.int64); np.cumsum(~valid, axis=0, out=K[1:])
+    P = np.zeros((T + 1, N))
+    np.cumsum(x0, axis=0, out=P[1:])                                      # P[t] = sum of the first t bars
+    K = np.zeros((T + 1, N), dtype=np.int64)
+    np.cumsum(~valid, axis=0, out=K[1:])                                  # K[t] = gaps among them
     lags = [t for t in lags if t < T]
+    if not lags:
+        return np.full(N, np.nan)
     Y = np.full((len(lags), N), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         for r, tau in enumerate(lags):
@@ -163,14 +284,9 @@ def _hurst(x0:np.ndarray, valid:np.ndarray, lags:tuple[int, ...]) -> np.ndarray:
             mean = np.where(ok, inc, 0.0).sum(0) / cnt
             sd = np.sqrt(np.where(ok, (inc - mean) ** 2, 0.0).sum(0) / cnt)
             Y[r] = np.where((cnt >= 2) & (sd > 0), np.log(sd), np.nan)
-        if not lags: return np.full(N, np.nan)
-        xl = np.log(np.asarray(lags, dtype=np.float64))[:, None]
-        m = np.isfinite(Y)
-        k = m.sum(0)
-        xm = np.where(m, xl, 0.0).sum(0) / k; ym = np.where(m, Y, 0.0).sum(0) / k
-        sxy = np.where(m, (xl - xm) * (Y - ym), 0.0).sum(0); sxx = np.where(m, (xl - xm) ** 2, 0.0).sum(0)
-        return np.where(k >= 2, sxy / sxx, np.nan)
+    return _slopes(np.log(np.asarray(lags, dtype=np.float64))[:, None], Y)
 
+# %% ../../nbs/32_selection.ipynb #e70fc0bb
 def compute_features(returns:pd.DataFrame|np.ndarray, # T × N position streams (the training window)
                      params:FeatureParams|None=None, # how to compute them (defaults when None)
                      value_traded:np.ndarray|None=None, # N liquidity snapshots (NaN: unknown)
@@ -180,35 +296,20 @@ def compute_features(returns:pd.DataFrame|np.ndarray, # T × N position streams 
     x = returns_array(returns, "streams")
     T, N = x.shape
     names = list(returns.columns) if isinstance(returns, pd.DataFrame) else list(range(N))
+    liq = np.full(N, np.nan) if value_traded is None else np.asarray(value_traded, dtype=np.float64)
+    if liq.shape != (N,):
+        raise ValidationError(describe("value_traded length", liq.shape, f"one value per asset ({N})"))
     valid = ~np.isnan(x)
     n = valid.sum(0).astype(np.float64)
     x0 = np.where(valid, x, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ruin = (x == -1.0).any(0)
-        mom = np.where(ruin, -1.0, np.expm1(np.log1p(np.where(x0 > -1.0, x0, 0.0)).sum(0)))
-        hi = np.where(valid, x, -np.inf).max(0, initial=-np.inf); lo = np.where(valid, x, np.inf).min(0, initial=np.inf)
-        const = (n > 0) & (hi == lo)
-        mean = x0.sum(0) / n
-        d = np.where(valid, x - mean, 0.0); d2 = d * d
-        var1 = d2.sum(0) / (n - 1)
-        vol = np.where(const, 0.0, np.sqrt(var1 * p.periods_per_year))
-        m2 = np.where(const, np.nan, d2.sum(0) / n)
-        skew = (d2 * d).sum(0) / n / m2 ** 1.5
-        kurt = (d2 * d2).sum(0) / n / m2 ** 2 - 3.0
-        s = np.sort(x, axis=0)                                               # NaN sort last
-        k = np.maximum(np.ceil(p.cvar_alpha * n - 1e-9), 1).astype(np.int64)
-        cs = np.cumsum(np.where(np.isnan(s), 0.0, s), axis=0)
-        cvar = -np.take_along_axis(cs, np.minimum(k, max(T, 1)) [None, :] - 1, 0)[0] / k if T else np.full(N, np.nan)
-        absum = np.abs(x0).sum(0)
-        eff = np.abs(x0.sum(0)) / absum
-        ent = _entropy(x, valid, p.entropy_order)
-        hur = _hurst(x0, valid, p.hurst_lags)
-    liq = np.full(N, np.nan) if value_traded is None else np.asarray(value_traded, dtype=np.float64)
-    if liq.shape != (N,): raise ValidationError(describe("value_traded length", liq.shape, f"one value per asset ({N})"))
+    vol, skew, kurt = _moments(x, valid, x0, n, p.periods_per_year)
+    out = {"momentum": _momentum(x, x0), "volatility": vol, "cvar": _cvar(x, n, p.cvar_alpha),
+           "efficiency": _efficiency(x0), "entropy": _entropy(x, valid, p.entropy_order),
+           "hurst": _hurst(x0, valid, p.hurst_lags), "skew": skew, "kurtosis": kurt, "liquidity": liq, "history": n}
     empty = n == 0
-    out = {"momentum": mom, "volatility": vol, "cvar": cvar, "efficiency": np.where(absum > 0, eff, np.nan), "entropy": ent,
-           "hurst": hur, "skew": skew, "kurtosis": kurt, "liquidity": liq, "history": n}
-    out = {f: np.where(empty & (f not in ("history", "liquidity")), np.nan, v).astype(np.float64) + 0.0 for f, v in out.items()}  # + 0.0: no −0.0
+    # NaN for an asset without bars; + 0.0: no −0.0
+    out = {f: np.where(empty & (f not in ("history", "liquidity")), np.nan, v).astype(np.float64) + 0.0
+           for f, v in out.items()}
     return pd.DataFrame(out, index=pd.Index(names, name="symbol"), columns=list(FEATURES))
 
 # %% ../../nbs/32_selection.ipynb #a9f00bf9
@@ -220,7 +321,8 @@ FEATURES_SCHEMA = pa.DataFrameSchema({f: pa.Column(float, nullable=True) for f i
 def features_stage(params:FeatureParams, streams:pd.DataFrame, universe:pd.DataFrame):
     "Features of every usable candidate's position stream on the training window."
     open_ = universe["status"].isna().to_numpy()
-    liq_of = dict(zip(universe["symbol"].to_numpy(dtype=object)[open_], universe["value_traded"].to_numpy(np.float64)[open_]))
+    symbols = universe["symbol"].to_numpy(dtype=object)[open_]
+    liq_of = dict(zip(symbols, universe["value_traded"].to_numpy(np.float64)[open_]))
     liq = np.array([liq_of.get(c, np.nan) for c in streams.columns], dtype=np.float64)
     f = compute_features(streams, params, liq)
     f.index = pd.Index(f.index.astype(str), name="symbol")
@@ -235,44 +337,84 @@ class VetoParams(StageParams):
 
 VETOES_SCHEMA = pa.DataFrameSchema({
     "symbol": pa.Column(str), "veto": pa.Column(str, nullable=True), "veto_value": pa.Column(float, nullable=True),
-    "veto_detail": pa.Column(str, nullable=True), "eligible": pa.Column(bool)}, strict=True, ordered=True, name="vetoes")
+    "veto_detail": pa.Column(str, nullable=True), "eligible": pa.Column(bool)},
+    strict=True, ordered=True, name="vetoes")
 
+# %% ../../nbs/32_selection.ipynb #a93ac6a6
+class _VetoTrail:
+    "Vetoes decided rule by rule: every row keeps the first rule it fails, the value that failed and a sentence."
+    def __init__(self, universe:pd.DataFrame): # the universe table (its status is the first rule)
+        n = len(universe)
+        self.symbols = universe["symbol"]
+        self.open_ = universe["status"].isna().to_numpy()                   # rows no rule has vetoed yet
+        self.veto, self.value = np.full(n, None, dtype=object), np.full(n, np.nan)
+        self.detail = np.full(n, None, dtype=object)
+        closed = ~self.open_
+        self.veto[closed] = universe["status"].to_numpy()[closed]
+        self.detail[closed] = universe["detail"].to_numpy()[closed]
+
+    def frame(self) -> pd.DataFrame:
+        "The vetoes table (`VETOES_SCHEMA`)."
+        return pd.DataFrame({"symbol": self.symbols.astype(str), "veto": pd.Series(self.veto, dtype=str),
+                             "veto_value": self.value, "veto_detail": pd.Series(self.detail, dtype=str),
+                             "eligible": pd.isna(self.veto).astype(bool)})
+
+# %% ../../nbs/32_selection.ipynb #8e544252
+def _veto_rule(self:_VetoTrail,
+               mask:np.ndarray, # rows failing the rule
+               name:str|np.ndarray, # the rule's name, or one name per row
+               value:np.ndarray|None, # the value that failed, per row (None: no value)
+               say, # row index → the sentence
+              ):
+    "Veto the still-open rows where `mask` holds."
+    m = self.open_ & mask
+    idx = np.nonzero(m)[0]
+    self.veto[idx] = name if isinstance(name, str) else name[idx]
+    if value is not None:
+        self.value[idx] = value[idx]
+    self.detail[idx] = [say(i) for i in idx]
+    self.open_ = self.open_ & ~m
+
+_VetoTrail.rule = _veto_rule
+
+# %% ../../nbs/32_selection.ipynb #f70c0fbf
+def _feature_rows(universe:pd.DataFrame, # the candidate rows
+                  features:pd.DataFrame, # asset × feature
+                  open_:np.ndarray, # candidate rows that are usable
+                 ) -> np.ndarray:
+    "The features of every candidate row as a float matrix (a NaN row where the candidate is not usable)."
+    if features.index.is_unique:
+        nan_row = np.full((1, len(features.columns)), np.nan)
+        table = np.vstack([features.to_numpy(dtype=np.float64), nan_row])       # last row: NaN
+        symbols = pd.Index(np.where(open_, universe["symbol"].to_numpy(dtype=object), None), dtype=object)
+        return table[features.index.get_indexer(symbols)]
+    return features.reindex(universe["symbol"].where(open_).tolist()).to_numpy(dtype=np.float64)
+
+# %% ../../nbs/32_selection.ipynb #afec62a3
 @stage("selection.vetoes", "1", outputs=("vetoes",), params=VetoParams,
        contracts={"universe": UNIVERSE_SCHEMA, "features": FEATURES_SCHEMA, "vetoes": VETOES_SCHEMA})
 def vetoes_stage(params:VetoParams, universe:pd.DataFrame, features:pd.DataFrame):
     "The first veto rule each candidate fails (None when eligible), with the offending value."
-    n = len(universe)
-    veto, value, detail = np.full(n, None, dtype=object), np.full(n, np.nan), np.full(n, None, dtype=object)
-    open_ = universe["status"].isna().to_numpy()
-    veto[~open_], detail[~open_] = universe["status"].to_numpy()[~open_], universe["detail"].to_numpy()[~open_]
+    v = _VetoTrail(universe)
+    F = _feature_rows(universe, features, v.open_)
     cols = list(features.columns)
-    if features.index.is_unique:                                          # one row per candidate row (NaN when not open)
-        table = np.vstack([features.to_numpy(dtype=np.float64), np.full((1, len(cols)), np.nan)])   # last row: NaN
-        F = table[features.index.get_indexer(pd.Index(np.where(open_, universe["symbol"].to_numpy(dtype=object), None), dtype=object))]
-    else: F = features.reindex(universe["symbol"].where(open_).tolist()).to_numpy(dtype=np.float64)
-    def rule(mask, name, val, say):
-        nonlocal open_
-        m = open_ & mask
-        idx = np.nonzero(m)[0]
-        veto[idx] = name if isinstance(name, str) else name[idx]
-        if val is not None: value[idx] = val[idx]
-        detail[idx] = [say(i) for i in idx]
-        open_ = open_ & ~m
     hist, vol, liq = (F[:, cols.index(c)] for c in ("history", "volatility", "liquidity"))
-    rule(hist < params.min_history, "history", hist, lambda i: f"{int(hist[i])} bars < min_history {params.min_history}")
-    rule(vol == 0, "constant", vol, lambda i: "constant series (zero volatility)")
+    least = params.min_history
+    v.rule(hist < least, "history", hist, lambda i: f"{int(hist[i])} bars < min_history {least}")
+    v.rule(vol == 0, "constant", vol, lambda i: "constant series (zero volatility)")
     core = [f for f in FEATURES if f != "liquidity"]
     miss = np.isnan(F[:, [cols.index(f) for f in core]])
-    first = np.array(core, dtype=object)[miss.argmax(1)] if n else np.array([], dtype=object)
-    rule(miss.any(1), np.array([f"missing:{f}" for f in first], dtype=object), None, lambda i: f"{first[i]} could not be computed")
+    first = np.array(core, dtype=object)[miss.argmax(1)] if len(universe) else np.array([], dtype=object)
+    names = np.array([f"missing:{f}" for f in first], dtype=object)
+    v.rule(miss.any(1), names, None, lambda i: f"{first[i]} could not be computed")
     if params.min_value_traded is not None:
+        floor = params.min_value_traded
         if params.missing_liquidity == "veto":
-            rule(np.isnan(liq), "missing:liquidity", None, lambda i: "no value_traded for the liquidity floor")
-        with np.errstate(invalid="ignore"): low = liq < params.min_value_traded
-        rule(low, "liquidity", liq, lambda i: f"value_traded {liq[i]:.4g} < min_value_traded {params.min_value_traded:.4g}")
-    return {"vetoes": pd.DataFrame({"symbol": universe["symbol"].astype(str), "veto": pd.Series(veto, dtype=str),
-                                    "veto_value": value, "veto_detail": pd.Series(detail, dtype=str),
-                                    "eligible": pd.isna(veto).astype(bool)})}
+            v.rule(np.isnan(liq), "missing:liquidity", None, lambda i: "no value_traded for the liquidity floor")
+        with np.errstate(invalid="ignore"):
+            low = liq < floor
+        v.rule(low, "liquidity", liq, lambda i: f"value_traded {liq[i]:.4g} < min_value_traded {floor:.4g}")
+    return {"vetoes": v.frame()}
 
 # %% ../../nbs/32_selection.ipynb #c41b1c7a
 class RankingParams(StageParams):
@@ -283,24 +425,56 @@ class RankingParams(StageParams):
     @field_validator("weights")
     @classmethod
     def _weights(cls, v):
-        if (bad := sorted(set(v) - set(FEATURES))): raise ValueError(f"unknown features {bad}; known: {list(FEATURES)}")
-        if any(not math.isfinite(w) or w < 0 for w in v.values()): raise ValueError("weights must be finite and >= 0")
-        if sum(v.values()) <= 0: raise ValueError("at least one weight must be > 0")
+        if (bad := sorted(set(v) - set(FEATURES))):
+            raise ValueError(f"unknown features {bad}; known: {list(FEATURES)}")
+        if any(not math.isfinite(w) or w < 0 for w in v.values()):
+            raise ValueError("weights must be finite and >= 0")
+        if sum(v.values()) <= 0:
+            raise ValueError("at least one weight must be > 0")
         return dict(v)
 
+# %% ../../nbs/32_selection.ipynb #0bd2db83
 def average_ranks(x:np.ndarray, # values without NaN
                  ) -> np.ndarray:
-    "Ranks 1…n of `x`, ties sharing the average of their ranks (scipy's `rankdata(x, method='average')`, without importing scipy.stats)."
+    "Ranks 1…n of `x`, ties sharing the average of their ranks (scipy's `rankdata(x, method='average')`)."
     x = np.asarray(x, dtype=np.float64)
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
-    start = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]]) if len(x) else np.array([], dtype=np.int64)   # first sorted position of each tie group
+    # first sorted position of each tie group
+    start = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]]) if len(x) else np.array([], dtype=np.int64)
     end = np.r_[start[1:], len(x)]
     ranks = np.empty(len(x))
     ranks[order] = np.repeat(0.5 * (end + start + 1), end - start)
     return ranks
 
-SCORES_SCHEMA = pa.DataFrameSchema({"score": pa.Column(float, pa.Check.in_range(0, 1)), "rank": pa.Column(int, pa.Check.ge(1))},
+# %% ../../nbs/32_selection.ipynb #8903979b
+def _probabilities(features:pd.DataFrame, # asset × feature
+                   used:list[str], # the features with a positive weight
+                  ) -> dict[str, np.ndarray]:
+    "Feature → (rank − ½) / n of every row, oriented so that better is higher; ½ where the value is missing."
+    probs = {}
+    for f in used:
+        x = features[f].to_numpy(np.float64) * FEATURES[f]
+        ok = ~np.isnan(x)
+        pr = np.full(len(features), 0.5)
+        if ok.any():
+            pr[ok] = (average_ranks(x[ok]) - 0.5) / ok.sum()
+        probs[f] = pr
+    return probs
+
+# %% ../../nbs/32_selection.ipynb #15ec9c39
+def _combine(P:np.ndarray, # n × k probabilities
+             w:np.ndarray, # k weights
+             method:str, # "probability_product" or "rank_sum"
+            ) -> np.ndarray:
+    "Score of every row: weighted geometric (probability_product) or arithmetic (rank_sum) mean of its probabilities."
+    if method == "probability_product":
+        return np.exp(np.log(P) @ w / w.sum())
+    return P @ w / w.sum()
+
+# %% ../../nbs/32_selection.ipynb #dbd31cd7
+SCORES_SCHEMA = pa.DataFrameSchema({"score": pa.Column(float, pa.Check.in_range(0, 1)),
+                                    "rank": pa.Column(int, pa.Check.ge(1))},
                                    index=pa.Index(str, unique=True), strict=False, name="scores")
 
 def score_assets(features:pd.DataFrame, # asset × feature (eligible assets only)
@@ -310,17 +484,13 @@ def score_assets(features:pd.DataFrame, # asset × feature (eligible assets only
     p = params or RankingParams()
     used = [f for f, w in p.weights.items() if w > 0]
     n = len(features)
-    probs = {}
-    for f in used:
-        x = features[f].to_numpy(np.float64) * FEATURES[f]
-        ok = ~np.isnan(x)
-        pr = np.full(n, 0.5)
-        if ok.any(): pr[ok] = (average_ranks(x[ok]) - 0.5) / ok.sum()
-        probs[f] = pr
-    w = np.array([p.weights[f] for f in used]); P = np.column_stack([probs[f] for f in used]) if n else np.empty((0, len(used)))
-    score = np.exp(np.log(P) @ w / w.sum()) if p.method == "probability_product" else P @ w / w.sum()
+    probs = _probabilities(features, used)
+    w = np.array([p.weights[f] for f in used])
+    P = np.column_stack([probs[f] for f in used]) if n else np.empty((0, len(used)))
+    score = _combine(P, w, p.method)
     order = np.lexsort((features.index.to_numpy(dtype=str), -score)) if n else np.array([], dtype=np.int64)
-    rank = np.empty(n, dtype=np.int64); rank[order] = np.arange(1, n + 1)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
     out = pd.DataFrame({"score": score, "rank": rank, **{f"p_{f}": probs[f] for f in used}}, index=features.index)
     return out.iloc[order]
 
@@ -338,7 +508,9 @@ class ClusterParams(StageParams):
     threshold: float = Field(0.5, gt=0, le=2) # cut height on the distance
     max_clusters: int = Field(20, ge=1) # never more clusters than this
 
-def _unit_zscores(x:np.ndarray) -> np.ndarray:
+# %% ../../nbs/32_selection.ipynb #d0565697
+def _unit_zscores(x:np.ndarray, # T × M returns, NaN = no bar
+                 ) -> np.ndarray:
     "Columns demeaned over their bars, scaled to unit norm, missing bars (and zero-variance columns) as 0."
     x = returns_array(x, "streams")
     valid = ~np.isnan(x)
@@ -357,6 +529,7 @@ def correlation_matrix(x:np.ndarray, # T × M returns, NaN = no bar
     np.fill_diagonal(c, 1.0)
     return c
 
+# %% ../../nbs/32_selection.ipynb #6073e7ee
 def correlation_distance(x:np.ndarray, # T × M returns, NaN = no bar
                          ward:bool=False, # √(2(1 − ρ)) instead of 1 − ρ
                          block:int=512, # rows of the distance matrix computed at once
@@ -368,24 +541,30 @@ def correlation_distance(x:np.ndarray, # T × M returns, NaN = no bar
     for i0 in range(0, m, block):
         i1 = min(m, i0 + block)
         b = z[:, i0:i1].T @ z[:, i0:]                   # rows i0..i1-1, columns i0..m-1: only the upper triangle
-        np.clip(b, -1.0, 1.0, out=b); np.subtract(1.0, b, out=b)
-        if ward: b *= 2.0; np.sqrt(b, out=b)
+        np.clip(b, -1.0, 1.0, out=b)
+        np.subtract(1.0, b, out=b)
+        if ward:
+            b *= 2.0
+            np.sqrt(b, out=b)
         for r in range(i1 - i0):
             i = i0 + r
             start = m * i - i * (i + 1) // 2
             d[start:start + m - i - 1] = b[r, r + 1:]
     return d
 
+# %% ../../nbs/32_selection.ipynb #5bb38564
 def cluster_assets(x:pd.DataFrame, # T × M position streams of the assets to cluster
                    params:ClusterParams|None=None, # linkage, cut
                   ) -> pd.Series:
     "Cluster id (1, 2, …) of every column of `x`."
     p = params or ClusterParams()
     names = pd.Index(x.columns.astype(str), name="symbol")
-    if len(names) < 2: return pd.Series(np.ones(len(names), dtype=np.int64), index=names, name="cluster")
+    if len(names) < 2:
+        return pd.Series(np.ones(len(names), dtype=np.int64), index=names, name="cluster")
     z = linkage(correlation_distance(x, ward=p.linkage == "ward"), method=p.linkage)
     labels = fcluster(z, t=p.threshold, criterion="distance")
-    if labels.max() > p.max_clusters: labels = fcluster(z, t=p.max_clusters, criterion="maxclust")
+    if labels.max() > p.max_clusters:
+        labels = fcluster(z, t=p.max_clusters, criterion="maxclust")
     return pd.Series(labels.astype(np.int64), index=names, name="cluster")
 
 @stage("selection.clustering", "1", outputs=("clusters",), params=ClusterParams,
@@ -413,19 +592,25 @@ class Thresholds(StageParams):
     max_kurtosis: float|None = None # excess kurtosis
     min_skew: float|None = None
 
-    def failures(self, features:pd.DataFrame) -> pd.Series:
-        "First gate each row fails (None when it passes every gate), as 'rule (value vs bound)'."
-        out, failed = np.full(len(features), None, dtype=object), np.zeros(len(features), dtype=bool)
-        for rule, (feat, op) in _GATES.items():
-            bound = getattr(self, rule)
-            if bound is None: continue
-            v = features[feat].to_numpy()
-            with np.errstate(invalid="ignore"): bad = ~(v >= bound) if op == ">=" else ~(v <= bound)   # NaN fails
-            new = np.flatnonzero(bad & ~failed)
-            out[new] = [f"{rule} ({x:.4g} {'<' if op == '>=' else '>'} {bound:.4g})" for x in v[new]]
-            failed[new] = True
-        return pd.Series(out, index=features.index, dtype=object)
+# %% ../../nbs/32_selection.ipynb #f3b02359
+def _failures(self:Thresholds, features:pd.DataFrame) -> pd.Series:
+    "First gate each row fails (None when it passes every gate), as 'rule (value vs bound)'."
+    out, failed = np.full(len(features), None, dtype=object), np.zeros(len(features), dtype=bool)
+    for rule, (feat, op) in _GATES.items():
+        bound = getattr(self, rule)
+        if bound is None:
+            continue
+        v = features[feat].to_numpy()
+        with np.errstate(invalid="ignore"):
+            bad = ~(v >= bound) if op == ">=" else ~(v <= bound)               # NaN fails
+        new = np.flatnonzero(bad & ~failed)
+        out[new] = [f"{rule} ({x:.4g} {'<' if op == '>=' else '>'} {bound:.4g})" for x in v[new]]
+        failed[new] = True
+    return pd.Series(out, index=features.index, dtype=object)
 
+Thresholds.failures = _failures
+
+# %% ../../nbs/32_selection.ipynb #6b37ca69
 class HTRParams(StageParams):
     "Hierarchical threshold relaxation."
     floor: int = Field(15, ge=1) # relax until at least this many winners (when that many are eligible)
@@ -435,14 +620,68 @@ class HTRParams(StageParams):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.floor > self.max_selected: raise ValueError(f"floor ({self.floor}) must not exceed max_selected ({self.max_selected})")
+        if self.floor > self.max_selected:
+            raise ValueError(f"floor ({self.floor}) must not exceed max_selected ({self.max_selected})")
         for rule in _GATES:
             s, r = getattr(self.strict, rule), getattr(self.relaxed, rule)
-            if r is None: continue
+            if r is None:
+                continue
             if s is None or (r > s if rule.startswith("min_") else r < s):
                 raise ValueError(f"relaxed.{rule}={r} is stricter than strict.{rule}={s}: relaxed gates must be looser")
         return self
 
+# %% ../../nbs/32_selection.ipynb #323cbf9d
+def _add(chosen:dict, # symbol → stage that added it (updated)
+         symbols:list, # candidates, best first
+         label:str, # the stage adding them
+         upto:int, # stop when this many are chosen
+        ):
+    "Add `symbols` not yet chosen, in order, while fewer than `upto` are chosen."
+    for s in symbols:
+        if len(chosen) >= upto:
+            break
+        if s not in chosen:
+            chosen[s] = label
+
+def _cluster_representatives(ranked:list, # eligible symbols, best first
+                             cluster_of:dict, # symbol → cluster id
+                             chosen:dict, # the selection so far
+                            ) -> list:
+    "The best-ranked asset of every cluster not yet represented in `chosen`."
+    have = {cluster_of[s] for s in chosen}
+    reps = []
+    for s in ranked:
+        if cluster_of[s] not in have:
+            have.add(cluster_of[s])
+            reps.append(s)
+    return reps
+
+# %% ../../nbs/32_selection.ipynb #0e34d0eb
+def _relax(params:HTRParams, # floor, cap
+           ranked:list, # eligible symbols, best first
+           strict_fail:np.ndarray, # first strict gate each ranked asset fails (None: passes)
+           relaxed_fail:np.ndarray, # first relaxed gate each ranked asset fails (None: passes)
+           cluster_of:dict, # symbol → cluster id
+          ) -> tuple[dict, str]:
+    "Winners (symbol → the stage that added it) and the stage at which the relaxation stopped."
+    chosen = {}
+    if not ranked:
+        return chosen, "empty"
+    _add(chosen, [s for s, a in zip(ranked, strict_fail) if a is None], "strict", params.max_selected)
+    final = "strict"
+    if len(chosen) < params.floor:
+        _add(chosen, [s for s, b in zip(ranked, relaxed_fail) if b is None], "relaxed", params.max_selected)
+        final = "relaxed"
+    if len(chosen) < params.floor:
+        reps = _cluster_representatives(ranked, cluster_of, chosen)
+        _add(chosen, reps, "cluster_representative", params.max_selected)
+        final = "cluster_representative"
+    if len(chosen) < params.floor:
+        _add(chosen, ranked, "top_up", params.floor)
+        final = "top_up"
+    return chosen, final
+
+# %% ../../nbs/32_selection.ipynb #8fb40871
 HTR_STAGES = ("strict", "relaxed", "cluster_representative", "top_up")
 
 TRAIL_SCHEMA = pa.DataFrameSchema({
@@ -454,8 +693,89 @@ TRAIL_SCHEMA = pa.DataFrameSchema({
     "reason": pa.Column(str)}, strict=True, ordered=True, name="trail")
 
 def _veto_summary(v:pd.Series) -> str:
+    "Veto rule → count, e.g. 'constant×2, history×2'."
     return ", ".join(f"{k}×{n}" for k, n in v.value_counts().sort_index().items())
 
+def _htr_reason(params:HTRParams, # floor, cap
+                n_candidates:int, # rows of the universe
+                veto:pd.Series, # the veto of every row
+                n_eligible:int, # rows not vetoed
+                final:str, # the stage where HTR stopped
+                n_winners:int, # how many were selected
+               ) -> str:
+    "The one sentence that says why the selection is what it is."
+    if n_candidates == 0:
+        return "empty universe: no candidates"
+    if not n_eligible:
+        return f"every candidate vetoed ({n_candidates}): {_veto_summary(veto)}"
+    reason = (f"{final}: {n_winners} selected of {n_eligible} eligible ({n_candidates - n_eligible} vetoed); "
+              f"floor {params.floor}, max {params.max_selected}")
+    if n_eligible < params.floor:
+        reason += f"; only {n_eligible} eligible, fewer than the floor"
+    return reason
+
+# %% ../../nbs/32_selection.ipynb #61c616ad
+def _reason_of(eligible:bool, stage:str|None, rank:float, strict_fail, relaxed_fail, veto_detail, final:str,
+               n_winners:int) -> str:
+    "The trail's sentence for one candidate row."
+    if not eligible:
+        return f"vetoed: {veto_detail}"
+    if stage:
+        return f"selected at {stage} (rank {int(rank)})"
+    why = f"eligible, not selected (rank {int(rank)}): "
+    why += "passed strict" if strict_fail is None else f"failed strict {strict_fail}"
+    if strict_fail is not None:
+        why += "; passed relaxed" if relaxed_fail is None else f"; failed relaxed {relaxed_fail}"
+    return why + f"; selection stopped at {final} with {n_winners}"
+
+# %% ../../nbs/32_selection.ipynb #d6654d30
+def _eligible_rows(vetoes:pd.DataFrame, # one row per candidate row
+                   ranked:list, # eligible symbols, best first
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "The trail rows of the ranked assets, and each one's position in `ranked`."
+    at = {s: i for i, s in enumerate(ranked)}
+    rows = np.flatnonzero(vetoes["eligible"].to_numpy())
+    take = np.array([at.get(x, -1) for x in vetoes["symbol"].to_numpy(dtype=object)[rows]], dtype=np.int64)
+    return rows[take >= 0], take[take >= 0]
+
+def _spread(v:np.ndarray, # values aligned with `ranked`
+            rows:np.ndarray, take:np.ndarray, # from `_eligible_rows`
+            n:int, # rows of the trail
+            fill, # the value elsewhere
+           ) -> np.ndarray:
+    "The value of `v` on each eligible row of the trail, `fill` elsewhere."
+    out = np.full(n, fill, dtype=object if v.dtype == object else np.float64)
+    out[rows] = v[take]
+    return out
+
+# %% ../../nbs/32_selection.ipynb #14cecb27
+def _htr_trail(universe:pd.DataFrame, vetoes:pd.DataFrame, scores:pd.DataFrame, # the stage's inputs
+               cluster_of:dict, # symbol → cluster id
+               chosen:dict, # winner → stage that added it
+               strict_fail:np.ndarray, relaxed_fail:np.ndarray, # aligned with the ranked assets
+               final:str, # the stage where HTR stopped
+              ) -> pd.DataFrame:
+    "One row per candidate row (`TRAIL_SCHEMA`): selected by which stage, or vetoed, and why."
+    ranked = scores.index.tolist()
+    ok = vetoes["eligible"].to_numpy()
+    sym = vetoes["symbol"].to_numpy(dtype=object)
+    rows, take = _eligible_rows(vetoes, ranked)
+    def on(v, fill): return _spread(v, rows, take, len(sym), fill)
+    st = np.array([chosen.get(x) if o else None for x, o in zip(sym, ok)], dtype=object)
+    rk, sf, rf = on(scores["rank"].to_numpy(), np.nan), on(strict_fail, np.nan), on(relaxed_fail, np.nan)
+    why = [_reason_of(o, s, r, a, b, vd, final, len(chosen))
+           for o, s, r, a, b, vd in zip(ok, st, rk, sf, rf, vetoes["veto_detail"])]
+    return pd.DataFrame({
+        "symbol": vetoes["symbol"].astype(str), "direction": universe["direction"].astype(str),
+        "logic": universe["logic"].astype(str), "selected": pd.notna(st).astype(bool),
+        "stage": pd.Series(st, dtype=str), "veto": vetoes["veto"].astype(str),
+        "veto_value": vetoes["veto_value"].astype(np.float64),
+        "score": on(scores["score"].to_numpy(), np.nan).astype(np.float64), "rank": pd.array(rk, dtype="Int64"),
+        "cluster": pd.array(on(np.array([cluster_of[s] for s in ranked]), np.nan), dtype="Int64"),
+        "strict_fail": pd.Series(sf, dtype=str), "relaxed_fail": pd.Series(rf, dtype=str),
+        "reason": pd.Series(why, dtype=str)})
+
+# %% ../../nbs/32_selection.ipynb #6f876097
 @stage("selection.htr", "1", outputs=("winners", "trail", "stage", "reason"), params=HTRParams,
        contracts={"universe": UNIVERSE_SCHEMA, "vetoes": VETOES_SCHEMA, "features": FEATURES_SCHEMA,
                   "scores": SCORES_SCHEMA, "trail": TRAIL_SCHEMA})
@@ -466,62 +786,14 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
     if (missing := sorted(set(ranked) - set(clusters.index))):
         raise ContractError(describe("clusters", missing[:5], "a cluster id for every ranked (eligible) asset"))
     f = features.loc[ranked]
-    sfail, rfail = params.strict.failures(f), params.relaxed.failures(f)
-    sf_ranked, rf_ranked = sfail.to_numpy(), rfail.to_numpy()   # aligned with `ranked`
+    strict_fail = params.strict.failures(f).to_numpy()           # aligned with `ranked`
+    relaxed_fail = params.relaxed.failures(f).to_numpy()
     cluster_of = dict(zip(clusters.index, clusters.to_numpy()))
-    chosen: dict[str, str] = {}
-    def add(symbols, label, upto):
-        for s in symbols:
-            if len(chosen) >= upto: break
-            if s not in chosen: chosen[s] = label
-    n_elig, final = len(ranked), "empty"
-    if n_elig:
-        add([s for s, a in zip(ranked, sf_ranked) if a is None], "strict", params.max_selected); final = "strict"
-        if len(chosen) < params.floor:
-            add([s for s, b in zip(ranked, rf_ranked) if b is None], "relaxed", params.max_selected); final = "relaxed"
-        if len(chosen) < params.floor:
-            have = {cluster_of[s] for s in chosen}
-            reps = []
-            for s in ranked:
-                if cluster_of[s] not in have: have.add(cluster_of[s]); reps.append(s)
-            add(reps, "cluster_representative", params.max_selected); final = "cluster_representative"
-        if len(chosen) < params.floor:
-            add(ranked, "top_up", params.floor); final = "top_up"
-    rank = scores["rank"].to_numpy()
-    rank_of = dict(zip(ranked, rank))
+    chosen, final = _relax(params, ranked, strict_fail, relaxed_fail, cluster_of)
+    rank_of = dict(zip(ranked, scores["rank"].to_numpy()))
     winners = sorted(chosen, key=rank_of.__getitem__)
-    if len(universe) == 0: reason = "empty universe: no candidates"
-    elif not n_elig: reason = f"every candidate vetoed ({len(universe)}): {_veto_summary(vetoes['veto'])}"
-    else:
-        reason = (f"{final}: {len(winners)} selected of {n_elig} eligible ({len(universe) - n_elig} vetoed); "
-                  f"floor {params.floor}, max {params.max_selected}")
-        if n_elig < params.floor: reason += f"; only {n_elig} eligible, fewer than the floor"
-    # the trail: one row per candidate row (score, rank, cluster and gates only on eligible rows)
-    ok = vetoes["eligible"].to_numpy()
-    sym = vetoes["symbol"].to_numpy(dtype=object)
-    at = {s: i for i, s in enumerate(ranked)}                     # ranked symbol → position (eligible rows only)
-    rows = np.flatnonzero(ok)
-    take = np.array([at.get(x, -1) for x in sym[rows]], dtype=np.int64)
-    rows, take = rows[take >= 0], take[take >= 0]
-    def on(v:np.ndarray, fill) -> np.ndarray:
-        "The value of `v` (aligned with `ranked`) on each eligible row, `fill` elsewhere."
-        out = np.full(len(sym), fill, dtype=object if v.dtype == object else np.float64)
-        out[rows] = v[take]
-        return out
-    st = np.array([chosen.get(x) if o else None for x, o in zip(sym, ok)], dtype=object)
-    rk, sf, rf = on(rank, np.nan), on(sf_ranked, np.nan), on(rf_ranked, np.nan)
-    why = [f"vetoed: {vd}" if not o else
-           f"selected at {s} (rank {int(r)})" if s else
-           (f"eligible, not selected (rank {int(r)}): " + ("passed strict" if a is None else f"failed strict {a}") +
-            ("" if a is None else "; passed relaxed" if b is None else f"; failed relaxed {b}") +
-            f"; selection stopped at {final} with {len(winners)}")
-           for o, s, r, a, b, vd in zip(ok, st, rk, sf, rf, vetoes["veto_detail"])]
-    trail = pd.DataFrame({
-        "symbol": vetoes["symbol"].astype(str), "direction": universe["direction"].astype(str), "logic": universe["logic"].astype(str),
-        "selected": pd.notna(st).astype(bool), "stage": pd.Series(st, dtype=str), "veto": vetoes["veto"].astype(str),
-        "veto_value": vetoes["veto_value"].astype(np.float64), "score": on(scores["score"].to_numpy(), np.nan).astype(np.float64),
-        "rank": pd.array(rk, dtype="Int64"), "cluster": pd.array(on(np.array([cluster_of[s] for s in ranked]), np.nan), dtype="Int64"),
-        "strict_fail": pd.Series(sf, dtype=str), "relaxed_fail": pd.Series(rf, dtype=str), "reason": pd.Series(why, dtype=str)})
+    reason = _htr_reason(params, len(universe), vetoes["veto"], len(ranked), final, len(winners))
+    trail = _htr_trail(universe, vetoes, scores, cluster_of, chosen, strict_fail, relaxed_fail, final)
     return {"winners": winners, "trail": trail, "stage": final, "reason": reason}
 
 # %% ../../nbs/32_selection.ipynb #9cad5f0a
@@ -537,10 +809,13 @@ class SelectionParams(StageParams):
     @model_validator(mode="after")
     def _window(self):
         w = self.universe.window
-        if self.vetoes.min_history > w: raise ValueError(f"vetoes.min_history ({self.vetoes.min_history}) exceeds universe.window ({w})")
-        if max(self.features.hurst_lags) >= w: raise ValueError(f"features.hurst_lags must be < universe.window ({w})")
+        if self.vetoes.min_history > w:
+            raise ValueError(f"vetoes.min_history ({self.vetoes.min_history}) exceeds universe.window ({w})")
+        if max(self.features.hurst_lags) >= w:
+            raise ValueError(f"features.hurst_lags must be < universe.window ({w})")
         return self
 
+# %% ../../nbs/32_selection.ipynb #9a8c52f8
 @dataclasses.dataclass(frozen=True)
 class SelectionResult:
     "What Selection decided at one decision time."
@@ -548,14 +823,16 @@ class SelectionResult:
     trail: pd.DataFrame # one row per candidate: selected by which stage, or vetoed by which rule with which value
     features: pd.DataFrame # asset × feature on the training window
     clusters: pd.Series # eligible asset → cluster id
-    stage: str # HTR stage that produced the selection ("strict", "relaxed", "cluster_representative", "top_up", or "empty")
+    stage: str # HTR stage that produced the selection (one of `HTR_STAGES`, or "empty")
     reason: str # one sentence: why the selection is what it is
     directions: dict[str, str] # winner → "LONG"/"SHORT"
     logics: dict[str, str] # winner → synthesis logic tag
 
     def __repr__(self):
-        return f"SelectionResult(stage={self.stage!r}, {len(self.winners)} winners, {len(self.trail)} candidates: {self.reason})"
+        return (f"SelectionResult(stage={self.stage!r}, {len(self.winners)} winners, "
+                f"{len(self.trail)} candidates: {self.reason})")
 
+# %% ../../nbs/32_selection.ipynb #1fd84117
 class SelectionPipeline:
     "Features → vetoes → ranking → clustering → HTR on a point-in-time view."
     STAGE_IDS = ("selection.universe", "selection.features", "selection.vetoes", "selection.ranking",
@@ -564,48 +841,65 @@ class SelectionPipeline:
                  "selection.ranking": "ranking", "selection.clustering": "clustering", "selection.htr": "htr"}
 
     def __init__(self, params:SelectionParams|Mapping|None=None, # all parameters (None: defaults)
-                 contracts:str="always", # contract checks of the built-in registry: "always", "first" (walk-forward loops) or "never"
+                 contracts:str="always", # checks of the built-in registry: "always", "first" (walk-forward) or "never"
                  registry:StageRegistry|None=None, # where the stage ids are looked up (None: the built-in stages)
                  **overrides, # section → partial dict, merged into `params`, e.g. htr={"floor": 10}
                 ):
         base = params.model_dump() if isinstance(params, SelectionParams) else dict(params or {})
-        try: self.params = SelectionParams.model_validate(deep_merge(base, overrides))
-        except pydantic.ValidationError as e: raise ConfigError(f"invalid selection parameters: {e}") from e
+        try:
+            self.params = SelectionParams.model_validate(deep_merge(base, overrides))
+        except pydantic.ValidationError as e:
+            raise ConfigError(f"invalid selection parameters: {e}") from e
         self.registry = registry if registry is not None else StageRegistry(STAGES, contracts=contracts)
 
     def __repr__(self): return f"SelectionPipeline({self.params!r})"
 
-    def run(self, view:PointInTimeView, # returns visible at the decision time
-            candidates:pd.DataFrame|None=None, # symbol, direction, logic[, value_traded]; None: every column, LONG/hold
-            ledger:AuditLedger|None=None, # record every stage here
-           ) -> SelectionResult:
-        "Select winners at `view.t`."
-        arts = {"view": view} if candidates is None else {"view": view, "candidates": candidates}
-        out = self.registry.run(self.STAGE_IDS, arts, ledger=ledger,
-                                params={sid: getattr(self.params, sec) for sid, sec in self._SECTIONS.items()})
-        sel = out["trail"][out["trail"]["selected"]]             # one row per winner (duplicates are never selected)
-        d, lg = dict(zip(sel["symbol"], sel["direction"])), dict(zip(sel["symbol"], sel["logic"]))
-        win = list(out["winners"])
-        return SelectionResult(winners=win, trail=out["trail"], features=out["features"], clusters=out["clusters"],
-                               stage=out["stage"], reason=out["reason"], directions={s: d[s] for s in win}, logics={s: lg[s] for s in win})
-
 # %% ../../nbs/32_selection.ipynb #eff88f2d
 STAGES = (universe_stage, features_stage, vetoes_stage, ranking_stage, clustering_stage, htr_stage)
 
+# %% ../../nbs/32_selection.ipynb #3ea075a6
+def _run(self:SelectionPipeline,
+         view:PointInTimeView, # returns visible at the decision time
+         candidates:pd.DataFrame|None=None, # symbol, direction, logic[, value_traded]; None: every column, LONG/hold
+         ledger:AuditLedger|None=None, # record every stage here
+        ) -> SelectionResult:
+    "Select winners at `view.t`."
+    arts = {"view": view} if candidates is None else {"view": view, "candidates": candidates}
+    out = self.registry.run(self.STAGE_IDS, arts, ledger=ledger,
+                            params={sid: getattr(self.params, sec) for sid, sec in self._SECTIONS.items()})
+    sel = out["trail"][out["trail"]["selected"]]             # one row per winner (duplicates are never selected)
+    d, lg = dict(zip(sel["symbol"], sel["direction"])), dict(zip(sel["symbol"], sel["logic"]))
+    win = list(out["winners"])
+    return SelectionResult(winners=win, trail=out["trail"], features=out["features"], clusters=out["clusters"],
+                           stage=out["stage"], reason=out["reason"], directions={s: d[s] for s in win},
+                           logics={s: lg[s] for s in win})
+
+SelectionPipeline.run = _run
+
 # %% ../../nbs/32_selection.ipynb #7b73d2a1
+def _same_values(x:pd.DataFrame, y:pd.DataFrame) -> bool:
+    "Column by column: float columns byte for byte, the others by pandas equality."
+    for c in range(x.shape[1]):
+        u, v = x.iloc[:, c].to_numpy(), y.iloc[:, c].to_numpy()
+        if u.dtype.kind == "f":
+            if u.tobytes() != v.tobytes():
+                return False
+        elif not pd.Series(u).equals(pd.Series(v)):
+            return False
+    return True
+
 def _same_result(a, b) -> bool:
     "Bitwise equality of two results' fields (frames compared by index, columns, dtypes and bytes)."
     for f in dataclasses.fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if isinstance(x, (pd.DataFrame, pd.Series)):
-            if not (x.index.equals(y.index) and type(x) is type(y) and
-                    (isinstance(x, pd.Series) or (x.columns.equals(y.columns) and x.dtypes.equals(y.dtypes)))): return False
-            xs = x if isinstance(x, pd.DataFrame) else x.to_frame()
-            ys = y if isinstance(y, pd.DataFrame) else y.to_frame()
-            for c in range(xs.shape[1]):
-                u, v = xs.iloc[:, c].to_numpy(), ys.iloc[:, c].to_numpy()
-                if u.dtype.kind == "f":
-                    if u.tobytes() != v.tobytes(): return False
-                elif not (pd.Series(u).equals(pd.Series(v))): return False
-        elif x != y: return False
+            if not (x.index.equals(y.index) and type(x) is type(y)):
+                return False
+            if isinstance(x, pd.DataFrame) and not (x.columns.equals(y.columns) and x.dtypes.equals(y.dtypes)):
+                return False
+            if not _same_values(x if isinstance(x, pd.DataFrame) else x.to_frame(),
+                                y if isinstance(y, pd.DataFrame) else y.to_frame()):
+                return False
+        elif x != y:
+            return False
     return True

@@ -56,7 +56,8 @@ class Fault:
         if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 0):
             raise ValidationError(describe("fault times", times, "a non-negative integer or None (always)"))
         unknown = set(params) - set(FAULTS[name])
-        if unknown: raise ValidationError(describe(f"parameter of fault {name}", sorted(unknown)[0], f"one of {sorted(FAULTS[name])}"))
+        if unknown:
+            raise ValidationError(describe(f"parameter of fault {name}", sorted(unknown)[0], f"one of {sorted(FAULTS[name])}"))
         self.name, self.times = name, times
         self.symbols = None if symbols is None else frozenset(str(Symbol.parse(s)) for s in symbols)
         self.params = {**FAULTS[name], **params}   # a copy: the defaults stay untouched
@@ -84,7 +85,8 @@ def realism_set(realism:Iterable[str]|str|bool=(), # behaviour names from `REALI
     if realism is False or realism is None: return frozenset()
     names = [realism] if isinstance(realism, str) else list(realism)
     for n in names:
-        if n not in REALISM: raise ValidationError(describe("realism behaviour", n, f"one of {list(REALISM)}, or True for all"))
+        if n not in REALISM:
+            raise ValidationError(describe("realism behaviour", n, f"one of {list(REALISM)}, or True for all"))
     return frozenset(names)
 
 # %% ../../nbs/22_replay.ipynb #48f13e5c
@@ -113,6 +115,7 @@ def _holds(v, op:str, r) -> bool:
         return {"greater": v > r, "less": v < r, "egreater": v >= r, "eless": v <= r}[op]
     except (TypeError, re.error): return False
 
+# %% ../../nbs/22_replay.ipynb #eb9c6bf3
 def evaluate_scan(table:pd.DataFrame, # one row per symbol (index `EX:SYM`), one column per field
                   body:Any, # the decoded JSON request body
                   market:str|None=None, # rows are restricted to this market when the table has a `market` column
@@ -120,7 +123,8 @@ def evaluate_scan(table:pd.DataFrame, # one row per symbol (index `EX:SYM`), one
     "Answer a scan request: `(200, {totalCount, data})` or `(400, {error})`."
     if not isinstance(body, dict): return 400, {"error": "body must be a JSON object"}
     cols, filters, srt, rng = body.get("columns"), body.get("filter") or [], body.get("sort"), body.get("range")
-    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols): return 400, {"error": "columns must be a list of strings"}
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+        return 400, {"error": "columns must be a list of strings"}
     t = table
     if market is not None and "market" in t.columns: t = t[t["market"] == market]
     keep = np.ones(len(t), dtype=bool)
@@ -173,7 +177,8 @@ def _ohlcv(bars:pd.DataFrame) -> pd.DataFrame:
     "Normalize a fixture frame to the OHLCV columns with a UTC `ts` column, sorted and unique."
     df = bars.rename_axis("ts").reset_index() if "ts" not in bars.columns and isinstance(bars.index, pd.DatetimeIndex) else bars
     missing = [c for c in OHLCV_COLUMNS if c not in df.columns and c != "volume"]
-    if missing: raise ValidationError(describe("fixture bar columns", list(bars.columns), f"the OHLCV columns {list(OHLCV_COLUMNS)}"))
+    if missing:
+        raise ValidationError(describe("fixture bar columns", list(bars.columns), f"the OHLCV columns {list(OHLCV_COLUMNS)}"))
     out = pd.DataFrame({"ts": to_utc(df["ts"].reset_index(drop=True)).dt.as_unit("ns")})
     for c in OHLCV_COLUMNS[1:]: out[c] = df[c].to_numpy(dtype="float64") if c in df.columns else np.nan
     return out.drop_duplicates("ts", keep="last").sort_values("ts").reset_index(drop=True)
@@ -217,7 +222,8 @@ def synthetic_market(n_symbols:int=8, # how many instruments
                     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     "Fixture `(table, bars)`: a screener table indexed by symbol and `{symbol: OHLCV frame}` of daily bars."
     for name, v in (("n_symbols", n_symbols), ("n_bars", n_bars)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValidationError(describe(name, v, "a positive integer"))
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValidationError(describe(name, v, "a positive integer"))
     if exchange is not None: Symbol(exchange, "X")   # validates the exchange
     rng = np.random.default_rng(seed)
     end = to_utc(end).normalize()
@@ -266,6 +272,29 @@ def _positive_int(name:str, v, none_ok:bool=True) -> int|None:
         raise ValidationError(describe(name, v, "a positive integer" + (" or None" if none_ok else "")))
     return v
 
+def _fixtures(table:pd.DataFrame|None, bars:Mapping|None, dividend_bars:Mapping|None) -> tuple[pd.DataFrame, dict, dict]:
+    "The fixtures under canonical symbols: the screener table, and the OHLCV frames of `bars` and `dividend_bars`."
+    t = pd.DataFrame() if table is None else table
+    if "symbol" in t.columns: t = t.set_index("symbol")
+    t = t.copy()
+    t.index = pd.Index([str(Symbol.parse(s)) for s in t.index], dtype="object", name="symbol")
+    plain = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (bars or {}).items()}
+    dividends = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (dividend_bars or {}).items()}
+    for s, b in dividends.items():
+        if s not in plain or not b["ts"].equals(plain[s]["ts"]):
+            raise ValidationError(describe("dividend_bars of", s, "a symbol of `bars` with the same bar stamps"))
+    return t, plain, dividends
+
+def _token_depths(auth_tokens:Mapping|None) -> dict[str, int]:
+    "Digest of each account token → that account's depth: the tokens themselves are not kept."
+    out = {}
+    for k, d in (auth_tokens or {}).items():
+        if not isinstance(k, str) or not k or k == ANONYMOUS_TOKEN:
+            raise ValidationError(f"invalid key of auth_tokens (not shown): expected a non-empty string other than {ANONYMOUS_TOKEN!r}")
+        out[_digest(k)] = _positive_int("depth of an auth token", d, none_ok=False)
+    return out
+
+# %% ../../nbs/22_replay.ipynb #93c9b3e7
 class ReplayServer:
     "Loopback screener (HTTP) + chart (WebSocket) server over fixture data, with fault switches and recording."
     def __init__(self, table:pd.DataFrame|None=None, # screener fields per symbol (index or `symbol` column: `EX:SYM`)
@@ -287,29 +316,18 @@ class ReplayServer:
                  compression:str|None=None, # WebSocket permessage-deflate (off: on loopback it only costs CPU)
                  as_of=None, # the day the market has reached: bars up to it are served (None: every bar; see `advance_to`)
                 ):
-        t = pd.DataFrame() if table is None else table
-        if "symbol" in t.columns: t = t.set_index("symbol")
-        self.table = t.copy()
-        self.table.index = pd.Index([str(Symbol.parse(s)) for s in self.table.index], dtype="object", name="symbol")
-        self.bars = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (bars or {}).items()}
-        self.dividend_bars = {str(Symbol.parse(s)): _ohlcv(b) for s, b in (dividend_bars or {}).items()}
-        for s, b in self.dividend_bars.items():
-            if s not in self.bars or not b["ts"].equals(self.bars[s]["ts"]):
-                raise ValidationError(describe("dividend_bars of", s, "a symbol of `bars` with the same bar stamps"))
+        self.table, self.bars, self.dividend_bars = _fixtures(table, bars, dividend_bars)
         self.resolution = to_resolution(resolution)
         for name, v in (("heartbeat_s", heartbeat_s), ("chunk_bars", chunk_bars), ("messages_per_frame", messages_per_frame)):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0: raise ValidationError(describe(name, v, "a positive number"))
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ValidationError(describe(name, v, "a positive number"))
         self.host, self.http_port, self.ws_port = host, http_port, ws_port
         self.heartbeat_s = float(heartbeat_s)
         self.echo_timeout_s = float(echo_timeout_s) if echo_timeout_s is not None else max(30.0, 3 * self.heartbeat_s)
         self.chunk_bars, self.messages_per_frame = int(chunk_bars), int(messages_per_frame)
         self.cap = _positive_int("cap", cap) or DEFAULT_CAPS["session" if self.resolution in SESSION_RESOLUTIONS else "intraday"]
         self.depth = _positive_int("depth", depth)
-        self._token_depths = {}                            # digest of a token → depth: the tokens themselves are not kept
-        for k, d in (auth_tokens or {}).items():
-            if not isinstance(k, str) or not k or k == ANONYMOUS_TOKEN:
-                raise ValidationError(f"invalid key of auth_tokens (not shown): expected a non-empty string other than {ANONYMOUS_TOKEN!r}")
-            self._token_depths[_digest(k)] = _positive_int("depth of an auth token", d, none_ok=False)
+        self._token_depths = _token_depths(auth_tokens)     # digest of a token → depth: the tokens themselves are not kept
         self.realism = realism_set(realism)
         self.latency_s, self.compression = float(latency_s), compression
         self.faults: dict[str, Fault] = {}
@@ -325,103 +343,137 @@ class ReplayServer:
         if as_of is not None: self.advance_to(as_of)
         self._loop = self._thread = self._ws = self._httpd = self._http_thread = None
 
-    # --- faults and records -------------------------------------------------------------------------
-    def inject(self, name:str, /, times:int|None=None, symbols:Iterable[str]|None=None, **params) -> Fault:
-        "Switch a fault on (replacing an earlier switch of the same name); returns it (see `fired_`)."
-        f = Fault(name, times, symbols, **params)
-        with self._lock: self.faults[name] = f
-        return f
+# %% ../../nbs/22_replay.ipynb #3ee5266e
+def _inject(self:ReplayServer, name:str, /, times:int|None=None, symbols:Iterable[str]|None=None, **params) -> Fault:
+    "Switch a fault on (replacing an earlier switch of the same name); returns it (see `fired_`)."
+    f = Fault(name, times, symbols, **params)
+    with self._lock: self.faults[name] = f
+    return f
 
-    def clear_faults(self) -> None:
-        with self._lock: self.faults = {}
+def _clear_faults(self:ReplayServer) -> None:
+    with self._lock: self.faults = {}
 
-    def _fire(self, name:str, symbol:str|None=None) -> Fault|None:
-        f = self.faults.get(name)
-        return f if f is not None and f.fire(symbol) else None
+def _fire(self:ReplayServer, name:str, symbol:str|None=None) -> Fault|None:
+    f = self.faults.get(name)
+    return f if f is not None and f.fire(symbol) else None
 
-    def account(self, token) -> tuple[bool, int|None]:
-        "`(authorized, depth)` for a connection that sent `token` with `set_auth_token` (compared by digest)."
-        d = self._token_depths.get(_digest(token)) if isinstance(token, str) and token != ANONYMOUS_TOKEN else None
-        return (True, d) if d is not None else (False, self.depth)
+def _account(self:ReplayServer, token) -> tuple[bool, int|None]:
+    "`(authorized, depth)` for a connection that sent `token` with `set_auth_token` (compared by digest)."
+    d = self._token_depths.get(_digest(token)) if isinstance(token, str) and token != ANONYMOUS_TOKEN else None
+    return (True, d) if d is not None else (False, self.depth)
 
-    @property
-    def sessions_(self) -> list[list[str]]:
-        "Method sequence of every WebSocket connection so far (copies)."
-        with self._lock: return [list(s) for s in self._sessions]
-    @property
-    def requests_(self) -> list[dict]:
-        "Every history answer (create_series and request_more_data) with bars or none: what was asked and served, and how."
-        with self._lock: return [dict(r) for r in self._requests]
-    @property
-    def http_log_(self) -> list[tuple[str, str, int]]:
-        "Every HTTP request: (method, path, status)."
-        with self._lock: return list(self._http_log)
-    def settle(self, timeout_s:float=60.0, # a hang guard only: returns as soon as the last connection ends
-              ) -> bool:
-        "Wait until every WebSocket connection has been served to its end (so `sessions_` is complete)."
-        with self._settled: return self._settled.wait_for(lambda: self._active == 0, timeout_s)
-    def reset_records(self) -> None:
-        with self._lock: self._sessions.clear(); self._requests.clear(); self._http_log.clear()
+ReplayServer.inject, ReplayServer.clear_faults, ReplayServer._fire, ReplayServer.account = _inject, _clear_faults, _fire, _account
 
-    @property
-    def scanner_url(self) -> str: return f"http://{self.host}:{self.http_port}"
-    @property
-    def websocket_url(self) -> str: return f"ws://{self.host}:{self.ws_port}/socket.io/websocket?from=chart/&type=chart"
-    def __repr__(self):
-        state = f"scanner {self.scanner_url}, websocket {self.websocket_url}" if self._thread else "stopped"
-        return f"ReplayServer({len(self.table)} symbols in the table, {len(self.bars)} with bars, {state})"
+# %% ../../nbs/22_replay.ipynb #5b470810
+def _sessions_(self:ReplayServer) -> list[list[str]]:
+    "Method sequence of every WebSocket connection so far (copies)."
+    with self._lock: return [list(s) for s in self._sessions]
+
+def _requests_(self:ReplayServer) -> list[dict]:
+    "Every history answer (create_series and request_more_data) with bars or none: what was asked and served, and how."
+    with self._lock: return [dict(r) for r in self._requests]
+
+def _http_log_(self:ReplayServer) -> list[tuple[str, str, int]]:
+    "Every HTTP request: (method, path, status)."
+    with self._lock: return list(self._http_log)
+
+def _settle(self:ReplayServer, timeout_s:float=60.0, # a hang guard only: returns as soon as the last connection ends
+           ) -> bool:
+    "Wait until every WebSocket connection has been served to its end (so `sessions_` is complete)."
+    with self._settled: return self._settled.wait_for(lambda: self._active == 0, timeout_s)
+
+def _reset_records(self:ReplayServer) -> None:
+    with self._lock:
+        self._sessions.clear()
+        self._requests.clear()
+        self._http_log.clear()
+
+ReplayServer.sessions_, ReplayServer.requests_, ReplayServer.http_log_ = property(_sessions_), property(_requests_), property(_http_log_)
+ReplayServer.settle, ReplayServer.reset_records = _settle, _reset_records
+
+# %% ../../nbs/22_replay.ipynb #5b529d00
+def _scanner_url(self:ReplayServer) -> str: return f"http://{self.host}:{self.http_port}"
+
+def _websocket_url(self:ReplayServer) -> str: return f"ws://{self.host}:{self.ws_port}/socket.io/websocket?from=chart/&type=chart"
+
+def _repr(self:ReplayServer) -> str:
+    state = f"scanner {self.scanner_url}, websocket {self.websocket_url}" if self._thread else "stopped"
+    return f"ReplayServer({len(self.table)} symbols in the table, {len(self.bars)} with bars, {state})"
+
+ReplayServer.scanner_url, ReplayServer.websocket_url = property(_scanner_url), property(_websocket_url)
+ReplayServer.__repr__ = _repr
 
 # %% ../../nbs/22_replay.ipynb #258dc33e
+def _cut_in_half(raw:bytes) -> bytes:
+    "The first half of a body (at least one byte): JSON cut off mid-way."
+    return raw[:max(1, len(raw) // 2)]
+
+def _http_faults(server:ReplayServer, h, # the request handler: answers with `h._reply(status, doc, raw, headers)`
+                 symbol:str|None) -> bool:
+    "Answer a request with an injected HTTP fault; True when one fired (at most one per request)."
+    if server.latency_s: time.sleep(server.latency_s)
+    if f := server._fire("http_429", symbol):
+        h._reply(429, {"error": "Too Many Requests"}, headers={"Retry-After": str(f.params["retry_after"])})
+    elif f := server._fire("http_5xx", symbol):
+        h._reply(int(f.params["status"]), {"error": "upstream failure"})
+    elif f := server._fire("http_error_body", symbol):
+        h._reply(int(f.params["status"]), {"totalCount": 0, "data": None, "error": str(f.params["text"])})
+    return f is not None
+
+# %% ../../nbs/22_replay.ipynb #e9252c5d
+def _answer_scan(server:ReplayServer, h) -> None:
+    "Answer `POST /<market>/scan` from the server's screener table (after any fault; `wrong_d_length`, a cut body)."
+    body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+    m = re.fullmatch(r"/([a-z][a-z0-9_]*)/scan", urlsplit(h.path).path)
+    if not m: return h._reply(404, {"error": "not found"})
+    if _http_faults(server, h, None): return
+    try: req = orjson.loads(body)
+    except orjson.JSONDecodeError: return h._reply(400, {"error": "body is not JSON"})
+    status, doc = evaluate_scan(server.screener_table(), req, m.group(1))
+    if status == 200 and server._fire("wrong_d_length"):
+        for row in doc["data"] or []: row["d"] = row["d"][:-1]
+    if status == 200 and server._fire("http_malformed_json"):
+        return h._reply(200, raw=_cut_in_half(orjson.dumps(doc)))
+    h._reply(status, doc)
+
+# %% ../../nbs/22_replay.ipynb #0b4c2a89
+def _answer_symbol(server:ReplayServer, h) -> None:
+    "Answer `GET /symbol?symbol=&fields=&no_404=`: the fields of one listed symbol, 404 (or `{}` with `no_404`) otherwise."
+    parts = urlsplit(h.path)
+    if parts.path != "/symbol": return h._reply(404, {"error": "not found"})
+    q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    try: sym = str(Symbol.parse(q.get("symbol", "")))
+    except ValidationError: sym = None
+    if _http_faults(server, h, sym): return
+    fields = [f for f in q.get("fields", "").split(",") if f]
+    table = server.screener_table()
+    if sym is None or sym not in table.index:
+        return h._reply(200, {}) if q.get("no_404", "false") == "true" else h._reply(404, {"error": "Symbol not found"})
+    row = table.loc[sym]
+    doc = {f: _plain(row[f]) if f in row.index else None for f in fields}
+    if server._fire("http_malformed_json", sym):
+        return h._reply(200, raw=_cut_in_half(orjson.dumps(doc)))
+    h._reply(200, doc)
+
+# %% ../../nbs/22_replay.ipynb #4d9fbbbc
 def _http_handler(server:ReplayServer) -> type:
+    "The standard library request handler class of `server`'s HTTP side (HTTP/1.1, every request recorded)."
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         def log_message(self, fmt, *args): _log.debug("replay http: " + fmt, *args)
         def _reply(self, status:int, doc=None, raw:bytes|None=None, headers:dict|None=None):
             body = raw if raw is not None else orjson.dumps(doc)
-            with server._lock: server._http_log.append((self.command, urlsplit(self.path).path, status))  # before the reply: no race
+            with server._lock:                               # recorded before the reply: no race with a reader of the log
+                server._http_log.append((self.command, urlsplit(self.path).path, status))
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             for k, v in (headers or {}).items(): self.send_header(k, v)
-            self.end_headers(); self.wfile.write(body)
-        def _faults(self, symbol:str|None) -> bool:
-            "Answer with an injected fault; True when one fired."
-            if server.latency_s: time.sleep(server.latency_s)
-            if f := server._fire("http_429", symbol):
-                self._reply(429, {"error": "Too Many Requests"}, headers={"Retry-After": str(f.params["retry_after"])}); return True
-            if f := server._fire("http_5xx", symbol): self._reply(int(f.params["status"]), {"error": "upstream failure"}); return True
-            if f := server._fire("http_error_body", symbol):
-                self._reply(int(f.params["status"]), {"totalCount": 0, "data": None, "error": str(f.params["text"])}); return True
-            return False
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            m = re.fullmatch(r"/([a-z][a-z0-9_]*)/scan", urlsplit(self.path).path)
-            if not m: return self._reply(404, {"error": "not found"})
-            if self._faults(None): return
-            try: req = orjson.loads(body)
-            except orjson.JSONDecodeError: return self._reply(400, {"error": "body is not JSON"})
-            status, doc = evaluate_scan(server.screener_table(), req, m.group(1))
-            if status == 200 and server._fire("wrong_d_length"):
-                for row in doc["data"] or []: row["d"] = row["d"][:-1]
-            if status == 200 and server._fire("http_malformed_json"):
-                raw = orjson.dumps(doc); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
-            self._reply(status, doc)
-        def do_GET(self):
-            parts = urlsplit(self.path)
-            if parts.path != "/symbol": return self._reply(404, {"error": "not found"})
-            q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            try: sym = str(Symbol.parse(q.get("symbol", "")))
-            except ValidationError: sym = None
-            if self._faults(sym): return
-            fields = [f for f in q.get("fields", "").split(",") if f]
-            table = server.screener_table()
-            if sym is None or sym not in table.index:
-                return self._reply(200, {}) if q.get("no_404", "false") == "true" else self._reply(404, {"error": "Symbol not found"})
-            row = table.loc[sym]
-            doc = {f: _plain(row[f]) if f in row.index else None for f in fields}
-            if server._fire("http_malformed_json", sym):
-                raw = orjson.dumps(doc); return self._reply(200, raw=raw[:max(1, len(raw) // 2)])
-            self._reply(200, doc)
+            self.end_headers()
+            self.wfile.write(body)
+        def _faults(self, symbol:str|None) -> bool: return _http_faults(server, self, symbol)
+        def do_POST(self): _answer_scan(server, self)
+        def do_GET(self): _answer_symbol(server, self)
     return Handler
 
 # %% ../../nbs/22_replay.ipynb #e5ebde5e
@@ -453,9 +505,20 @@ class _Conn:
         "Send messages (dicts or wire text) in one WebSocket frame."
         await self.ws.send(encode_frame(*(self.text(m) for m in msgs)))
 
+# %% ../../nbs/22_replay.ipynb #63771161
+def _client_message(payload:str) -> dict|None:
+    "A client's `{m, p}` message, or None when the payload is not one (not JSON, no method name, parameters not a list)."
+    try: msg = orjson.loads(payload)
+    except orjson.JSONDecodeError: return None
+    ok = isinstance(msg, dict) and isinstance(msg.get("m"), str) and isinstance(msg.get("p", []), list)
+    return msg if ok else None
+
+# %% ../../nbs/22_replay.ipynb #ffa6c2c4
 async def _ws_handler(server:ReplayServer, ws) -> None:
     methods: list = []
-    with server._lock: server._sessions.append(methods); server._active += 1
+    with server._lock:
+        server._sessions.append(methods)
+        server._active += 1
     c = _Conn(server, ws, methods)
     tasks = [asyncio.create_task(_heartbeats(server, c)), asyncio.create_task(_responder(server, c))]
     try:
@@ -465,15 +528,18 @@ async def _ws_handler(server:ReplayServer, ws) -> None:
         async for frame in ws:
             try: payloads = decode_frame(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
             except MalformedFrameError as e:
-                await c.send({"m": "protocol_error", "p": [f"wrong data: {e}"[:200]]}); await ws.close(1008, "malformed frame"); return
+                await c.send({"m": "protocol_error", "p": [f"wrong data: {e}"[:200]]})
+                await ws.close(1008, "malformed frame")
+                return
             for payload in payloads:
                 if payload.startswith(HEARTBEAT):
                     if c.outstanding and payload == c.outstanding[0]: c.outstanding = None
                     continue
-                try: msg = orjson.loads(payload)
-                except orjson.JSONDecodeError: msg = None
-                if not isinstance(msg, dict) or not isinstance(msg.get("m"), str) or not isinstance(msg.get("p", []), list):
-                    await c.send({"m": "protocol_error", "p": ["wrong data"]}); await ws.close(1008, "malformed message"); return
+                msg = _client_message(payload)
+                if msg is None:
+                    await c.send({"m": "protocol_error", "p": ["wrong data"]})
+                    await ws.close(1008, "malformed message")
+                    return
                 methods.append(msg["m"])
                 c.queue.put_nowait((msg["m"], msg.get("p", [])))
     except ConnectionClosed: pass
@@ -483,6 +549,7 @@ async def _ws_handler(server:ReplayServer, ws) -> None:
             server._active -= 1
             server._settled.notify_all()
 
+# %% ../../nbs/22_replay.ipynb #d5eaba68
 async def _heartbeats(server:ReplayServer, c:_Conn) -> None:
     loop = asyncio.get_running_loop()
     try:
@@ -490,9 +557,11 @@ async def _heartbeats(server:ReplayServer, c:_Conn) -> None:
             await asyncio.sleep(server.heartbeat_s)
             if c.silent: continue
             if c.outstanding and loop.time() - c.outstanding[1] > server.echo_timeout_s:
-                await c.ws.close(1008, "heartbeat not echoed"); return
+                await c.ws.close(1008, "heartbeat not echoed")
+                return
             if c.outstanding is None:
-                c.hb += 1; c.outstanding = (f"{HEARTBEAT}{c.hb}", loop.time())
+                c.hb += 1
+                c.outstanding = (f"{HEARTBEAT}{c.hb}", loop.time())
                 await c.send(c.outstanding[0])
     except ConnectionClosed: pass
 
@@ -503,13 +572,15 @@ async def _responder(server:ReplayServer, c:_Conn) -> None:
             await _dispatch(server, c, m, p)
     except ConnectionClosed: pass
     except Exception:
-        _log.exception("replay server: error while answering"); await c.ws.close(1011, "replay server error")
+        _log.exception("replay server: error while answering")
+        await c.ws.close(1011, "replay server error")
 
 async def _critical(c:_Conn, cs, name:str, description:str) -> None:
     "`critical_error [chart session, name, description]`, as the service sends it, then close."
     await c.send({"m": "critical_error", "p": [cs[:64] if isinstance(cs, str) else "", name, description]})
     await c.ws.close(1008, "critical_error")
 
+# %% ../../nbs/22_replay.ipynb #94f25118
 ADJUSTMENTS = ("splits", "dividends", "none")
 
 def _spec(spec) -> tuple[str|None, str|None]:
@@ -547,6 +618,7 @@ async def _dispatch(server:ReplayServer, c:_Conn, m:str, p:list) -> None:
         elif m == "remove_series": c.series.pop((cs, _text_param(p, 1)), None)
         elif m == "switch_timezone": c.timezones[cs] = _text_param(p, 1)
 
+# %% ../../nbs/22_replay.ipynb #999db37a
 async def _resolve(server:ReplayServer, c:_Conn, p:list) -> None:
     cs, sym_id = p[0], _text_param(p, 1)
     sym, adjustment = _spec(p[2] if len(p) > 2 else None)
@@ -562,6 +634,7 @@ async def _resolve(server:ReplayServer, c:_Conn, p:list) -> None:
     info["description"] += (_UNICODE_NOTE if "unicode" in server.realism else "") + (" ~m~12~m~ {\"m\":\"x\"} ~m~" if marker else "")
     await c.send({"m": "symbol_resolved", "p": [cs, sym_id, info]})
 
+# %% ../../nbs/22_replay.ipynb #03980292
 def _symbol_info(server:ReplayServer, sym:str) -> dict:
     "The `symbol_resolved` fields of `sym` from the table (built once per symbol)."
     if sym not in server._infos:
@@ -630,15 +703,20 @@ async def _series(server:ReplayServer, c:_Conn, p:list) -> None:
     err = lambda why: c.send({"m": "series_error", "p": [cs, sds, sid, why]})
     if sym is None: return await err("unknown or unresolved symbol")
     if not isinstance(sds, str): return await err("bad series id")
-    if res != server.resolution: return await err(f"resolution {str(res)[:16]!r} not available (replay serves {server.resolution})")
+    if res != server.resolution:
+        return await err(f"resolution {str(res)[:16]!r} not available (replay serves {server.resolution})")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1: return await err(f"bad bar count {str(n)[:16]!r}")
     if f := server._fire("series_error", sym): return await err(f.params["text"])
-    if f := server._fire("critical_error", sym): return await _critical(c, cs, f.params["name"], f.params["description"])
+    if f := server._fire("critical_error", sym):
+        return await _critical(c, cs, f.params["name"], f.params["description"])
     if server.latency_s: await asyncio.sleep(server.latency_s)
     if f := server._fire("absent_heartbeats", sym):
         c.silent = True
-        if f.params["stall_s"] is None: await c.ws.wait_closed(); return
-        await asyncio.sleep(f.params["stall_s"]); c.silent = False
+        if f.params["stall_s"] is None:
+            await c.ws.wait_closed()
+            return
+        await asyncio.sleep(f.params["stall_s"])
+        c.silent = False
     avail = server.visible(sym)
     st = _Series(sym, sid, res, adjustment, _wire_for(server, sym, adjustment), avail, min(n, server.cap, avail, c.depth or avail))
     c.series[(cs, sds)] = st
@@ -651,24 +729,35 @@ async def _series(server:ReplayServer, c:_Conn, p:list) -> None:
             "t": sid, "lbs": {"bar_close_time": int(st.wire.ts[avail - 1]) + 86400}}
     tail = [{"m": "du", "p": [cs, {sds: last}]}, _completed(cs, sds, st, limit)]
     msgs = [*head, *updates, *tail]
-    if server._fire("close_mid_stream", sym):
-        half = st.lo + max(1, st.served // 2)
-        await c.send(msgs[0], {"m": "timescale_update", "p": [cs, {sds: {"s": orjson.Fragment(st.wire.items(st.lo, half, st.base)), "t": sid}}]})
-        await c.ws.close(1011, "closed mid-stream (injected)"); return
-    if server._fire("truncated_frame", sym):
-        texts = [c.text(x) for x in msgs[:2]]
-        text = encode_frame(*texts)
-        await c.ws.send(text[:len(text) - max(1, len(encode_frame(texts[1])) // 2)]); return
-    if server._fire("malformed_json", sym):
-        await c.ws.send(encode_frame(c.text(msgs[0]), '{"m":"timescale_update","p":["' + cs + '",{')); return
+    if await _spoiled(server, c, cs, sds, sid, sym, st, msgs): return
     if server.realism: msgs = _realistic(server, c, cs, sds, st, st.lo, avail, head, updates, tail)
     if f := server._fire("slow_heartbeats", sym):
         for msg in msgs:
             await asyncio.sleep(f.params["delay_s"])
-            c.hb += 1; await c.send(f"{HEARTBEAT}{c.hb}")
+            c.hb += 1
+            await c.send(f"{HEARTBEAT}{c.hb}")
             await c.send(msg)
         return
     await _send_answer(server, c, msgs)
+
+# %% ../../nbs/22_replay.ipynb #50a09024
+async def _spoiled(server:ReplayServer, c:_Conn, cs:str, sds:str, sid, sym:str, st:_Series, msgs:list) -> bool:
+    "Play a fault that spoils the answer `msgs` (closed mid-stream, a truncated frame, malformed JSON); True when one fired."
+    if server._fire("close_mid_stream", sym):
+        half = st.lo + max(1, st.served // 2)
+        part = {"m": "timescale_update", "p": [cs, {sds: {"s": orjson.Fragment(st.wire.items(st.lo, half, st.base)), "t": sid}}]}
+        await c.send(msgs[0], part)
+        await c.ws.close(1011, "closed mid-stream (injected)")
+        return True
+    if server._fire("truncated_frame", sym):
+        texts = [c.text(x) for x in msgs[:2]]
+        text = encode_frame(*texts)
+        await c.ws.send(text[:len(text) - max(1, len(encode_frame(texts[1])) // 2)])
+        return True
+    if server._fire("malformed_json", sym):
+        await c.ws.send(encode_frame(c.text(msgs[0]), '{"m":"timescale_update","p":["' + cs + '",{'))
+        return True
+    return False
 
 # %% ../../nbs/22_replay.ipynb #a9c0de04
 async def _more(server:ReplayServer, c:_Conn, p:list) -> None:
@@ -735,47 +824,70 @@ def _realistic(server:ReplayServer, c:_Conn, cs:str, sds:str, st:_Series, a:int,
     return [*head, *early, *updates[:1], *mid, *updates[1:], *late, *tail]
 
 # %% ../../nbs/22_replay.ipynb #f49ac8db
-def _start(self:ReplayServer) -> ReplayServer:
-    "Bind the ports and serve in background threads; returns self."
-    if self._thread is not None: return self
+def _start_websocket(self:ReplayServer) -> None:
+    "Serve the WebSocket side on its own event loop in a background thread; returns once it listens (or raises why not)."
     async def process_request(connection, request):
         if urlsplit(request.path).path != "/socket.io/websocket":
             return connection.respond(404, "not found\n")
         if f := self._fire("handshake_429"):
-            resp = connection.respond(429, "Too Many Requests\n"); resp.headers["Retry-After"] = str(f.params["retry_after"])
+            resp = connection.respond(429, "Too Many Requests\n")
+            resp.headers["Retry-After"] = str(f.params["retry_after"])
             return resp
     ready, failure = threading.Event(), []
     async def main():
         try:
+            quiet = _NoFrameLog(logging.getLogger("websockets.server"), {})   # frames carry tokens: no debug lines of them
             self._ws = await serve(lambda ws: _ws_handler(self, ws), self.host, self.ws_port, process_request=process_request,
-                                   compression=self.compression, ping_interval=None, max_size=2**22,
-                                   logger=_NoFrameLog(logging.getLogger("websockets.server"), {}))   # frames carry tokens: no debug lines of them
+                                   compression=self.compression, ping_interval=None, max_size=2**22, logger=quiet)
             self.ws_port = self._ws.sockets[0].getsockname()[1]
             self._stopping = asyncio.Event()
-        except BaseException as e: failure.append(e); ready.set(); return
+        except BaseException as e:
+            failure.append(e)
+            ready.set()
+            return
         ready.set()
         await self._stopping.wait()
-        self._ws.close(); await self._ws.wait_closed()
+        self._ws.close()
+        await self._ws.wait_closed()
     self._loop = asyncio.new_event_loop()
     self._thread = threading.Thread(target=self._loop.run_until_complete, args=(main(),), name="replay-ws", daemon=True)
     self._thread.start()
     if not ready.wait(60): raise TVSError("the replay WebSocket server did not start within 60 s")   # a hang guard
-    if failure: self._thread.join(); self._thread = None; raise failure[0]
+    if failure:
+        self._thread.join()
+        self._thread = None
+        raise failure[0]
+
+def _start_http(self:ReplayServer) -> None:
+    "Serve the HTTP side in a background thread: the standard library's threading HTTP/1.1 server (keep-alive)."
     handler = _http_handler(self)
     self._httpd = http.server.ThreadingHTTPServer((self.host, self.http_port), handler)
     self._httpd.daemon_threads = True
     self.http_port = self._httpd.server_address[1]
-    self._http_thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-http", daemon=True)
+    self._http_thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-http",
+                                         daemon=True)
     self._http_thread.start()
+
+def _start(self:ReplayServer) -> ReplayServer:
+    "Bind the ports and serve in background threads; returns self."
+    if self._thread is not None: return self
+    _start_websocket(self)
+    _start_http(self)
     return self
 
+# %% ../../nbs/22_replay.ipynb #dd0ef9fa
 def _stop(self:ReplayServer) -> None:
     "Stop serving and join the threads (idempotent)."
     if self._httpd is not None:
-        self._httpd.shutdown(); self._httpd.server_close(); self._http_thread.join(5); self._httpd = None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._http_thread.join(5)
+        self._httpd = None
     if self._thread is not None:
         self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10); self._loop.close(); self._thread = None
+        self._thread.join(10)
+        self._loop.close()
+        self._thread = None
 
 ReplayServer.start, ReplayServer.stop = _start, _stop
 ReplayServer.__enter__ = lambda self: self.start()
@@ -808,7 +920,8 @@ def fixture_table(bars:Mapping[str, pd.DataFrame], # symbol → OHLCV frame
         cat = catalog.set_index("symbol") if "symbol" in catalog.columns else catalog
     rows = []
     for s, b in bars.items():
-        sym = str(Symbol.parse(s)); df = _ohlcv(b)
+        sym = str(Symbol.parse(s))
+        df = _ohlcv(b)
         meta = cat.loc[sym].to_dict() if cat is not None and sym in cat.index else {}
         ex, tk = sym.split(":")
         last, prev = (df.iloc[-1] if len(df) else None), (df.iloc[-2] if len(df) > 1 else None)
@@ -849,6 +962,13 @@ def _visible(self:ReplayServer, symbol:str) -> int:
     if b is None: return 0
     return len(b) if self.as_of is None else int(b["ts"].searchsorted(self.as_of, side="right"))
 
+def _clock(self:ReplayServer) -> float:
+    "The server's time in Unix seconds: its market's day when set, else the wall clock."
+    return self.as_of.timestamp() if self.as_of is not None else time.time()
+
+ReplayServer.advance_to, ReplayServer.visible, ReplayServer.clock = _advance_to, _visible, _clock
+
+# %% ../../nbs/22_replay.ipynb #1e6985f8
 def _as_of_row(row:pd.Series, bars:pd.DataFrame, k:int) -> pd.Series:
     "A table row with its moving fields recomputed from the first `k` bars."
     last, prev = bars.iloc[k - 1], (bars.iloc[k - 2] if k > 1 else None)
@@ -878,8 +998,4 @@ def _screener_table(self:ReplayServer) -> pd.DataFrame:
             if self.as_of == day: self._views[day] = view
     return view
 
-def _clock(self:ReplayServer) -> float:
-    "The server's time in Unix seconds: its market's day when set, else the wall clock."
-    return self.as_of.timestamp() if self.as_of is not None else time.time()
-
-ReplayServer.advance_to, ReplayServer.visible, ReplayServer.screener_table, ReplayServer.clock = _advance_to, _visible, _screener_table, _clock
+ReplayServer.screener_table = _screener_table

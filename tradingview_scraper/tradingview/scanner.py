@@ -74,44 +74,53 @@ class RetryPolicy:
     async_sleep:Callable|None=None # async sleep (None: asyncio.sleep)
 
     def __post_init__(self):
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or not 1 <= self.max_attempts <= 100:
+        n = self.max_attempts
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100:
             raise ValidationError(describe("max_attempts", self.max_attempts, "an integer in [1, 100]"))
         for name in ("initial_s", "max_backoff_s", "jitter_s", "max_retry_after_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise ValidationError(describe(name, v, "a finite number >= 0"))
 
-    def should_retry(self, exc:BaseException) -> bool:
-        "Whether `exc` is worth another attempt."
-        if isinstance(exc, RemoteError):
-            return exc.retryable and (exc.retry_after is None or exc.retry_after <= self.max_retry_after_s)
-        if isinstance(exc, ProtocolError) or isinstance(exc, ValidationError): return False
-        return isinstance(exc, (httpx.TransportError, OSError, TimeoutError, asyncio.TimeoutError))
+# %% ../../nbs/20_scanner.ipynb #75ee6473
+def _should_retry(self:RetryPolicy, exc:BaseException) -> bool:
+    "Whether `exc` is worth another attempt."
+    if isinstance(exc, RemoteError):
+        return exc.retryable and (exc.retry_after is None or exc.retry_after <= self.max_retry_after_s)
+    if isinstance(exc, ProtocolError) or isinstance(exc, ValidationError): return False
+    return isinstance(exc, (httpx.TransportError, OSError, TimeoutError, asyncio.TimeoutError))
 
-    def backoff_s(self, attempt:int) -> float:
-        "Backoff after failed attempt number `attempt` (1-based), without jitter."
-        return min(self.max_backoff_s, self.initial_s * 2 ** (attempt - 1))
+def _backoff_s(self:RetryPolicy, attempt:int) -> float:
+    "Backoff after failed attempt number `attempt` (1-based), without jitter."
+    return min(self.max_backoff_s, self.initial_s * 2 ** (attempt - 1))
 
-    def wait_s(self, attempt:int, exc:BaseException|None=None) -> float:
-        "How long to wait after failed attempt `attempt`: backoff + jitter, at least the server's Retry-After."
-        w = self.backoff_s(attempt) + (random.uniform(0, self.jitter_s) if self.jitter_s > 0 else 0.0)
-        ra = getattr(exc, "retry_after", None)
-        return max(w, ra) if ra is not None else w
+def _wait_s(self:RetryPolicy, attempt:int, exc:BaseException|None=None) -> float:
+    "How long to wait after failed attempt `attempt`: backoff + jitter, at least the server's Retry-After."
+    w = self.backoff_s(attempt) + (random.uniform(0, self.jitter_s) if self.jitter_s > 0 else 0.0)
+    ra = getattr(exc, "retry_after", None)
+    return max(w, ra) if ra is not None else w
 
-    def _kwargs(self) -> dict:
-        def wait(rs): return self.wait_s(rs.attempt_number, rs.outcome.exception() if rs.outcome else None)
-        def before_sleep(rs):
-            _log.info("attempt %d failed (%s); retrying in %.2fs", rs.attempt_number, rs.outcome.exception(), rs.next_action.sleep)
-        return dict(stop=tenacity.stop_after_attempt(self.max_attempts), wait=wait, reraise=True,
-                    retry=tenacity.retry_if_exception(self.should_retry), before_sleep=before_sleep)
+RetryPolicy.should_retry, RetryPolicy.backoff_s, RetryPolicy.wait_s = _should_retry, _backoff_s, _wait_s
 
-    def retrying(self) -> tenacity.Retrying:
-        "A fresh synchronous `tenacity.Retrying` controller for one call."
-        return tenacity.Retrying(sleep=self.sleep or time.sleep, **self._kwargs())
+# %% ../../nbs/20_scanner.ipynb #9c7f0b89
+def _retry_kwargs(self:RetryPolicy) -> dict:
+    "The tenacity settings of one call: attempts, waits, what is retried, a log line before each wait."
+    def wait(rs): return self.wait_s(rs.attempt_number, rs.outcome.exception() if rs.outcome else None)
+    def before_sleep(rs):
+        _log.info("attempt %d failed (%s); retrying in %.2fs", rs.attempt_number, rs.outcome.exception(),
+                  rs.next_action.sleep)
+    return dict(stop=tenacity.stop_after_attempt(self.max_attempts), wait=wait, reraise=True,
+                retry=tenacity.retry_if_exception(self.should_retry), before_sleep=before_sleep)
 
-    def async_retrying(self) -> tenacity.AsyncRetrying:
-        "A fresh `tenacity.AsyncRetrying` controller for one call."
-        return tenacity.AsyncRetrying(sleep=self.async_sleep or asyncio.sleep, **self._kwargs())
+def _retrying(self:RetryPolicy) -> tenacity.Retrying:
+    "A fresh synchronous `tenacity.Retrying` controller for one call."
+    return tenacity.Retrying(sleep=self.sleep or time.sleep, **self._kwargs())
+
+def _async_retrying(self:RetryPolicy) -> tenacity.AsyncRetrying:
+    "A fresh `tenacity.AsyncRetrying` controller for one call."
+    return tenacity.AsyncRetrying(sleep=self.async_sleep or asyncio.sleep, **self._kwargs())
+
+RetryPolicy._kwargs, RetryPolicy.retrying, RetryPolicy.async_retrying = _retry_kwargs, _retrying, _async_retrying
 
 # %% ../../nbs/20_scanner.ipynb #d5913e48
 class RateLimiter:
@@ -120,7 +129,7 @@ class RateLimiter:
                  burst:int=10, # requests allowed back to back before `rate` applies
                  clock:Callable[[], float]=time.monotonic, # time source (tests pass a fake clock)
                 ):
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0:
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not (math.isfinite(rate) and rate > 0):
             raise ValidationError(describe("rate", rate, "a positive number of requests per second"))
         if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
             raise ValidationError(describe("burst", burst, "an integer >= 1"))
@@ -140,24 +149,28 @@ class RateLimiter:
             self._buckets[host] = (tokens, now)
             return max(0.0, -tokens / self.rate, self._paused.get(host, now) - now)
 
-    def pause(self, host:str, seconds:float) -> None:
-        "Hold every request to `host` for `seconds` (e.g. after a 429 with Retry-After)."
-        with self._lock:
-            until = self.clock() + max(0.0, float(seconds))
-            self._paused[host] = max(self._paused.get(host, until), until)
+# %% ../../nbs/20_scanner.ipynb #2fb9bae5
+def _pause(self:RateLimiter, host:str, seconds:float) -> None:
+    "Hold every request to `host` for `seconds` (e.g. after a 429 with Retry-After)."
+    with self._lock:
+        until = self.clock() + max(0.0, float(seconds))
+        self._paused[host] = max(self._paused.get(host, until), until)
 
-    def acquire(self, host:str) -> float:
-        "Wait (blocking) for a token; returns the time waited."
-        w = self.reserve(host)
-        if w > 0: time.sleep(w)
-        return w
+def _acquire(self:RateLimiter, host:str) -> float:
+    "Wait (blocking) for a token; returns the time waited."
+    w = self.reserve(host)
+    if w > 0: time.sleep(w)
+    return w
 
-    async def acquire_async(self, host:str) -> float:
-        "Wait (asyncio) for a token; returns the time waited."
-        w = self.reserve(host)
-        if w > 0: await asyncio.sleep(w)
-        return w
+async def _acquire_async(self:RateLimiter, host:str) -> float:
+    "Wait (asyncio) for a token; returns the time waited."
+    w = self.reserve(host)
+    if w > 0: await asyncio.sleep(w)
+    return w
 
+RateLimiter.pause, RateLimiter.acquire, RateLimiter.acquire_async = _pause, _acquire, _acquire_async
+
+# %% ../../nbs/20_scanner.ipynb #ecb49a12
 def host_of(url:str) -> str:
     "The `host:port` key a URL is rate-limited under."
     parts = urlsplit(url)
@@ -176,7 +189,8 @@ _MARKET_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 def make_user_agent(template:str|None=None) -> str:
     "The User-Agent to send: `template` with `{version}` filled in (default: the toolkit's honest name)."
     ua = (template or DEFAULT_USER_AGENT).replace("{version}", tradingview_scraper.__version__)
-    if not ua.strip() or any(c in ua for c in "\r\n\x00"): raise ValidationError(describe("user agent", ua, "a single non-empty line"))
+    if not ua.strip() or any(c in ua for c in "\r\n\x00"):
+        raise ValidationError(describe("user agent", ua, "a single non-empty line"))
     return ua
 
 def check_base_url(url:str, schemes:tuple=("http", "https"), what:str="base URL") -> str:
@@ -239,6 +253,7 @@ def _filter_dict(f) -> dict:
         raise ValidationError(describe("screener filter", f, f"{{left: field, operation: one of {FILTER_OPERATIONS}, right: value}}"))
     return {"left": d["left"], "operation": d["operation"], "right": d.get("right")}
 
+# %% ../../nbs/20_scanner.ipynb #c7b04200
 class ScannerClient:
     "TradingView screener and symbol-fields client (httpx + one `RetryPolicy` + a shared `RateLimiter`)."
     def __init__(self, base_url:str=DEFAULT_SCANNER_URL, # screener base URL (tests: the replay server's `scanner_url`)
@@ -251,7 +266,8 @@ class ScannerClient:
                 ):
         self.base_url = check_base_url(base_url)
         self.user_agent = make_user_agent(user_agent)
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not math.isfinite(timeout_s) or timeout_s <= 0:
+        positive = isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool) and math.isfinite(timeout_s) and timeout_s > 0
+        if not positive:
             raise ValidationError(describe("timeout_s", timeout_s, "a positive number of seconds"))
         if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 10_000:
             raise ValidationError(describe("page_size", page_size, "an integer in [1, 10000]"))
@@ -263,57 +279,75 @@ class ScannerClient:
                                   headers={"User-Agent": self.user_agent, "Accept": "application/json",
                                            "Origin": "https://www.tradingview.com"})
 
-    @classmethod
-    def from_profile(cls, profile, # a resolved `config.Profile`
-                     **kwargs) -> ScannerClient:
-        "A client configured by `profile.hydration` (URL, User-Agent, timeout, attempts); kwargs override."
-        h = profile.hydration
-        kw = dict(base_url=h.scanner_url, user_agent=h.user_agent, timeout_s=h.timeout_s, retry=RetryPolicy(max_attempts=h.max_attempts))
-        return cls(**{**kw, **kwargs})
-
     def __repr__(self): return f"ScannerClient({self.base_url!r})"
     def close(self): self._http.close()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-    def _send(self, method:str, path:str, parse:Callable[[httpx.Response], Any], not_found:Callable|None=None, **kw) -> Any:
-        "One logical call: rate limit, send, classify, parse; retried under `self.retry`."
-        what = f"{method} {self.base_url}{path}"
-        for attempt in self.retry.retrying():
-            with attempt:
-                self.limiter.acquire(self.host)
-                try: resp = self._http.request(method, path, **kw)
-                except httpx.TransportError as e:
-                    raise RemoteError(f"{what}: {type(e).__name__}: {e}", kind="connection", retryable=True) from e
-                st = resp.status_code
-                if st == 404 and not_found is not None: raise not_found()
-                if st == 429:
-                    ra = parse_retry_after(resp.headers.get("Retry-After"))
-                    if ra: self.limiter.pause(self.host, ra)
-                    raise RemoteError(f"{what}: HTTP 429 rate limited (Retry-After: {resp.headers.get('Retry-After')})",
-                                      kind="http_429", status=st, retry_after=ra, retryable=True)
-                if st >= 300:
-                    words = _body_words(resp)
-                    says = f": the server says {words}" if words else f": {short_repr(resp.text[:MAX_SERVER_WORDS])}" if st < 500 else ""
-                    raise RemoteError(f"{what}: HTTP {st} {resp.reason_phrase}{says}", kind="server_error" if words and st < 500 else f"http_{st}",
-                                      status=st, retryable=st >= 500, server_words=words)
-                return parse(resp)
+# %% ../../nbs/20_scanner.ipynb #0b1bea21
+def _scanner_from_profile(cls, profile, # a resolved `profile.Profile`
+                          **kwargs) -> ScannerClient:
+    "A client configured by `profile.hydration` (URL, User-Agent, timeout, attempts); kwargs override."
+    h = profile.hydration
+    kw = dict(base_url=h.scanner_url, user_agent=h.user_agent, timeout_s=h.timeout_s,
+              retry=RetryPolicy(max_attempts=h.max_attempts))
+    return cls(**{**kw, **kwargs})
 
-    @staticmethod
-    def _json(resp:httpx.Response, expected:type) -> Any:
-        try: body = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RemoteError(describe(f"reply body of {resp.request.url}", resp.text[:120], "valid JSON", str(e)),
-                              kind="malformed", retryable=True) from None
-        if (words := error_words(body)) is not None:
-            raise RemoteError(f"{resp.request.method} {resp.request.url}: HTTP {resp.status_code}, but the server says {words}",
-                              kind="server_error", status=resp.status_code, server_words=words)
-        if not isinstance(body, expected):
-            raise RemoteError(describe(f"reply body of {resp.request.url}", body, f"a JSON {expected.__name__}"), kind="malformed", retryable=True)
-        return body
+ScannerClient.from_profile = classmethod(_scanner_from_profile)
+
+# %% ../../nbs/20_scanner.ipynb #f5153aec
+def _send(self:ScannerClient, method:str, # HTTP method
+          path:str, # path below the base URL
+          parse:Callable[[httpx.Response], Any], # reads the reply inside the attempt: a garbled body is retried
+          not_found:Callable|None=None, # builds the error for a 404 (None: a 404 is like any other 4xx)
+          **kw) -> Any:
+    "One logical call: rate limit, send, classify, parse; retried under `self.retry`."
+    what = f"{method} {self.base_url}{path}"
+    for attempt in self.retry.retrying():
+        with attempt:
+            self.limiter.acquire(self.host)
+            try: resp = self._http.request(method, path, **kw)
+            except httpx.TransportError as e:
+                raise RemoteError(f"{what}: {type(e).__name__}: {e}", kind="connection", retryable=True) from e
+            st = resp.status_code
+            if st == 404 and not_found is not None: raise not_found()
+            if st == 429:
+                ra = parse_retry_after(resp.headers.get("Retry-After"))
+                if ra: self.limiter.pause(self.host, ra)
+                raise RemoteError(f"{what}: HTTP 429 rate limited (Retry-After: {resp.headers.get('Retry-After')})",
+                                  kind="http_429", status=st, retry_after=ra, retryable=True)
+            if st >= 300:
+                words = _body_words(resp)
+                if words: says = f": the server says {words}"
+                elif st < 500: says = f": {short_repr(resp.text[:MAX_SERVER_WORDS])}"
+                else: says = ""
+                kind = "server_error" if words and st < 500 else f"http_{st}"
+                raise RemoteError(f"{what}: HTTP {st} {resp.reason_phrase}{says}", kind=kind, status=st, retryable=st >= 500,
+                                  server_words=words)
+            return parse(resp)
+
+ScannerClient._send = _send
+
+# %% ../../nbs/20_scanner.ipynb #fe101c51
+def _json(resp:httpx.Response, expected:type) -> Any:
+    "The JSON body of a reply, of the `expected` type; an `error` text in it is the server's refusal, whatever the status."
+    try: body = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RemoteError(describe(f"reply body of {resp.request.url}", resp.text[:120], "valid JSON", str(e)),
+                          kind="malformed", retryable=True) from None
+    if (words := error_words(body)) is not None:
+        raise RemoteError(f"{resp.request.method} {resp.request.url}: HTTP {resp.status_code}, but the server says {words}",
+                          kind="server_error", status=resp.status_code, server_words=words)
+    if not isinstance(body, expected):
+        raise RemoteError(describe(f"reply body of {resp.request.url}", body, f"a JSON {expected.__name__}"), kind="malformed",
+                          retryable=True)
+    return body
+
+ScannerClient._json = staticmethod(_json)
 
 # %% ../../nbs/20_scanner.ipynb #93c57781
 def _scan_page(self:ScannerClient, market:str, body:dict, columns:list[str]) -> tuple[int, pd.DataFrame]:
+    "One page of a screen: the server's `totalCount` and the page's rows as a typed frame."
     def parse(resp):
         doc = self._json(resp, dict)
         total, data = doc.get("totalCount"), doc.get("data")
@@ -324,6 +358,9 @@ def _scan_page(self:ScannerClient, market:str, body:dict, columns:list[str]) -> 
         return total, rows_to_frame(data or [], columns)
     return self._send("POST", f"/{market}/scan", parse, json=body)
 
+ScannerClient._scan_page = _scan_page
+
+# %% ../../nbs/20_scanner.ipynb #23f7b63d
 def _scan(self:ScannerClient, market:str, # screener market, e.g. "america", "crypto"
           columns:Iterable[str], # fields to return; `FIELD|<res>` for a timeframe variant ("RSI|60")
           filters:Iterable=(), # `{left, operation, right}` mappings or `config.ScreenFilter`s
@@ -361,7 +398,7 @@ def _scan_screen(self:ScannerClient, screen) -> pd.DataFrame:
     return self.scan(screen.market, screen.columns, screen.filters, sort_by=screen.sort_by,
                      sort_order=screen.sort_order, limit=screen.limit)
 
-ScannerClient._scan_page, ScannerClient.scan, ScannerClient.scan_screen = _scan_page, _scan, _scan_screen
+ScannerClient.scan, ScannerClient.scan_screen = _scan, _scan_screen
 
 # %% ../../nbs/20_scanner.ipynb #74a22025
 def _symbol_fields(self:ScannerClient, symbol:Symbol|str, # the instrument

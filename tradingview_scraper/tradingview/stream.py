@@ -246,6 +246,7 @@ def _bars_array_reference(rows:list) -> np.ndarray:
             if x is not None: arr[i, k] = float(x)
     return arr
 
+# %% ../../nbs/21_stream.ipynb #56933389
 def _bars_array(rows:list) -> np.ndarray:
     "Wire bars as an (n, 6) float64 array (null and absent values NaN); anything but 5-6 numbers or nulls is refused."
     n = len(rows)
@@ -307,7 +308,8 @@ def validate_ohlcv_frame(df:pd.DataFrame, what:str="bars") -> pd.DataFrame:
     for c, t in zip(OHLCV_COLUMNS[1:], dtypes[1:]):
         if t != np.float64: raise ContractError(describe(f"{what} {c} dtype", str(t), "float64"))
     ns = df["ts"].array.asi8
-    if len(ns) and ns[0] == np.iinfo(np.int64).min: raise ContractError(describe(f"{what} ts", "NaT", "timestamps, none missing"))
+    if len(ns) and ns[0] == np.iinfo(np.int64).min:
+        raise ContractError(describe(f"{what} ts", "NaT", "timestamps, none missing"))
     if len(ns) > 1 and not (ns[1:] > ns[:-1]).all():         # a later NaT (the smallest int64) fails here
         raise ContractError(describe(f"{what} ts", "unsorted or duplicated", "strictly increasing timestamps"))
     return df
@@ -362,6 +364,7 @@ def check_data_quality(quality:str|None) -> str|None:
         raise ValidationError(describe("data quality", quality, f"None or one of {list(DATA_QUALITIES)}"))
     return quality
 
+# %% ../../nbs/21_stream.ipynb #ce1a5085
 class ChartSession:
     "One WebSocket connection with one chart session; serves history requests one after another."
     def __init__(self, ws, greeting:dict, chart_session:str, idle_timeout_s:float, token:Secret|None=None):
@@ -370,80 +373,92 @@ class ChartSession:
         self._pending: deque = deque()
         self._token = token
 
-    @classmethod
-    async def open(cls, url:str, *, user_agent:str, origin:str=DEFAULT_ORIGIN, open_timeout_s:float=10.0,
-                   idle_timeout_s:float=10.0, max_frame_bytes:int=2**26, auth_token:str|Secret|None=None,
-                   timezone:str="exchange", data_quality:str|None=None, locale:tuple=("en", "US"),
-                   quote_fields:Iterable[str]=QUOTE_FIELDS, limiter:RateLimiter|None=None,
-                   compression:str|None="deflate") -> ChartSession:
-        "Connect, read the greeting and send the setup sequence."
-        token, timezone, data_quality = as_secret(auth_token), check_chart_timezone(timezone), check_data_quality(data_quality)
-        host = host_of(url)
-        if limiter is not None: await limiter.acquire_async(host)
-        try:
-            ws = await connect(url, additional_headers={"Origin": origin}, user_agent_header=user_agent,
-                               open_timeout=open_timeout_s, max_size=max_frame_bytes, ping_interval=None,
-                               close_timeout=1, compression=compression,
-                               logger=None if token is None else _NoFrameLog(logging.getLogger("websockets.client"), {}))
-        except InvalidStatus as e:
-            st = e.response.status_code
-            ra = parse_retry_after(e.response.headers.get("Retry-After"))
-            if st == 429 and ra and limiter is not None: limiter.pause(host, ra)
-            raise HandshakeError(f"WebSocket handshake with {url} refused: HTTP {st}", status=st, retry_after=ra,
-                                 retryable=st == 429 or st >= 500) from None
-        except (OSError, TimeoutError, InvalidHandshake) as e:
-            raise ConnectionLostError(f"cannot connect to {url}: {type(e).__name__}: {e}") from e
-        self = cls(ws, {}, _rand_id("cs_"), idle_timeout_s, token)
-        try:
-            greeting = await self.recv()
-            if "m" in greeting:
-                raise MalformedFrameError(describe("first message", greeting.get("m"), "a greeting object without 'm'"))
-            self.greeting = greeting
-            qs = _rand_id("qs_")
-            setup = [("set_auth_token", [UNAUTHORIZED_TOKEN if token is None else token.reveal()]), ("set_locale", list(locale)),
-                     ("chart_create_session", [self.cs, ""]), ("switch_timezone", [self.cs, timezone])]
-            if data_quality is not None: setup.append(("set_data_quality", [data_quality]))
-            setup += [("quote_create_session", [qs]), ("quote_set_fields", [qs, *quote_fields])]
-            for m, p in setup: await self.send(m, *p)
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
     @property
     def authorized(self) -> bool: return self._token is not None
-
-    async def send(self, method:str, *params) -> None:
-        "Send one framed `{m, p}` message."
-        try: await self.ws.send(encode_frame({"m": method, "p": list(params)}))
-        except ConnectionClosed as e: raise ConnectionLostError(f"connection closed while sending {method}: {e}") from None
-
-    async def recv(self) -> dict:
-        "The next non-heartbeat message; heartbeats are echoed on the way."
-        while not self._pending:
-            try: frame = await asyncio.wait_for(self.ws.recv(), self.idle_timeout_s)
-            except TimeoutError:
-                raise ConnectionLostError(f"no message or heartbeat for {self.idle_timeout_s:g}s; connection considered dead") from None
-            except ConnectionClosed as e: raise ConnectionLostError(f"connection closed by the server: {e}") from None
-            if isinstance(frame, bytes):
-                try: frame = frame.decode("utf-8")
-                except UnicodeDecodeError: raise MalformedFrameError("binary frame that is not UTF-8 text") from None
-            with gc_paused() if len(frame) >= BIG_FRAME else nullcontext():
-                msgs = [parse_payload(payload) for payload in decode_frame(frame)]
-            for msg in msgs:
-                if isinstance(msg, str):
-                    try: await self.ws.send(encode_frame(msg))
-                    except ConnectionClosed as e: raise ConnectionLostError(f"connection closed while echoing a heartbeat: {e}") from None
-                else: self._pending.append(msg)
-        return self._pending.popleft()
 
     def said(self, value:Any) -> str|None:
         "The server's words as bounded text, this connection's token blanked out."
         return server_text(value, hide=None if self._token is None else self._token.reveal())
 
-    async def close(self) -> None:
-        try: await self.ws.close()
-        except Exception as e: _log.debug("closing %s: %s", self.ws, e)
+# %% ../../nbs/21_stream.ipynb #f6895565
+async def _session_send(self:ChartSession, method:str, *params) -> None:
+    "Send one framed `{m, p}` message."
+    try: await self.ws.send(encode_frame({"m": method, "p": list(params)}))
+    except ConnectionClosed as e: raise ConnectionLostError(f"connection closed while sending {method}: {e}") from None
+
+async def _session_recv(self:ChartSession) -> dict:
+    "The next non-heartbeat message; heartbeats are echoed on the way."
+    while not self._pending:
+        try: frame = await asyncio.wait_for(self.ws.recv(), self.idle_timeout_s)
+        except TimeoutError:
+            raise ConnectionLostError(f"no message or heartbeat for {self.idle_timeout_s:g}s; connection considered dead") from None
+        except ConnectionClosed as e: raise ConnectionLostError(f"connection closed by the server: {e}") from None
+        if isinstance(frame, bytes):
+            try: frame = frame.decode("utf-8")
+            except UnicodeDecodeError: raise MalformedFrameError("binary frame that is not UTF-8 text") from None
+        with gc_paused() if len(frame) >= BIG_FRAME else nullcontext():
+            msgs = [parse_payload(payload) for payload in decode_frame(frame)]
+        for msg in msgs:
+            if isinstance(msg, str):
+                try: await self.ws.send(encode_frame(msg))
+                except ConnectionClosed as e:
+                    raise ConnectionLostError(f"connection closed while echoing a heartbeat: {e}") from None
+            else: self._pending.append(msg)
+    return self._pending.popleft()
+
+async def _session_close(self:ChartSession) -> None:
+    try: await self.ws.close()
+    except Exception as e: _log.debug("closing %s: %s", self.ws, e)
+
+ChartSession.send, ChartSession.recv, ChartSession.close = _session_send, _session_recv, _session_close
+
+# %% ../../nbs/21_stream.ipynb #74954c17
+async def _handshake(url:str, user_agent:str, origin:str, open_timeout_s:float, max_frame_bytes:int, token:Secret|None,
+                     limiter:RateLimiter|None, compression:str|None):
+    "Open the WebSocket (through the rate limiter); a refused upgrade is a `HandshakeError`, anything else a lost connection."
+    host = host_of(url)
+    if limiter is not None: await limiter.acquire_async(host)
+    try:
+        return await connect(url, additional_headers={"Origin": origin}, user_agent_header=user_agent,
+                             open_timeout=open_timeout_s, max_size=max_frame_bytes, ping_interval=None,
+                             close_timeout=1, compression=compression,
+                             logger=None if token is None else _NoFrameLog(logging.getLogger("websockets.client"), {}))
+    except InvalidStatus as e:
+        st = e.response.status_code
+        ra = parse_retry_after(e.response.headers.get("Retry-After"))
+        if st == 429 and ra and limiter is not None: limiter.pause(host, ra)
+        raise HandshakeError(f"WebSocket handshake with {url} refused: HTTP {st}", status=st, retry_after=ra,
+                             retryable=st == 429 or st >= 500) from None
+    except (OSError, TimeoutError, InvalidHandshake) as e:
+        raise ConnectionLostError(f"cannot connect to {url}: {type(e).__name__}: {e}") from e
+
+# %% ../../nbs/21_stream.ipynb #67cbbc9d
+async def _session_open(cls, url:str, *, user_agent:str, origin:str=DEFAULT_ORIGIN, open_timeout_s:float=10.0,
+                        idle_timeout_s:float=10.0, max_frame_bytes:int=2**26, auth_token:str|Secret|None=None,
+                        timezone:str="exchange", data_quality:str|None=None, locale:tuple=("en", "US"),
+                        quote_fields:Iterable[str]=QUOTE_FIELDS, limiter:RateLimiter|None=None,
+                        compression:str|None="deflate") -> ChartSession:
+    "Connect, read the greeting and send the setup sequence."
+    token, timezone, data_quality = as_secret(auth_token), check_chart_timezone(timezone), check_data_quality(data_quality)
+    ws = await _handshake(url, user_agent, origin, open_timeout_s, max_frame_bytes, token, limiter, compression)
+    self = cls(ws, {}, _rand_id("cs_"), idle_timeout_s, token)
+    try:
+        greeting = await self.recv()
+        if "m" in greeting:
+            raise MalformedFrameError(describe("first message", greeting.get("m"), "a greeting object without 'm'"))
+        self.greeting = greeting
+        qs = _rand_id("qs_")
+        setup = [("set_auth_token", [UNAUTHORIZED_TOKEN if token is None else token.reveal()]), ("set_locale", list(locale)),
+                 ("chart_create_session", [self.cs, ""]), ("switch_timezone", [self.cs, timezone])]
+        if data_quality is not None: setup.append(("set_data_quality", [data_quality]))
+        setup += [("quote_create_session", [qs]), ("quote_set_fields", [qs, *quote_fields])]
+        for m, p in setup: await self.send(m, *p)
+    except BaseException:
+        await self.close()
+        raise
+    return self
+
+ChartSession.open = classmethod(_session_open)
 
 # %% ../../nbs/21_stream.ipynb #1aeba3e8
 ADJUSTMENTS = ("splits", "dividends", "none")
@@ -467,7 +482,8 @@ _V, _TS = itemgetter("v"), itemgetter(0)
 def _merge(bars:dict, items, symbol) -> None:
     "Merge a `s` list of `{i, v}` items into `bars` keyed by timestamp (later wins)."
     if items is None: return
-    if not isinstance(items, list): raise MalformedFrameError(describe(f"{symbol} series data 's'", items, "a list of {i, v} bars"))
+    if not isinstance(items, list):
+        raise MalformedFrameError(describe(f"{symbol} series data 's'", items, "a list of {i, v} bars"))
     try:                                              # bar contents are checked by `_bars_array`
         vs = list(map(_V, items))
         bars.update(zip(map(_TS, vs), vs))
@@ -537,7 +553,8 @@ def _server_error(self:ChartSession, m:str, p:list, q:_Series) -> StreamError|No
     ref = p[1] if len(p) > 1 else None
     if m == "symbol_error" and ref == q.sym_id:
         words = self.said(p[2] if len(p) > 2 else None)
-        return SymbolError(f"{q.symbol}: the chart service does not know this symbol (server: {words!r})", symbol=q.symbol, server_words=words)
+        return SymbolError(f"{q.symbol}: the chart service does not know this symbol (server: {words!r})", symbol=q.symbol,
+                           server_words=words)
     if m == "series_error" and ref == q.sds:
         words = self.said(p[-1] if len(p) > 2 else None)
         return SeriesError(f"{q.symbol}: the chart service refused the {q.resolution} series (server: {words!r})",
@@ -555,6 +572,7 @@ def _server_error(self:ChartSession, m:str, p:list, q:_Series) -> StreamError|No
                              server_description=words, symbol=q.symbol, server_words=words)
     return None
 
+# %% ../../nbs/21_stream.ipynb #8e4c235e
 async def _read_answer(self:ChartSession, q:_Series, bars:dict) -> bool:
     "Read one answer into `bars` up to this series' `series_completed`; True when it carried `data_completed: \"limit\"`."
     while True:
@@ -562,7 +580,7 @@ async def _read_answer(self:ChartSession, q:_Series, bars:dict) -> bool:
         m, p = msg.get("m"), msg.get("p")
         if not isinstance(p, list): p = []
         head = p[0] if p else None
-        if isinstance(head, str) and head != self.cs and _SESSION_ID.fullmatch(head): continue   # another session's
+        if isinstance(head, str) and head != self.cs and _SESSION_ID.fullmatch(head): continue   # another session's message
         ref = p[1] if len(p) > 1 else None
         if m in _BAR_MESSAGES:
             upd = ref.get(q.sds) if isinstance(ref, dict) else None
@@ -664,36 +682,42 @@ class HistoryClient:
         "Whether the client sends an account's token (the token itself is never shown)."
         return self._token is not None
 
-    @classmethod
-    def from_profile(cls, profile, # a resolved `config.Profile`
-                     **kwargs) -> HistoryClient:
-        "A client configured by `profile.hydration` (URL, User-Agent, concurrency, attempts, timeout, token, zone, quality, adjustment); kwargs override."
-        h = profile.hydration
-        resolve = getattr(tvs_config, "resolve_auth_token", None)
-        kw = dict(url=h.websocket_url, user_agent=h.user_agent, concurrency=h.concurrency, timeout_s=h.timeout_s,
-                  retry=RetryPolicy(max_attempts=h.max_attempts), auth_token=resolve(h) if resolve is not None else None,
-                  timezone=getattr(h, "timezone", None) or "exchange", data_quality=getattr(h, "data_quality", None),
-                  adjustment=getattr(h, "adjustment", None) or "splits")
-        return cls(**{**kw, **kwargs})
+# %% ../../nbs/21_stream.ipynb #c61a9a5b
+def _client_from_profile(cls, profile, # a resolved `profile.Profile`
+                         **kwargs) -> HistoryClient:
+    "A client set up by `profile.hydration` (URL, agent, concurrency, attempts, timeout, token, zone, quality, adjustment)."
+    h = profile.hydration
+    resolve = getattr(tvs_config, "resolve_auth_token", None)
+    kw = dict(url=h.websocket_url, user_agent=h.user_agent, concurrency=h.concurrency, timeout_s=h.timeout_s,
+              retry=RetryPolicy(max_attempts=h.max_attempts), auth_token=resolve(h) if resolve is not None else None,
+              timezone=getattr(h, "timezone", None) or "exchange", data_quality=getattr(h, "data_quality", None),
+              adjustment=getattr(h, "adjustment", None) or "splits")
+    return cls(**{**kw, **kwargs})
 
-    def __repr__(self):
-        return (f"HistoryClient({self.url!r}, concurrency={self.concurrency}, authorized={self.authorized}, "
-                f"adjustment={self.adjustment!r}, timezone={self.timezone!r})")
+def _client_repr(self:HistoryClient) -> str:
+    return (f"HistoryClient({self.url!r}, concurrency={self.concurrency}, authorized={self.authorized}, "
+            f"adjustment={self.adjustment!r}, timezone={self.timezone!r})")
 
-    async def _open(self) -> ChartSession:
-        return await ChartSession.open(self.url, user_agent=self.user_agent, origin=self.origin, open_timeout_s=self.timeout_s,
-                                       idle_timeout_s=self.idle_timeout_s, max_frame_bytes=self.max_frame_bytes,
-                                       auth_token=self._token, timezone=self.timezone, data_quality=self.data_quality,
-                                       limiter=self.limiter, compression=self.compression)
+async def _client_open(self:HistoryClient) -> ChartSession:
+    return await ChartSession.open(self.url, user_agent=self.user_agent, origin=self.origin, open_timeout_s=self.timeout_s,
+                                   idle_timeout_s=self.idle_timeout_s, max_frame_bytes=self.max_frame_bytes,
+                                   auth_token=self._token, timezone=self.timezone, data_quality=self.data_quality,
+                                   limiter=self.limiter, compression=self.compression)
+
+HistoryClient.from_profile, HistoryClient.__repr__ = classmethod(_client_from_profile), _client_repr
+HistoryClient._open = _client_open
 
 # %% ../../nbs/21_stream.ipynb #990fc282
 async def _fetch_one(self:HistoryClient, slot:list, symbol, n_bars, resolution:str|None) -> HistoryResult:
     t0 = time.perf_counter()
     res = HistoryResult(str(symbol), resolution, n_bars if isinstance(n_bars, int) else -1)
     async def drop():
-        if slot[0] is not None: s, slot[0] = slot[0], None; await s.close()
+        if slot[0] is not None:
+            s, slot[0] = slot[0], None
+            await s.close()
     try:
-        sym = Symbol.parse(symbol); res.symbol = str(sym)
+        sym = Symbol.parse(symbol)
+        res.symbol = str(sym)
         if resolution is None: raise ValidationError("no resolution: the interval was refused")
         if not isinstance(n_bars, int) or isinstance(n_bars, bool) or not 1 <= n_bars <= 100_000:
             raise ValidationError(describe(f"bar count for {sym}", n_bars, "an integer in [1, 100000]"))
@@ -722,6 +746,9 @@ async def _fetch_one(self:HistoryClient, slot:list, symbol, n_bars, resolution:s
     if res.error is not None: _log.info("%s failed after %d attempt(s): %s", res.symbol, res.attempts, res.reason)
     return res
 
+HistoryClient._fetch_one = _fetch_one
+
+# %% ../../nbs/21_stream.ipynb #abf72b46
 async def _fetch_many(self:HistoryClient, symbols:Iterable, # symbols, or (symbol, n_bars) pairs to override `bars`
                       interval:str="1d", # toolkit interval or chart resolution (see `to_resolution`)
                       bars:int=3000, # latest bars to ask for per symbol
@@ -746,6 +773,9 @@ async def _fetch_many(self:HistoryClient, symbols:Iterable, # symbols, or (symbo
     await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(items)))))
     return results
 
+HistoryClient.fetch_many = _fetch_many
+
+# %% ../../nbs/21_stream.ipynb #4ada3e6b
 async def _fetch(self:HistoryClient, symbol, interval:str="1d", bars:int=3000) -> pd.DataFrame:
     "History of one symbol as a validated OHLCV frame; raises the typed error on failure."
     r = (await self.fetch_many([symbol], interval, bars))[0]
@@ -771,6 +801,6 @@ def _fetch_sync(self:HistoryClient, symbol, interval:str="1d", bars:int=3000) ->
     "`fetch` from synchronous code (works inside Jupyter too)."
     return run_sync(self.fetch, symbol, interval, bars)
 
-HistoryClient._fetch_one, HistoryClient.fetch_many, HistoryClient.fetch = _fetch_one, _fetch_many, _fetch
+HistoryClient.fetch = _fetch
 HistoryClient.fetch_many_sync, HistoryClient.fetch_sync = _fetch_many_sync, _fetch_sync
 HistoryClient.fetch_history, HistoryClient.fetch_history_sync = _fetch_history, _fetch_history_sync
