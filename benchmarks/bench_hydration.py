@@ -26,7 +26,7 @@ from pathlib import Path
 from _common import peak_rss_mb, write_results
 from tradingview_scraper.data.hydration import IngestionService
 from tradingview_scraper.data.lakehouse import Lakehouse
-from tradingview_scraper.tradingview import stream
+from tradingview_scraper.tradingview import stream, wire
 from tradingview_scraper.tradingview.replay import ReplayServer
 from tradingview_scraper.tradingview.scanner import RateLimiter, RetryPolicy, ScannerClient
 from tradingview_scraper.tradingview.stream import HistoryClient
@@ -73,10 +73,11 @@ def reference_decoder():
     "The client's plain reference twin: stdlib json for the wire and the per-bar Python array builder."
     shim = types.SimpleNamespace(loads=json.loads, JSONDecodeError=json.JSONDecodeError,
                                  dumps=lambda o: json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode())
-    saved = stream.orjson, stream._bars_array
-    stream.orjson, stream._bars_array = shim, stream._bars_array_reference
+    saved = wire.orjson, stream._bars_array
+    wire.orjson, stream._bars_array = shim, stream._bars_array_reference
     try: yield
-    finally: stream.orjson, stream._bars_array = saved
+    finally:
+        wire.orjson, stream._bars_array = saved
 
 
 def rate(n, seconds): return round(n / seconds, 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tradingview_scraper.orchestration.flow import FLOW
-from tradingview_scraper.orchestration.runner import PROGRESS_FILE, ProgressFollower, ProgressLog
+from tradingview_scraper.orchestration.progress import PROGRESS_FILE, ProgressFollower, ProgressLog
 
 NAMES = [s.name for s in FLOW]
 BIN = Path(sys.executable).parent
@@ -60,7 +60,7 @@ def test_progress_off_and_a_resumed_run_show_nothing_old(tmp_path, tvs):
 
 WRITER = """
 import sys
-from tradingview_scraper.orchestration.runner import ProgressLog
+from tradingview_scraper.orchestration.progress import ProgressLog
 log = ProgressLog(sys.argv[1])
 for line in sys.stdin:
     cmd = line.strip()

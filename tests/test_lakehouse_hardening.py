@@ -112,7 +112,7 @@ def fill_disk_at(monkeypatch, *writes):
         seen.append(fd)
         f = real(fd, *a, **k)
         return FullDisk(f) if len(seen) in writes else f
-    monkeypatch.setattr(lakehouse_mod.os, "fdopen", fdopen)
+    monkeypatch.setattr(os, "fdopen", fdopen)
     return seen
 
 

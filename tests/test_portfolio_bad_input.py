@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import tree_digest
+from tradingview_scraper import holdings as H
 from tradingview_scraper import portfolio as P
 from tradingview_scraper.backtest.engine import BacktestEngine
 from tradingview_scraper.config import PortfolioConfig
@@ -172,9 +173,9 @@ def test_adjusted_and_recorded(tree, name, kind):
 def test_size_guard_refuses_before_reading(tree, monkeypatch):
     root, run = tree
     path = _file(root / "user", "h.csv", text="symbol,weight\n" + "NYSE:KO,0.001\n" * 200)
-    monkeypatch.setattr(P, "MAX_HOLDINGS_BYTES", 1000)
+    monkeypatch.setattr(H, "MAX_HOLDINGS_BYTES", 1000)
     monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("parsed a file over the size limit"))
-    monkeypatch.setattr(P, "open", lambda *a, **k: pytest.fail("opened a file over the size limit"), raising=False)
+    monkeypatch.setattr(H, "open", lambda *a, **k: pytest.fail("opened a file over the size limit"), raising=False)
     before = tree_digest(root)
     with pytest.raises(P.HoldingsError, match="at most 1000 bytes"): portfolio_step(run, path)
     assert tree_digest(root) == before
@@ -183,7 +184,7 @@ def test_size_guard_refuses_before_reading(tree, monkeypatch):
 def test_row_guard_reads_only_the_parquet_footer(tree, monkeypatch):
     root, run = tree
     path = _file(root / "user", "h.parquet", frame=W([f"EX:A{i}" for i in range(50)], [0.02] * 50))
-    monkeypatch.setattr(P, "MAX_HOLDINGS_ROWS", 10)
+    monkeypatch.setattr(H, "MAX_HOLDINGS_ROWS", 10)
     monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("read the rows of a file over the row limit"))
     with pytest.raises(P.HoldingsError, match="invalid holdings rows 50: expected at most 10"): portfolio_step(run, path)
 
@@ -191,7 +192,7 @@ def test_row_guard_reads_only_the_parquet_footer(tree, monkeypatch):
 def test_row_guard_csv(tree, monkeypatch):
     root, run = tree
     path = _file(root / "user", "h.csv", text="symbol,weight\n" + "NYSE:KO,0\n" * 11)
-    monkeypatch.setattr(P, "MAX_HOLDINGS_ROWS", 10)
+    monkeypatch.setattr(H, "MAX_HOLDINGS_ROWS", 10)
     monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("parsed a file over the row limit"))
     with pytest.raises(P.HoldingsError, match="at most 10 rows"): portfolio_step(run, path)
 

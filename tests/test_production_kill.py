@@ -9,7 +9,7 @@ import threading
 import nbformat
 import psutil
 
-from tradingview_scraper.orchestration.runner import read_status
+from tradingview_scraper.orchestration.rundir import read_status
 
 PARENT = """
 import sys
@@ -19,7 +19,7 @@ run_production("development", run_id="parked", runs_root=sys.argv[1], notebooks=
 
 PARKED_CELL = """
 import os, pathlib, threading
-from tradingview_scraper.orchestration.runner import run_lock
+from tradingview_scraper.orchestration.rundir import run_lock
 run_dir = pathlib.Path(runs_root) / run_id
 with run_lock(run_dir):                       # a run in progress, as the flow would hold it
     (run_dir / "status.json").write_text('{"run_id": "parked", "status": "running", "steps": {}}')

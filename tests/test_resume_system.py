@@ -14,7 +14,7 @@ from tradingview_scraper.data.sample import sample_lakehouse
 from tradingview_scraper.ledger import AuditLedger
 from tradingview_scraper.orchestration.flow import FLOW, flow_runner, run_flow
 from tradingview_scraper.orchestration.production import run_production
-from tradingview_scraper.orchestration.runner import RunFailed, read_status
+from tradingview_scraper.orchestration.rundir import RunFailed, read_status
 
 # The development profile reading a lakehouse the test seeds itself (data.source=lakehouse: the run never seeds it).
 SETTINGS = {"data.source": "lakehouse", "allocation.optimizers": ["equal_weight", "min_variance"]}
@@ -160,7 +160,7 @@ def test_stage_by_stage_gives_the_results_of_one_run(tmp_path, lake):
 
 
 def test_unknown_step_names_are_refused_listing_the_steps(tmp_path, lake):
-    from tradingview_scraper.orchestration.runner import UnknownStep
+    from tradingview_scraper.orchestration.rundir import UnknownStep
     runs = tmp_path / "runs"
     for ask in ({"until": "selct"}, {"only": ["ingest", "natural_selection"]}):
         with pytest.raises(UnknownStep) as e:

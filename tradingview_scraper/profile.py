@@ -11,15 +11,14 @@ import json
 import re
 import typing
 from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 import pydantic
 from pydantic import BaseModel, field_validator, model_validator
 
 from .backtest.engine import BacktestParams
-from .config import (DataConfig, deep_merge, DiscoveryConfig, HydrationConfig, OrchestrationConfig, PortfolioConfig,
-                                        format_errors, resolve_layers)
+from .config import DataConfig, DiscoveryConfig, HydrationConfig, OrchestrationConfig, PortfolioConfig
+from .config import deep_merge, format_errors, resolve_layers
 from .core import ConfigError, Settings
 from .pipelines.allocation import AllocationParams
 from .pipelines.selection import SelectionParams

@@ -5,269 +5,36 @@
 # %% ../nbs/55_reports.ipynb #0b93a9f6
 from __future__ import annotations
 
-import base64
-import functools
 import html
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.colors import get_colorscale
 from plotly.offline import get_plotlyjs
 
-from .backtest.metrics import compute_metrics, drawdown
+from .backtest.metrics import compute_metrics
 from .core import ValidationError, describe, utc_iso
 from .data.lakehouse import atomic_write_bytes
+from .figures import (
+    ReportInputs, StrategyResult, drawdown_spec, equity_spec, fig_drawdown, fig_equity, fig_monthly, fig_rolling_sharpe,
+    fig_turnover, fig_weights, figure_json, monthly_returns, monthly_spec, plot_dates, plot_div, rolling_sharpe_spec,
+    turnover_spec, weights_spec, yearly_returns)
 from .security import ensure_safe_path, validate_user_path
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'REPORT_MODE', 'StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div',
+__all__ = ['METRIC_COLUMNS', 'REPORT_MODE', 'format_value', 'metrics_table', 'format_metrics', 'quarantine_summary',
+           'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'header_facts', 'render_html',
+           'render_markdown', 'write_report', 'StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div',
            'equity_spec', 'drawdown_spec', 'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns',
            'monthly_spec', 'turnover_spec', 'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights',
-           'fig_monthly', 'fig_turnover', 'format_value', 'metrics_table', 'format_metrics', 'quarantine_summary',
-           'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'header_facts', 'render_html',
-           'render_markdown', 'write_report']
+           'fig_monthly', 'fig_turnover']
 
-# %% ../nbs/55_reports.ipynb #b2ccef5f
-@dataclass
-class StrategyResult:
-    "One allocator's out-of-sample result."
-    name: str
-    returns: pd.Series       # stitched daily net returns
-    weights: pd.DataFrame    # target weights per rebalance date
-    turnover: pd.Series      # per rebalance
-    costs: pd.Series         # fraction of equity paid per rebalance
-    metrics: dict
-
-    @classmethod
-    def from_backtest(cls, name:str, result) -> StrategyResult:
-        "Take what the report needs from a `BacktestResult`."
-        return cls(name, result.returns, result.weights, result.turnover, result.costs, dict(result.metrics))
-
-# %% ../nbs/55_reports.ipynb #2a73a001
-@dataclass
-class ReportInputs:
-    "Everything a run report shows."
-    run: dict                                  # run_id, profile, manifest_hash, status, started_at...
-    strategies: list                           # StrategyResult per allocator
-    benchmark: pd.Series|None = None           # benchmark daily returns (same dates)
-    benchmark_name: str = "benchmark"
-    conventions: dict = field(default_factory=dict)
-    selection_trail: pd.DataFrame|None = None  # one row per candidate: selected / vetoed and why
-    quarantine: pd.DataFrame|None = None       # quarantine records of this run's load (one row per bar; the report groups them)
-    load_report: pd.DataFrame|None = None      # symbol, status, reason
-    notes: list = field(default_factory=list)  # free-text remarks (fallbacks)
-    periods_per_year: int = 252                # annualization of every table and figure (the run's backtest.periods_per_year)
-    warnings: list = field(default_factory=list) # what a reader must see first (failed hydration, biased universe...): a banner on top
-    last_bar: pd.Timestamp|None = None         # the data's last bar (the header's "data as of")
-    unconfirmed: pd.DataFrame|None = None      # last bars the contracts could not confirm yet: symbol, ts, value, detail
-    universe_coverage: pd.DataFrame|None = None # per decision date: which universe snapshot it used (date, snapshot, source, candidates)
-    revisions: pd.DataFrame|None = None        # per symbol: stored bars the source rewrote (Lakehouse.revision_summary)
-    portfolio: Mapping|None = None             # today's portfolio: allocator → `portfolio.load_portfolio` entry (None: none computed)
-    universe_size: int|None = None             # symbols in the run's universe (None: the load report's loaded symbols)
-    allocations: Mapping|None = None           # allocator → its allocation parameters (None: the conventions' "allocation", if any)
-
-    def __post_init__(self):
-        p = self.periods_per_year
-        if not (isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p > 0):
-            raise ValidationError(describe("periods_per_year", p, "a positive integer (252 trading days, 365 for a 24/7 market)"))
-        u = self.universe_size
-        if u is not None and not (isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u >= 0):
-            raise ValidationError(describe("universe_size", u, "a number of symbols (an integer ≥ 0) or None"))
-        for what, m in (("portfolio", self.portfolio), ("allocations", self.allocations)):
-            if m is not None and not (isinstance(m, Mapping) and all(isinstance(v, Mapping) for v in m.values())):
-                raise ValidationError(describe(what, m, "a mapping allocator → dict, or None"))
-        for name, entry in (self.portfolio or {}).items():
-            if not isinstance(entry.get("target"), pd.Series):
-                raise ValidationError(describe(f"portfolio[{str(name)[:60]!r}]['target']", entry.get("target"),
-                                               "a Series symbol → weight (load_portfolio's shape)"))
-
-    @property
-    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]|None:
-        "First and last out-of-sample day (of the strategies' returns); None without returns."
-        days = [s.returns.index for s in self.strategies if len(s.returns)]
-        return (min(d[0] for d in days), max(d[-1] for d in days)) if days else None
-
-    @property
-    def n_symbols(self) -> int|None:
-        "The universe size shown in the header: `universe_size`, else the symbols the load report says were loaded."
-        if self.universe_size is not None: return int(self.universe_size)
-        lr = self.load_report
-        if lr is None or "status" not in lr: return None
-        return int((lr["status"] == "loaded").sum())
-
-# %% ../nbs/55_reports.ipynb #0521fdc6
-def plot_dates(index:pd.Index) -> list[str]:
-    "ISO dates of a time index for plotly (the day alone when every stamp is at midnight; UTC); other labels as they are."
-    if not isinstance(index, pd.DatetimeIndex):
-        return index.tolist() if pd.api.types.is_numeric_dtype(index) else [str(v) for v in index]
-    idx = index
-    v = (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).to_numpy(dtype="datetime64[ns]")
-    day = v.astype("datetime64[D]")
-    return np.datetime_as_string(day if (v == day).all() else v.astype("datetime64[s]")).tolist()
-
-# %% ../nbs/55_reports.ipynb #97355653
-def _plotly_value(o):
-    "JSON for what `json` cannot encode: float arrays as plotly.js typed arrays (base64 little-endian f8, NaN kept), numpy scalars."
-    if isinstance(o, np.ndarray):
-        if o.dtype.kind not in "fiu": return o.tolist()
-        a = np.ascontiguousarray(o, dtype="<f8")
-        out = {"dtype": "f8", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
-        return out if a.ndim == 1 else {**out, "shape": ", ".join(str(n) for n in a.shape)}
-    if isinstance(o, np.generic): return o.item()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-def figure_json(obj) -> str:
-    "Strict JSON of a figure part (NaN only inside typed arrays), with `<`, `>`, `&` escaped so it can sit in a <script>."
-    s = json.dumps(obj, default=_plotly_value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-@functools.lru_cache(maxsize=4)
-def _template_json(name:str) -> str:
-    "The plotly template's JSON (computed once per name: it is a constant)."
-    return figure_json(pio.templates[name].to_plotly_json())
-
-def plot_div(spec:dict, # a figure as a dict: {"data": [trace dicts], "layout": {...}}
-             div_id:str, # the element id (unique in the document)
-             template:str="plotly", # the plotly template the figure is drawn with
-            ) -> str:
-    "The HTML of one figure: a div and the `Plotly.newPlot` call that draws it (plotly.js must be on the page)."
-    layout = figure_json(spec.get("layout", {}))
-    layout = "{" + f'"template":{_template_json(template)}' + ("," + layout[1:] if layout != "{}" else "}")
-    height = int(spec.get("layout", {}).get("height", 450))
-    return (f'<div id="{html.escape(div_id)}" class="plotly-graph-div" style="height:{height}px;width:100%"></div>'
-            f'<script>Plotly.newPlot("{html.escape(div_id)}",{figure_json(spec["data"])},{layout},'
-            '{"displaylogo":false,"responsive":true})</script>')
-
-# %% ../nbs/55_reports.ipynb #81df3f5c
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-def _curves(inp:ReportInputs) -> dict:
-    out = {s.name: s.returns for s in inp.strategies}
-    if inp.benchmark is not None: out[inp.benchmark_name] = inp.benchmark.reindex(inp.strategies[0].returns.index).fillna(0.0) if inp.strategies else inp.benchmark
-    return out
-
-def _xs(curves:dict) -> dict:
-    "`plot_dates` of every curve's index, computed once per distinct index (the curves of a report share one)."
-    memo = {}
-    for r in curves.values():
-        if id(r.index) not in memo: memo[id(r.index)] = plot_dates(r.index)
-    return {n: memo[id(r.index)] for n, r in curves.items()}
-
-def _line(x:list, y, name:str, i:int, **line) -> dict:
-    return {"type": "scatter", "mode": "lines", "x": x, "y": np.asarray(y, dtype=np.float64), "name": name,
-            "line": {"color": _COLORS[i % len(_COLORS)], **line}}
-
-# %% ../nbs/55_reports.ipynb #1450305a
-def equity_spec(inp:ReportInputs) -> dict:
-    "Equity curves (log scale) of every allocator and the benchmark, as a plotly figure dict."
-    curves = _curves(inp)
-    xs = _xs(curves)
-    data = [_line(xs[name], np.cumprod(1 + r.to_numpy()), name, i, **({"dash": "dot"} if name == inp.benchmark_name else {}))
-            for i, (name, r) in enumerate(curves.items())]
-    return {"data": data, "layout": {"title": {"text": "Equity (out of sample, net of costs)"}, "yaxis": {"type": "log", "title": {"text": "growth of 1"}}, "height": 420}}
-
-def drawdown_spec(inp:ReportInputs) -> dict:
-    "Drawdown from the running peak (≤ 0)."
-    curves = _curves(inp)
-    xs = _xs(curves)
-    data = [_line(xs[name], drawdown(r.to_numpy()), name, i, width=1) for i, (name, r) in enumerate(curves.items())]
-    return {"data": data, "layout": {"title": {"text": "Drawdown"}, "yaxis": {"tickformat": ".0%"}, "height": 320}}
-
-def rolling_sharpe_spec(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> dict:
-    "Rolling Sharpe ratio (mean/std·√periods, ddof=1) over `window` periods (None: the inputs' `periods_per_year`)."
-    periods_per_year = inp.periods_per_year if periods_per_year is None else periods_per_year
-    curves, data = _curves(inp), []
-    xs = _xs(curves)
-    for i, (name, r) in enumerate(curves.items()):
-        roll = r.rolling(window)
-        data.append(_line(xs[name], roll.mean() / roll.std(ddof=1) * np.sqrt(periods_per_year), name, i, width=1))
-    return {"data": data, "layout": {"title": {"text": f"Rolling Sharpe ({window} periods, ×√{periods_per_year})"}, "height": 320}}
-
-# %% ../nbs/55_reports.ipynb #cfcd638d
-def weights_spec(s:StrategyResult, top:int=12) -> dict:
-    "Target weights at each rebalance (the `top` largest assets by average |weight|, the rest summed)."
-    w = s.weights
-    order = w.abs().mean().sort_values(ascending=False).index
-    shown, rest = list(order[:top]), list(order[top:])
-    x = plot_dates(w.index)
-    area = lambda y, name: {"type": "scatter", "mode": "lines", "x": x, "y": np.asarray(y, dtype=np.float64), "name": name, "stackgroup": "w", "line": {"width": 0.5}}
-    data = [area(w[a], a) for a in shown] + ([area(w[rest].sum(axis=1), f"{len(rest)} others")] if rest else [])
-    return {"data": data, "layout": {"title": {"text": f"Weights over time — {s.name}"}, "yaxis": {"tickformat": ".0%"}, "height": 340}}
-
-# %% ../nbs/55_reports.ipynb #5d936d93
-def monthly_returns(r:pd.Series) -> pd.DataFrame:
-    "Compounded returns per calendar month: years × months."
-    m = (1 + r).groupby([r.index.year, r.index.month]).prod() - 1
-    return m.unstack().reindex(columns=range(1, 13))
-
-def yearly_returns(r:pd.Series) -> pd.Series:
-    "Compounded return per calendar year (a first or last year only partly out of sample: over the days it has)."
-    return (1 + r).groupby(r.index.year).prod() - 1
-
-def _pct_text(a:np.ndarray) -> list:
-    return [["" if np.isnan(v) else f"{v:.1%}" for v in row] for row in a]
-
-def monthly_spec(s:StrategyResult) -> dict:
-    "Monthly returns heatmap with a yearly column beside it (on its own colour scale: a year is not a month)."
-    m, y = monthly_returns(s.returns), yearly_returns(s.returns)
-    z, zy = m.to_numpy(dtype=np.float64), y.to_numpy(dtype=np.float64)[:, None]
-    lim = lambda a: float(np.nanmax(np.abs(a))) if a.size and np.isfinite(a).any() and np.nanmax(np.abs(a)) > 0 else 0.1
-    years = [str(v) for v in m.index]
-    cell = lambda z, x, lim, **kw: {"type": "heatmap", "z": z, "x": x, "y": years, "colorscale": get_colorscale("RdYlGn"), "zmid": 0,
-                                    "zmin": -lim, "zmax": lim, "text": _pct_text(z), "texttemplate": "%{text}",
-                                    "hovertemplate": "%{y} %{x}: %{text}<extra></extra>", **kw}
-    data = [cell(z, _MONTHS, lim(z), name="month", colorbar={"title": {"text": "month"}, "tickformat": ".0%"}),
-            cell(zy, ["Year"], lim(zy), name="year", showscale=False, xaxis="x2")]
-    return {"data": data, "layout": {"title": {"text": f"Monthly and yearly returns — {s.name}"}, "height": max(260, 22 * len(m) + 120),
-                                     "xaxis": {"domain": [0.0, 0.86], "type": "category"}, "xaxis2": {"domain": [0.88, 0.95], "type": "category"},
-                                     "yaxis": {"autorange": "reversed", "type": "category"}}}
-
-# %% ../nbs/55_reports.ipynb #3e177ebf
-def turnover_spec(inp:ReportInputs) -> dict:
-    "One-way turnover (%) and costs (bps of equity) per rebalance, side by side."
-    data = []
-    for i, s in enumerate(inp.strategies):
-        data.append(_line(plot_dates(s.turnover.index), s.turnover, s.name, i, width=1) | {"legendgroup": s.name})
-        data.append(_line(plot_dates(s.costs.index), np.asarray(s.costs, dtype=np.float64) * 1e4, s.name, i, width=1)
-                    | {"legendgroup": s.name, "showlegend": False, "xaxis": "x2", "yaxis": "y2"})
-    title = lambda text, x: {"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
-    return {"data": data, "layout": {"height": 300, "xaxis": {"domain": [0.0, 0.45], "anchor": "y"}, "yaxis": {"anchor": "x", "tickformat": ".0%"},
-                                     "xaxis2": {"domain": [0.55, 1.0], "anchor": "y2"}, "yaxis2": {"anchor": "x2", "title": {"text": "bps"}},
-                                     "annotations": [title("one-way turnover per rebalance", 0.225), title("costs per rebalance (bps of equity)", 0.775)]}}
-
-# %% ../nbs/55_reports.ipynb #2e6ee2b0
-def fig_equity(inp:ReportInputs) -> go.Figure:
-    "`equity_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(equity_spec(inp))
-
-def fig_drawdown(inp:ReportInputs) -> go.Figure:
-    "`drawdown_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(drawdown_spec(inp))
-
-def fig_rolling_sharpe(inp:ReportInputs, window:int=126, periods_per_year:int|None=None) -> go.Figure:
-    "`rolling_sharpe_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(rolling_sharpe_spec(inp, window, periods_per_year))
-
-def fig_weights(s:StrategyResult, top:int=12) -> go.Figure:
-    "`weights_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(weights_spec(s, top))
-
-def fig_monthly(s:StrategyResult) -> go.Figure:
-    "`monthly_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(monthly_spec(s))
-
-def fig_turnover(inp:ReportInputs) -> go.Figure:
-    "`turnover_spec` as a plotly `Figure` (to show or change in a notebook)."
-    return go.Figure(turnover_spec(inp))
+# %% ../nbs/55_reports.ipynb #6c526f12
+_all_ = ["StrategyResult", "ReportInputs", "plot_dates", "figure_json", "plot_div", "equity_spec", "drawdown_spec",
+         "rolling_sharpe_spec", "weights_spec", "monthly_returns", "yearly_returns", "monthly_spec", "turnover_spec",
+         "fig_equity", "fig_drawdown", "fig_rolling_sharpe", "fig_weights", "fig_monthly", "fig_turnover"]
 
 # %% ../nbs/55_reports.ipynb #964ab747
 # metric key → (column label, how it is shown); the order is the table's

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -30,155 +30,22 @@ with warnings.catch_warnings():   # tqdm.auto: the notebook widget with ipywidge
 
 from ..config import DataConfig, DataRules, HydrationConfig
 from ..core import CorruptDataError, Symbol, TVSError, ValidationError, describe, to_utc, utc_iso, utc_now
+from .coverage import (
+    STATUSES, STOPS, AdjustmentMismatchError, HydrationError, HydrationReport, SymbolOutcome, _outage, bars_to_request)
 from .contracts import IngestionValidator
-from .lakehouse import CATALOG_FIELDS, INTERVALS, KEPT_FIELDS, Lakehouse, atomic_write_bytes, atomic_write_parquet
-from ..ledger import AuditLedger, canonical_json, content_hash
-from ..security import ensure_safe_path, validate_user_path
+from .lakehouse import CATALOG_FIELDS, INTERVALS, KEPT_FIELDS, Lakehouse
+from ..ledger import AuditLedger, content_hash
 from ..tradingview.scanner import RateLimiter, RetryPolicy, ScannerClient, host_of
-from ..tradingview.stream import HistoryClient, HistoryResult, run_sync, to_resolution
+from ..tradingview.stream import HistoryClient, HistoryResult, run_sync
 
 # %% auto #0
-__all__ = ['STATUSES', 'STOPS', 'bars_to_request', 'SymbolOutcome', 'HydrationError', 'AdjustmentMismatchError',
-           'HydrationReport', 'DataSettings', 'symbols_of', 'IngestionService', 'endpoint_urls', 'hydrate',
-           'store_screens', 'hydrate_chunk', 'auto_progress', 'hydrate_profile']
+__all__ = ['DataSettings', 'symbols_of', 'IngestionService', 'endpoint_urls', 'hydrate', 'store_screens', 'hydrate_chunk',
+           'auto_progress', 'hydrate_profile', 'STATUSES', 'STOPS', 'bars_to_request', 'SymbolOutcome',
+           'HydrationError', 'AdjustmentMismatchError', 'HydrationReport']
 
-# %% ../../nbs/15_hydration.ipynb #9ab4098e
-_PERIODS = {"1D": pd.Timedelta(days=1), "1W": pd.Timedelta(days=7)}
-
-def bars_to_request(last_bar, # newest stored bar (None: nothing stored)
-                    now, # the time of the run (UTC)
-                    interval:str="1d", # toolkit interval or chart resolution
-                    history_bars:int=3000, # depth to keep (and to ask for when nothing is stored)
-                   ) -> int:
-    "Latest-N bar count that covers the gap since `last_bar` (plus `last_bar` itself); 0 when up to date."
-    if not isinstance(history_bars, int) or isinstance(history_bars, bool) or not 1 <= history_bars <= 100_000:
-        raise ValidationError(describe("history_bars", history_bars, "an integer in [1, 100000]"))
-    res = to_resolution(interval)
-    if last_bar is None: return history_bars
-    last, now = to_utc(last_bar), to_utc(now)
-    if now <= last: return 0
-    if res == "1M": gap = (now.year - last.year) * 12 + (now.month - last.month)
-    else: gap = int((now - last) // _PERIODS.get(res, pd.Timedelta(minutes=int(res) if res.isdigit() else 1)))
-    return 0 if gap < 1 else min(history_bars, gap + 1)
-
-# %% ../../nbs/15_hydration.ipynb #c0dd8b45
-_log = logging.getLogger(__name__)
-
-STATUSES = ("fetched", "up_to_date", "failed")
-STOPS = ("complete", "limit", "no_more_history") # why a deep history request stopped (see `tradingview.stream`)
-
-@dataclass
-class SymbolOutcome:
-    "What hydration did for one symbol."
-    symbol: str
-    status: str = "failed"          # fetched | up_to_date | failed
-    requested: int = 0              # bars asked for (N); 0 when up to date
-    received: int = 0               # distinct bars served (before trimming to the latest `requested`)
-    stop: str|None = None           # why the chart request stopped: complete | limit | no_more_history (None: not fetched)
-    rounds: int = 0                 # answers it took: create_series + request_more_data
-    null_bars: int = 0              # bars served with null prices (no trades), skipped
-    null_bar_ts: list = field(default_factory=list) # their UTC timestamps (ISO, at most 100)
-    added: int = 0                  # bars with a new timestamp stored
-    replaced: int = 0               # stored bars overwritten with different values (the live bar, revisions)
-    history_revised: int = 0        # of those, bars older than the last stored one: the source rewrote history
-    quarantined: int = 0            # quarantine records written
-    excluded: bool = False          # a symbol-level contract rule fired (kept out of returns by the loader)
-    attempts: int = 0               # chart requests made (retries included)
-    duration_s: float = 0.0         # fetch + validate + store
-    last_before: pd.Timestamp|None = None # newest stored bar before the run
-    last_after: pd.Timestamp|None = None  # newest stored bar after the run
-    reason: str|None = None         # why it failed (`kind: message`)
-    metadata: str|None = None       # "ok", "skipped", or why the catalog refresh failed
-
-# %% ../../nbs/15_hydration.ipynb #387fa33b
-class HydrationError(TVSError):
-    "No symbol could be fetched: the run is an outage, not a result. `report` holds the outcomes."
-    def __init__(self, message:str, report:HydrationReport|None=None):
-        super().__init__(message)
-        self.report = report
-
-class AdjustmentMismatchError(ValidationError):
-    "The symbol's stored bars carry another price adjustment than the one asked for: mixing them would corrupt its history."
-    kind = "adjustment_mismatch"
-
-# %% ../../nbs/15_hydration.ipynb #23185c11
-@dataclass
-class HydrationReport:
-    "Per-symbol outcomes and a coverage summary of one hydration run."
-    outcomes: pd.DataFrame          # one row per symbol (the fields of `SymbolOutcome`)
-    interval: str
-    history_bars: int
-    started_at: pd.Timestamp
-    duration_s: float
-    endpoint: dict = field(default_factory=dict) # URLs used
-    paths: dict = field(default_factory=dict)    # files written by `write`
-    screens: dict = field(default_factory=dict)  # online screens stored first: name → {"symbols": n, "as_of": ISO time}
-    adjustment: str|None = None                  # the price adjustment asked for (recorded in the catalog)
-
-    @classmethod
-    def from_outcomes(cls, outcomes:list[SymbolOutcome], **kw) -> HydrationReport:
-        cols = [f.name for f in fields(SymbolOutcome)]
-        df = pd.DataFrame([asdict(o) for o in outcomes], columns=cols)
-        for c in ("last_before", "last_after"): df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[ns, UTC]")
-        for c in ("requested", "received", "rounds", "null_bars", "added", "replaced", "history_revised", "quarantined", "attempts"):
-            df[c] = df[c].astype("int64")
-        df["stop"] = df["stop"].astype(object)
-        df["duration_s"] = df["duration_s"].astype("float64")
-        df["excluded"] = df["excluded"].astype(bool)
-        return cls(df, **kw)
-
-# %% ../../nbs/15_hydration.ipynb #2f719c0b
-def _summary(self) -> dict:
-    o = self.outcomes
-    n = lambda s: int((o["status"] == s).sum())
-    reasons = o.loc[o["status"] == "failed", "reason"].fillna("unknown").str.split(":").str[0].value_counts()
-    received = int(o["received"].sum())
-    stops = o["stop"].value_counts()
-    return {"symbols": len(o), "fetched": n("fetched"), "up_to_date": n("up_to_date"), "failed": n("failed"),
-            "excluded": int(o["excluded"].sum()), "bars_requested": int(o["requested"].sum()), "bars_received": received,
-            "bars_added": int(o["added"].sum()), "bars_replaced": int(o["replaced"].sum()),
-            "bars_history_revised": int(o["history_revised"].sum()),
-            "stops": {s: int(stops.get(s, 0)) for s in STOPS}, "null_bars": int(o["null_bars"].sum()),
-            "quarantined": int(o["quarantined"].sum()), "attempts": int(o["attempts"].sum()),
-            "metadata_failed": int((~o["metadata"].isin(["ok", "skipped"])).sum()),
-            "duration_s": round(self.duration_s, 6),
-            "symbols_per_s": round(n("fetched") / self.duration_s, 3) if self.duration_s > 0 else None,
-            "bars_per_s": round(received / self.duration_s, 1) if self.duration_s > 0 else None,
-            "failure_reasons": {str(k): int(v) for k, v in reasons.items()},
-            "interval": self.interval, "history_bars": self.history_bars, "adjustment": self.adjustment,
-            "started_at": utc_iso(self.started_at)}
-
-def _ok(self) -> bool:
-    "At least one symbol is fetched or up to date (or there was nothing to do)."
-    s = self.summary
-    return s["symbols"] == 0 or s["fetched"] + s["up_to_date"] > 0
-
-HydrationReport.summary, HydrationReport.ok = property(_summary), property(_ok)
-
-# %% ../../nbs/15_hydration.ipynb #e701fa03
-def _failed(self) -> pd.DataFrame:
-    "The failed symbols with their reasons."
-    return self.outcomes.loc[self.outcomes["status"] == "failed", ["symbol", "attempts", "reason"]].reset_index(drop=True)
-
-def _write(self, run_dir) -> dict:
-    "Write `hydration/outcomes.parquet` and `hydration/coverage.json` under `run_dir`; returns the paths."
-    root = validate_user_path(run_dir, "run directory")
-    p_out, p_cov = ensure_safe_path(["hydration", "outcomes.parquet"], root), ensure_safe_path(["hydration", "coverage.json"], root)
-    atomic_write_parquet(p_out, self.outcomes)
-    doc = {"summary": self.summary, "endpoint": self.endpoint, **({"screens": self.screens} if self.screens else {}),
-           "outcomes": json.loads(canonical_json(self.outcomes.astype(object).where(self.outcomes.notna(), None).to_dict("records")))}
-    atomic_write_bytes(p_cov, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-    self.paths = {"outcomes": p_out, "coverage": p_cov}
-    return self.paths
-
-def _report_repr(self):
-    s = self.summary
-    stops = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in s["stops"].items() if n)
-    return (f"HydrationReport({s['symbols']} symbols: {s['fetched']} fetched, {s['up_to_date']} up to date, {s['failed']} failed; "
-            f"{s['bars_added']} bars added, {s['bars_replaced']} replaced ({s['bars_history_revised']} in history), {s['quarantined']} quarantined; "
-            f"stopped: {stops or 'none'}; {s['null_bars']} null bars skipped; {s['duration_s']:.2f}s)")
-
-HydrationReport.failed, HydrationReport.write, HydrationReport.__repr__ = _failed, _write, _report_repr
+# %% ../../nbs/15_hydration.ipynb #52fe853f
+_all_ = ["STATUSES", "STOPS", "bars_to_request", "SymbolOutcome", "HydrationError", "AdjustmentMismatchError",
+         "HydrationReport"]
 
 # %% ../../nbs/15_hydration.ipynb #ca394b08
 @dataclass(frozen=True)
@@ -285,6 +152,8 @@ def _changed(new:pd.DataFrame, stored:pd.DataFrame|None) -> pd.DataFrame:
     return new[~same]
 
 # %% ../../nbs/15_hydration.ipynb #96a99ba4
+_log = logging.getLogger(__name__)   # a symbol that fails unexpectedly is logged
+
 def _store(self:IngestionService, r:HistoryResult, o:SymbolOutcome, meta:dict|None=None) -> SymbolOutcome:
     t0 = time.perf_counter()
     o.attempts, o.requested = r.attempts, r.requested
@@ -375,21 +244,6 @@ def _with_adjustment(self:IngestionService, records:pd.DataFrame, # catalog reco
     return out
 
 IngestionService._with_adjustment = _with_adjustment
-
-# %% ../../nbs/15_hydration.ipynb #6f66d802
-def _outage(summary:dict, # `HydrationReport.summary` of a run that fetched nothing
-            first:str, # the first failure's reason
-            root, # the lakehouse root
-            url:str, # the chart endpoint
-           ) -> str:
-    "The one-line message of a hydration that fetched no symbol."
-    reasons = summary["failure_reasons"]
-    if set(reasons) == {"StorageError"}: where = f"the lakehouse {str(root)!r} refused the writes (disk full, read-only?)"
-    elif set(reasons) == {AdjustmentMismatchError.kind}:
-        where = f"the lakehouse {str(root)!r} stores these symbols with another price adjustment (hydration.adjustment)"
-    else: where = f"check the network and the endpoint {url}"
-    return (f"hydration fetched no symbol: all {summary['symbols']} failed ({', '.join(f'{k} ×{v}' for k, v in reasons.items())}); "
-            f"{where}; first error: {first}")
 
 # %% ../../nbs/15_hydration.ipynb #8f1060cb
 def _plan(self:IngestionService, syms:list[str], # the run's valid symbols

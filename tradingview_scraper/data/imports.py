@@ -5,358 +5,37 @@
 # %% ../../nbs/14_import.ipynb #911c8b3b
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
-import re
-import stat
 import time
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..config import DataRules
-from ..core import Symbol, TVSError, ValidationError, describe, short_repr, utc_iso, utc_now
+from ..core import Symbol, TVSError, ValidationError, describe, utc_iso, utc_now
 from .contracts import IngestionValidator
-from .lakehouse import CATALOG_FIELDS, INTERVALS, OHLCV_COLUMNS, Lakehouse, atomic_write_bytes, atomic_write_parquet
+from .lakehouse import CATALOG_FIELDS, OHLCV_COLUMNS, Lakehouse, atomic_write_bytes, atomic_write_parquet
 from ..security import ensure_safe_path, validate_user_path
 
 # %% auto #0
-__all__ = ['TS_NAMES', 'PRICE_COLUMNS', 'METADATA_COLUMNS', 'SESSION_INTERVALS', 'REJECTED_COLUMNS', 'MAX_ROWS', 'MAX_BYTES',
-           'STORED_COLUMNS', 'QUARANTINED_COLUMNS', 'ImportRefused', 'check_tz', 'parse_timestamps', 'check_exchange',
-           'parse_symbols', 'parse_numbers', 'check_options', 'ParsedPrices', 'parse_prices', 'ImportReport',
-           'store_prices', 'import_prices', 'read_prices_file', 'import_file', 'prices_from_returns', 'import_returns']
+__all__ = ['STORED_COLUMNS', 'QUARANTINED_COLUMNS', 'ImportReport', 'store_prices', 'import_prices', 'import_file',
+           'prices_from_returns', 'import_returns', 'TS_NAMES', 'PRICE_COLUMNS', 'METADATA_COLUMNS',
+           'SESSION_INTERVALS', 'REJECTED_COLUMNS', 'MAX_ROWS', 'MAX_BYTES', 'ImportRefused', 'check_tz',
+           'parse_timestamps', 'check_exchange', 'parse_symbols', 'parse_numbers', 'check_options', 'ParsedPrices',
+           'parse_prices', 'read_prices_file']
 
-# %% ../../nbs/14_import.ipynb #a73138e6
-class ImportRefused(ValidationError):
-    "The whole input is refused (no close column, empty, unreadable, too big, naive times without `tz`): nothing was written."
+# %% ../../nbs/14_import.ipynb #75859357
+from tradingview_scraper.data.parsing import (
+    MAX_BYTES, MAX_ROWS, METADATA_COLUMNS, PRICE_COLUMNS, REJECTED_COLUMNS, SESSION_INTERVALS, TS_NAMES, ImportRefused,
+    ParsedPrices, check_exchange, check_options, check_tz, parse_numbers, parse_prices, parse_symbols, parse_timestamps,
+    read_prices_file)
 
-TS_NAMES = ("ts", "date", "datetime", "time", "timestamp")   # the time column, by any of these names, in any case
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-METADATA_COLUMNS = {"name": "description", "description": "description", "type": "type", "currency": "currency",
-                    "tick_size": "tick_size", "timezone": "timezone", "session": "session", "sector": "sector"}
-SESSION_INTERVALS = ("1d", "1w", "1M")   # bars of these intervals are stamped with their session date, 00:00 UTC
-REJECTED_COLUMNS = ["row", "symbol", "ts", "reason"]
-MAX_ROWS = 5_000_000          # rows of a long input (cells of a wide one) accepted by default
-MAX_BYTES = 256 * 2**20       # bytes of an import file accepted by default
-
-# %% ../../nbs/14_import.ipynb #22049bc3
-_ISO_RE = r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?\s*(Z|UTC|[+-]\d{2}:?\d{2})?$"
-_EPOCH_RE = r"^-?\d+(?:\.\d*)?$"
-_EPOCH_MAX = 1e10             # epoch seconds beyond ±1e10 (the year 2286) are out of range
-_ISO_EXPECTED = "ISO 8601 such as '2024-01-02', '2024-01-02 15:30' or '2024-01-02T15:30:00+01:00', or epoch seconds"
-
-def _as_text(values:pd.Series) -> pd.Series:
-    "Strings of the non-missing values (datetimes and dates in ISO 8601), stripped; missing stays missing."
-    if not isinstance(values.dtype, pd.StringDtype):
-        values = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v), na_action="ignore").astype("str")
-    return values.str.strip()
-
-# %% ../../nbs/14_import.ipynb #165dfc87
-def _epoch(seconds:pd.Series) -> tuple[pd.Series, np.ndarray]:
-    "Epoch seconds → naive UTC wall times (microseconds), and the out-of-range mask."
-    s = pd.to_numeric(seconds, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    bad = ~(np.abs(s) <= _EPOCH_MAX) & ~np.isnan(s)
-    us = np.round(np.where(bad | np.isnan(s), 0, s) * 1e6).astype("int64").astype("datetime64[us]")
-    return pd.Series(np.where(bad | np.isnan(s), np.datetime64("NaT", "us"), us), index=seconds.index), bad
-
-def _fmt_offset(minutes:float) -> str:
-    sign, m = ("-" if minutes < 0 else "+"), int(abs(minutes))
-    return f"{sign}{m // 60:02d}:{m % 60:02d}"
-
-# %% ../../nbs/14_import.ipynb #5161cd2b
-def _iso(text:pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    "ISO 8601 text → naive wall times (NaT: unparseable) and the UTC offset in minutes (NaN: none written)."
-    parts = text.str.extract(_ISO_RE, flags=re.IGNORECASE)
-    stamp = parts[0] + " " + parts[1].fillna("00:00")
-    wall = pd.to_datetime(stamp, format="ISO8601", errors="coerce").astype("datetime64[us]").to_numpy()
-    o = parts[2].fillna("").str.upper().str.replace(":", "", regex=False)
-    sign = np.where(o.str.startswith("-"), -1.0, 1.0)
-    mins = sign * (pd.to_numeric(o.str[1:3], errors="coerce") * 60 + pd.to_numeric(o.str[3:5], errors="coerce")).to_numpy(float)
-    off = np.where(o.isin(["Z", "UTC"]), 0.0, mins)
-    off[np.isnat(wall)] = np.nan
-    return wall, off
-
-# %% ../../nbs/14_import.ipynb #4aaa5bc5
-def _wall_offsets(values:pd.Series, what:str) -> tuple[pd.Series, np.ndarray, np.ndarray, list[str]|None]:
-    "(naive wall times, UTC offset in minutes per value (NaN: none given), reason per value, the zone of the column if it has one)."
-    n = len(values)
-    reason = np.full(n, None, dtype=object)
-    missing = values.isna().to_numpy()
-    reason[missing] = f"missing timestamp in column {what!r}"
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        wall, utc = values.dt.tz_localize(None), values.dt.tz_convert("UTC").dt.tz_localize(None)
-        off = ((wall - utc) / pd.Timedelta(minutes=1)).to_numpy(float)
-        return wall, off, reason, [str(values.dt.tz)]
-    if pd.api.types.is_datetime64_dtype(values.dtype): return values, np.full(n, np.nan), reason, None
-    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
-    text = None if numeric else _as_text(values)
-    if numeric or (text.notna().any() and text.dropna().str.fullmatch(_EPOCH_RE).all()):
-        wall, bad = _epoch(values if numeric else text)
-        reason[bad] = [f"epoch seconds {short_repr(v, 40)} in column {what!r} out of range (±1e10)" for v in values[bad]]
-        return wall, np.where(missing | bad, np.nan, 0.0), reason, ["UTC (epoch seconds)"] if (~missing & ~bad).any() else []
-    wall = pd.Series(pd.to_datetime(text, format="%Y-%m-%d", errors="coerce"), index=values.index).astype("datetime64[us]")
-    off = np.full(n, np.nan)
-    rest = wall.isna().to_numpy() & ~missing                      # not a plain date (the common case, parsed in one pass)
-    if rest.any():
-        wall[rest], off[rest] = _iso(text[rest])
-        bad = wall.isna().to_numpy() & ~missing
-        reason[bad] = [f"unparseable timestamp {short_repr(v, 60)} in column {what!r}: expected {_ISO_EXPECTED}" for v in text[bad]]
-    return wall, off, reason, None
-
-# %% ../../nbs/14_import.ipynb #1d8693fc
-_FIRST, _LAST = pd.Timestamp.min.ceil("D") + pd.Timedelta(days=1), pd.Timestamp.max.floor("D") - pd.Timedelta(days=1)  # nanosecond range, a day inside
-
-def check_tz(tz:str|None) -> str|None:
-    "`tz` if it is None or an IANA time zone name ('UTC', 'America/New_York', ...); else a `ValidationError`."
-    if tz is None: return None
-    try:
-        if isinstance(tz, str) and tz.strip() == tz and tz: zoneinfo.ZoneInfo(tz)
-        else: raise ValueError(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValidationError(describe("tz", tz, "None or an IANA time zone name such as 'UTC' or 'America/New_York'")) from None
-    return tz
-
-# %% ../../nbs/14_import.ipynb #6c538d3e
-def parse_timestamps(values:pd.Series, # the time column: text, datetimes (naive or aware), dates or epoch seconds
-                     interval:str="1d", # bar interval: daily and longer bars are stamped with their session date
-                     tz:str|None=None, # IANA zone of the values that carry no UTC offset
-                     what:str="ts", # the column's name, for messages
-                    ) -> tuple[pd.Series, pd.Series, list[str]]:
-    "UTC bar times (NaT where a value is refused), the reason per value (None: fine), and the UTC offsets or zones seen."
-    tz = check_tz(tz)
-    wall, off, reason, zones = _wall_offsets(values, what)
-    far = (wall.notna() & ((wall < _FIRST) | (wall > _LAST))).to_numpy()
-    reason[far] = [f"timestamp {t} in column {what!r} outside {_FIRST.date()} .. {_LAST.date()}" for t in wall[far]]
-    wall, off = wall.where(~far).astype("datetime64[ns]"), np.where(far, np.nan, off)
-    zones = zones if zones is not None else [_fmt_offset(m) for m in np.unique(off[~np.isnan(off)])]
-    aware = ~np.isnan(off)
-    utc = (wall - pd.Series(pd.to_timedelta(np.nan_to_num(off), unit="min"), index=wall.index)).where(aware).dt.tz_localize("UTC")
-    if interval in SESSION_INTERVALS:
-        local = wall if tz is None or not aware.any() else wall.where(~aware, utc.dt.tz_convert(tz).dt.tz_localize(None))
-        return local.dt.normalize().dt.tz_localize("UTC").dt.as_unit("ns"), pd.Series(reason, index=values.index, dtype=object), zones
-    naive = ~aware & wall.notna().to_numpy()
-    if naive.any():
-        if tz is None:
-            raise ImportRefused(describe(f"timestamp in column {what!r}", values[naive].iloc[0], "a UTC offset (e.g. "
-                                         f"'2024-03-08T09:30:00-05:00') at the intraday interval {interval!r}, or the option tz= naming its zone",
-                                         f"{int(naive.sum())} values have no offset; pass tz='UTC' if they are UTC, or the exchange's "
-                                         "zone, e.g. tz='America/New_York' (tvs lakehouse import --tz)"))
-        local = wall.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-        utc = utc.where(aware, local)
-        gap = naive & utc.isna().to_numpy()
-        reason[gap] = [f"local time {t} does not exist or is ambiguous in {tz} (a daylight-saving change): give it a UTC offset"
-                       for t in wall[gap]]
-    return utc.dt.as_unit("ns"), pd.Series(reason, index=values.index, dtype=object), zones
-
-# %% ../../nbs/14_import.ipynb #ceeae18d
-def _one_symbol(text:str, exchange:str|None) -> tuple[str|None, str|None]:
-    t = text.strip()
-    if ":" not in t:
-        if exchange is None:
-            return None, describe("symbol", text, "'EXCHANGE:TICKER'", "a bare ticker: pass exchange= (--exchange) to prefix it")
-        t = f"{exchange}:{t}"
-    try: return str(Symbol.parse(t)), None
-    except ValidationError as e: return None, str(e)
-
-# %% ../../nbs/14_import.ipynb #acda0f37
-def check_exchange(exchange:str|None) -> str|None:
-    "`exchange` upper-cased if it is None or a valid EXCHANGE part of a symbol; else a `ValidationError`."
-    if exchange is None: return None
-    if not isinstance(exchange, str): raise ValidationError(describe("exchange", exchange, "None or an exchange name such as 'NASDAQ'"))
-    try: return Symbol.parse(f"{exchange}:X").exchange
-    except ValidationError: raise ValidationError(describe("exchange", exchange, "None or an exchange name: a letter then [A-Z0-9_], at most 32")) from None
-
-def parse_symbols(values:pd.Series, # raw symbols: 'EXCHANGE:TICKER', or bare tickers with `exchange`
-                  exchange:str|None=None, # prefix for bare tickers, e.g. 'SYNTH'
-                 ) -> tuple[pd.Series, pd.Series]:
-    "Canonical symbols (None where refused) and the reason per value (None: fine)."
-    exchange = check_exchange(exchange)
-    values = values.map(lambda v: str(v) if isinstance(v, Symbol) else v)
-    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(bool)
-    canon = np.full(len(values), None, dtype=object)
-    reason = np.where(values.isna().to_numpy(), "missing symbol", None).astype(object)
-    for i in np.flatnonzero(~is_text & ~values.isna().to_numpy()):
-        reason[i] = describe("symbol", values.iloc[i], "text 'EXCHANGE:TICKER'")
-    texts = values[is_text]
-    known = {u: _one_symbol(u, exchange) for u in pd.unique(texts.to_numpy(dtype=object))}
-    pairs = [known[v] for v in texts.to_numpy(dtype=object)]
-    canon[is_text] = [p[0] for p in pairs]
-    reason[is_text] = [p[1] for p in pairs]
-    return pd.Series(canon, index=values.index, dtype=object), pd.Series(reason, index=values.index, dtype=object)
-
-# %% ../../nbs/14_import.ipynb #1cff638e
-def parse_numbers(values:pd.Series, # one price or volume column, any dtype
-                  what:str="close", # the column's name, for messages
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    "float64 values (NaN where missing or refused) and the reason per value: text in a numeric column is refused."
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        return values.to_numpy(dtype="float64", na_value=np.nan), np.full(len(values), None, dtype=object)
-    num = np.full(len(values), np.nan)
-    if not pd.api.types.is_bool_dtype(values.dtype):
-        num = pd.to_numeric(values.astype(object), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    bad = values.notna().to_numpy() & np.isnan(num)
-    reason = np.full(len(values), None, dtype=object)
-    reason[bad] = [f"text {short_repr(v, 40)} in numeric column {what!r}" if isinstance(v, str) else
-                   f"{short_repr(v, 40)} in numeric column {what!r} is not a number" for v in values[bad]]
-    return num, reason
-
-# %% ../../nbs/14_import.ipynb #449ecdd6
-def _columns(labels) -> dict[str, object]:
-    "Lower-cased, stripped column name → the column's label; two labels with one name are refused."
-    names = {}
-    for c in labels:
-        key = str(c).strip().lower()
-        if key in names: raise ImportRefused(describe("column names", [short_repr(str(names[key]), 40), short_repr(str(c), 40)],
-                                                      "unique names (compared ignoring case and surrounding spaces)"))
-        names[key] = c
-    return names
-
-def _time_column(names:dict[str, object]) -> str|None:
-    found = [k for k in TS_NAMES if k in names]
-    if len(found) > 1: raise ImportRefused(describe("time columns", [str(names[k]) for k in found], f"one column named any of {TS_NAMES}"))
-    return found[0] if found else None
-
-def _rows(n:int) -> pd.DataFrame:
-    return pd.DataFrame({"row": np.arange(n, dtype="int64")})
-
-def _join(*reasons:np.ndarray) -> np.ndarray:
-    "Per row: the reasons given (strings), joined with '; ' (None when there is none)."
-    out = np.full(len(reasons[0]), None, dtype=object)
-    for r in reasons:
-        for i in np.flatnonzero([isinstance(v, str) for v in r]):
-            out[i] = r[i] if out[i] is None else f"{out[i]}; {r[i]}"
-    return out
-
-# %% ../../nbs/14_import.ipynb #bb4bddb6
-def _long(data:pd.DataFrame, names:dict, tcol:str, tz, interval, exchange) -> tuple[pd.DataFrame, list, dict]:
-    "The bars of a long input (one row per symbol and time), with the reasons per row."
-    missing = [c for c in ("symbol", "close") if c not in names] + ([] if tcol else ["ts"])
-    if missing: raise ImportRefused(describe("columns", [short_repr(str(c), 40) for c in data.columns[:20]],
-                                             "a long table with columns symbol, ts, close (and optionally open, high, low, volume)",
-                                             f"missing {missing}; the time column may be named any of {TS_NAMES}"))
-    data, out = data.reset_index(drop=True), _rows(len(data))
-    out["symbol"], why_sym = parse_symbols(data[names["symbol"]], exchange)
-    out["_raw"] = data[names["symbol"]].to_numpy(dtype=object)
-    out["ts"], why_ts, zones = parse_timestamps(data[names[tcol]], interval, tz, str(names[tcol]))
-    reasons = [why_sym.to_numpy(), why_ts.to_numpy()]
-    for c in PRICE_COLUMNS:
-        if c in names:
-            out[c], why = parse_numbers(data[names[c]], str(names[c]))
-            reasons.append(why)
-    filled = [c for c in ("open", "high", "low") if c not in names]
-    for c in filled: out[c] = out["close"]
-    if "volume" not in names: out["volume"] = np.nan
-    for c, field_ in METADATA_COLUMNS.items():
-        if c in names and not (c == "name" and "description" in names):
-            col = data[names[c]]
-            out[field_] = col.astype(object).where(col.notna(), None)
-    used = {"symbol", tcol, *PRICE_COLUMNS, *METADATA_COLUMNS}
-    info = {"layout": "long", "filled": filled + ([] if "volume" in names else ["volume"]), "zones": zones,
-            "ignored_columns": [str(names[k]) for k in names if k not in used]}
-    return out, reasons, info
-
-# %% ../../nbs/14_import.ipynb #539c361e
-def _wide(data:pd.DataFrame, names:dict, tcol:str|None, tz, interval, exchange) -> tuple[pd.DataFrame, list, dict]:
-    "The bars of a wide input (a time column or index, one column of closes per symbol); an empty cell is no bar."
-    if tcol is not None: times, tname, cols = data[names[tcol]], str(names[tcol]), [c for k, c in names.items() if k != tcol]
-    elif isinstance(data.index, pd.DatetimeIndex) or str(data.index.name).strip().lower() in TS_NAMES:
-        times, tname, cols = data.index.to_series(), str(data.index.name or "index"), list(data.columns)
-    else: raise ImportRefused(describe("wide table", [short_repr(str(c), 40) for c in data.columns[:20]],
-                                       f"a time column (named any of {TS_NAMES}) or a DatetimeIndex, and one column of closes per symbol",
-                                       "a long table needs a 'symbol' column"))
-    if not cols: raise ImportRefused(describe("wide table columns", [str(c) for c in data.columns], "at least one column of closes"))
-    ts, why_ts, zones = parse_timestamps(times.reset_index(drop=True), interval, tz, tname)
-    syms, why_sym = parse_symbols(pd.Series([str(c).strip() for c in cols], dtype=object), exchange)
-    parts, reasons = [], []
-    for j, c in enumerate(cols):
-        col = data[c].reset_index(drop=True)
-        has = col.notna().to_numpy()
-        close, why = parse_numbers(col[has], str(c))
-        part = _rows(len(data))[has].reset_index(drop=True)
-        part["symbol"], part["_raw"], part["ts"], part["close"] = syms.iloc[j], str(c), ts[has].reset_index(drop=True), close
-        parts.append(part)
-        reasons.append(_join(np.full(len(part), why_sym.iloc[j], dtype=object), why_ts.to_numpy()[has], why))
-    out = pd.concat(parts, ignore_index=True)
-    for c in ("open", "high", "low"): out[c] = out["close"]
-    out["volume"] = np.nan
-    info = {"layout": "wide", "filled": ["open", "high", "low", "volume"], "zones": zones, "ignored_columns": []}
-    return out, [np.concatenate(reasons)], info
-
-# %% ../../nbs/14_import.ipynb #0b4d1faf
-def _duplicates(bars:pd.DataFrame) -> np.ndarray:
-    """Reason per bar for duplicated (symbol, ts): identical rows are kept once (the later ones refused as duplicates
-    of the first); rows that disagree are all refused, since nothing says which one is right."""
-    reason = np.full(len(bars), None, dtype=object)
-    key = bars[["symbol", "ts"]]
-    dup = key.duplicated(keep=False).to_numpy()
-    if not dup.any(): return reason
-    sub = bars[dup].assign(h=pd.util.hash_pandas_object(bars.loc[dup, list(PRICE_COLUMNS)], index=False).to_numpy())
-    g = sub.groupby(["symbol", "ts"], sort=False)
-    same, first = (g["h"].transform("nunique") == 1).to_numpy(), g["row"].transform("min").to_numpy()
-    rows = g["row"].agg(lambda r: ", ".join(map(str, r.iloc[:5])) + (", ..." if len(r) > 5 else ""))
-    listed = rows.loc[list(zip(sub["symbol"], sub["ts"]))].to_numpy()
-    idx = np.flatnonzero(dup)
-    for i, s, f, r, lst, sym, t in zip(idx, same, first, sub["row"], listed, sub["symbol"], sub["ts"]):
-        if s and r != f: reason[i] = f"duplicate of row {f} (same {sym} bar at {t}): kept once"
-        elif not s: reason[i] = f"conflicting rows for {sym} at {t} (rows {lst}): none imported"
-    return reason
-
-# %% ../../nbs/14_import.ipynb #302a65d1
-def check_options(layout:str="auto", tz:str|None=None, interval:str="1d", exchange:str|None=None, max_rows:int=MAX_ROWS) -> None:
-    "Refuse bad options (a `ValidationError` naming the option) before any input is read."
-    if layout not in ("auto", "long", "wide"): raise ValidationError(describe("layout", layout, "'auto', 'long' or 'wide'"))
-    if interval not in INTERVALS: raise ValidationError(describe("interval", interval, f"one of {INTERVALS}"))
-    if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
-        raise ValidationError(describe("max_rows", max_rows, "a positive integer"))
-    check_tz(tz)
-    check_exchange(exchange)
-
-# %% ../../nbs/14_import.ipynb #c8e718f5
-@dataclass(frozen=True)
-class ParsedPrices:
-    "What `parse_prices` makes of an input: the bars to import, the rows refused and why, and what was done."
-    bars: pd.DataFrame      # row, symbol, ts (UTC), open, high, low, close, volume [, catalog fields]
-    rejected: pd.DataFrame  # row, symbol, ts, reason
-    info: dict              # layout, columns filled, zones seen, ignored columns, rows
-
-def parse_prices(data:pd.DataFrame, # long (symbol, ts, close[, open, high, low, volume, metadata]) or wide (ts + a column of closes per symbol)
-                 layout:str="auto", # "auto" (long when there is a 'symbol' column), "long" or "wide"
-                 tz:str|None=None, # IANA zone of times without a UTC offset
-                 interval:str="1d", # bar interval (daily and longer: session dates at 00:00 UTC)
-                 exchange:str|None=None, # prefix for bare tickers
-                 max_rows:int=MAX_ROWS, # most rows (long) or cells (wide) accepted
-                ) -> ParsedPrices:
-    "Validate and normalize an input without writing anything: `ImportRefused` for the whole input, a reason per refused row."
-    check_options(layout, tz, interval, exchange, max_rows)
-    if not isinstance(data, pd.DataFrame): raise ImportRefused(describe("prices", type(data).__name__, "a pandas DataFrame"))
-    if isinstance(data.columns, pd.MultiIndex): raise ImportRefused(describe("columns", "a MultiIndex", "flat column names"))
-    if len(data) == 0 or len(data.columns) == 0: raise ImportRefused(describe("prices", f"{len(data)} rows × {len(data.columns)} columns", "at least one row"))
-    names = _columns(data.columns)
-    tcol = _time_column(names)
-    long = layout == "long" or (layout == "auto" and "symbol" in names)
-    size = len(data) if long else len(data) * max(1, len(data.columns) - (tcol is not None))
-    if size > max_rows: raise ImportRefused(describe("prices size", f"{size} {'rows' if long else 'cells'}", f"at most max_rows={max_rows}"))
-    bars, reasons, info = (_long if long else _wide)(data, names, tcol, tz, interval, exchange)
-    why = _join(*reasons)
-    ok = np.array([not isinstance(r, str) for r in why], dtype=bool)
-    dup = _duplicates(bars[ok])
-    why[np.flatnonzero(ok)] = dup
-    ok = np.array([not isinstance(r, str) for r in why], dtype=bool)
-    bad = bars[~ok]
-    shown = [s if s is not None else short_repr(raw, 60) for s, raw in zip(bad["symbol"], bad["_raw"])]
-    rejected = pd.DataFrame({"row": bad["row"].to_numpy("int64"), "symbol": pd.Series(shown, dtype=object),
-                             "ts": bad["ts"].reset_index(drop=True), "reason": pd.Series(why[~ok], dtype=object)}, columns=REJECTED_COLUMNS)
-    rejected = rejected.sort_values(["row", "symbol"], kind="stable").reset_index(drop=True)
-    good = bars[ok].drop(columns="_raw").sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
-    return ParsedPrices(good, rejected, {**info, "interval": interval, "tz": tz, "rows": len(data), "bars": len(good),
-                                        "rejected": len(rejected)})
+# %% ../../nbs/14_import.ipynb #5573c1bf
+_all_ = ["TS_NAMES", "PRICE_COLUMNS", "METADATA_COLUMNS", "SESSION_INTERVALS", "REJECTED_COLUMNS", "MAX_ROWS", "MAX_BYTES",
+         "ImportRefused", "check_tz", "parse_timestamps", "check_exchange", "parse_symbols", "parse_numbers",
+         "check_options", "ParsedPrices", "parse_prices", "read_prices_file"]
 
 # %% ../../nbs/14_import.ipynb #4a738dcf
 STORED_COLUMNS = ["symbol", "bars", "first", "last", "added", "replaced", "revised", "unchanged", "quarantined", "excluded", "error"]
@@ -563,68 +242,6 @@ def import_prices(data:pd.DataFrame, # long (symbol, ts, close[, open, high, low
                  ) -> ImportReport:
     "Import your own prices into the lakehouse: `parse_prices`, then `store_prices`. A refused input writes nothing."
     return store_prices(parse_prices(data, layout, tz, interval, exchange, max_rows), _lakehouse(lake), source, rules)
-
-# %% ../../nbs/14_import.ipynb #5e44cae0
-_CSV_CHUNK = 500_000
-
-def _read_bounded(path:Path, max_bytes:int) -> bytes:
-    "The bytes of a regular file, read through one open file, at most `max_bytes` (a bigger file is refused before reading)."
-    try: fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)   # O_NONBLOCK: a FIFO is refused below instead of blocking
-    except FileNotFoundError: raise ImportRefused(describe("import file", str(path), "an existing file")) from None
-    except OSError as e: raise ImportRefused(describe("import file", str(path), "a readable file", e.strerror)) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode): raise ImportRefused(describe("import file", str(path), "a regular file (not a directory, device or pipe)"))
-        if st.st_size > max_bytes: raise ImportRefused(describe("import file size", f"{st.st_size} bytes", f"at most max_bytes={max_bytes}"))
-        with os.fdopen(os.dup(fd), "rb") as f: raw = f.read(max_bytes + 1)
-    finally: os.close(fd)
-    if len(raw) > max_bytes: raise ImportRefused(describe("import file size", f"more than {max_bytes} bytes", f"at most max_bytes={max_bytes}"))
-    if not raw: raise ImportRefused(describe("import file", str(path), "a non-empty CSV or Parquet file"))
-    return raw
-
-# %% ../../nbs/14_import.ipynb #3b2cfd6e
-def _read_parquet(raw:bytes, path:Path, max_rows:int) -> pd.DataFrame:
-    try: f = pq.ParquetFile(pa.BufferReader(raw))
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise ImportRefused(f"cannot read import file {str(path)!r} as Parquet: {type(e).__name__}: {short_repr(str(e), 200)[1:-1]}") from None
-    if f.metadata.num_rows > max_rows: raise ImportRefused(describe("import file rows", f.metadata.num_rows, f"at most max_rows={max_rows}"))
-    try: return f.read().to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise ImportRefused(f"cannot read import file {str(path)!r} as Parquet: {type(e).__name__}: {short_repr(str(e), 200)[1:-1]}") from None
-
-# %% ../../nbs/14_import.ipynb #b840b08b
-def _read_csv(raw:bytes, path:Path, max_rows:int) -> pd.DataFrame:
-    "CSV with text kept as text in the symbol, time and metadata columns (a ticker '7203' stays '7203'); numbers inferred elsewhere."
-    sep, n, chunks = ("\t" if path.suffix.lower() == ".tsv" else ","), 0, []
-    try:
-        header = next(csv.reader(io.StringIO(raw[:65536].decode("utf-8-sig", errors="replace").partition("\n")[0]), delimiter=sep), [])
-        _columns(header)                                  # refused here: pandas would rename a repeated name to 'name.1'
-        head = pd.read_csv(io.BytesIO(raw), sep=sep, nrows=0, encoding="utf-8-sig")
-        text = {c: str for c in head.columns if str(c).strip().lower() in ("symbol", *TS_NAMES, *METADATA_COLUMNS)}
-        for chunk in pd.read_csv(io.BytesIO(raw), sep=sep, dtype=text, encoding="utf-8-sig", chunksize=_CSV_CHUNK):
-            n += len(chunk)
-            if n > max_rows: break
-            chunks.append(chunk)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise ImportRefused(f"cannot read import file {str(path)!r} as CSV: {type(e).__name__}: {short_repr(str(e), 200)[1:-1]}") from None
-    if n > max_rows: raise ImportRefused(describe("import file rows", f"more than {max_rows}", f"at most max_rows={max_rows}"))
-    if not chunks: raise ImportRefused(describe("import file", str(path), "a CSV file with a header and at least one row"))
-    return pd.concat(chunks, ignore_index=True)
-
-# %% ../../nbs/14_import.ipynb #85cd7744
-def read_prices_file(path, # a CSV (comma; .tsv: tab) or Parquet file
-                     format:str="auto", # "auto" (Parquet by its magic bytes or suffix, else CSV), "csv" or "parquet"
-                     max_bytes:int=MAX_BYTES, # bigger files are refused before reading
-                     max_rows:int=MAX_ROWS, # files with more rows are refused (Parquet: before reading; CSV: while reading)
-                    ) -> pd.DataFrame:
-    "Read an import file into a DataFrame, within bounds; anything unreadable is `ImportRefused`."
-    if format not in ("auto", "csv", "parquet"): raise ValidationError(describe("format", format, "'auto', 'csv' or 'parquet'"))
-    for name, v in (("max_bytes", max_bytes), ("max_rows", max_rows)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValidationError(describe(name, v, "a positive integer"))
-    p = validate_user_path(path, "import file")
-    raw = _read_bounded(p, max_bytes)
-    parquet = format == "parquet" or (format == "auto" and (raw[:4] == b"PAR1" or p.suffix.lower() in (".parquet", ".pq")))
-    return _read_parquet(raw, p, max_rows) if parquet else _read_csv(raw, p, max_rows)
 
 # %% ../../nbs/14_import.ipynb #17c32953
 def import_file(path, # a CSV or Parquet file, long or wide

@@ -6,192 +6,38 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
-import io
-import os
-import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core import (ContractError, CorruptDataError, DataNotFoundError, Symbol, TVSError, ValidationError,
+from ..core import (ContractError, CorruptDataError, DataNotFoundError, Symbol, ValidationError,
                                       decode_symbol, describe, encode_symbol, to_utc, utc_now, StorageError)
 from ..security import ensure_safe_path, safe_component, validate_user_path
 
 # %% auto #0
-__all__ = ['OHLCV_COLUMNS', 'OHLCV_SCHEMA', 'INTERVALS', 'REVISION_COLUMNS', 'REVISION_SUMMARY_COLUMNS', 'CATALOG_FIELDS',
-           'CATALOG_COLUMNS', 'ADJUSTMENTS', 'KEPT_FIELDS', 'QUARANTINE_COLUMNS', 'stale_temp_files', 'file_lock',
-           'atomic_write_bytes', 'atomic_write_parquet', 'read_file_once', 'read_parquet', 'conform_ohlcv',
-           'empty_ohlcv', 'ohlcv_table', 'WriteResult', 'Lakehouse', 'revised_bars', 'conform_catalog', 'catalog_as_of',
-           'MetadataSnapshot']
+__all__ = ['REVISION_COLUMNS', 'REVISION_SUMMARY_COLUMNS', 'QUARANTINE_COLUMNS', 'WriteResult', 'Lakehouse', 'revised_bars',
+           'OHLCV_COLUMNS', 'OHLCV_SCHEMA', 'INTERVALS', 'CATALOG_FIELDS', 'CATALOG_COLUMNS', 'ADJUSTMENTS',
+           'KEPT_FIELDS', 'stale_temp_files', 'file_lock', 'atomic_write_bytes', 'atomic_write_parquet',
+           'read_file_once', 'read_parquet', 'conform_ohlcv', 'empty_ohlcv', 'ohlcv_table', 'conform_catalog',
+           'catalog_as_of', 'MetadataSnapshot']
 
-# %% ../../nbs/10_lakehouse.ipynb #a6f4027b
-def _storage_error(what:str, path:Path, e:OSError, done:str="nothing was changed") -> StorageError:
-    code = errno.errorcode.get(e.errno, "") if isinstance(e.errno, int) else ""
-    return StorageError(f"cannot write {what} to {str(path)!r}: {code + ': ' if code else ''}{e}; expected a writable "
-                        f"filesystem with free space ({done})", e.errno, str(path))
+# %% ../../nbs/10_lakehouse.ipynb #03cc7fdf
+from .storage import (
+    INTERVALS, OHLCV_COLUMNS, OHLCV_SCHEMA, atomic_write_bytes, atomic_write_parquet, conform_ohlcv, empty_ohlcv, file_lock,
+    ohlcv_table, read_file_once, read_parquet, stale_temp_files)
+from .catalog import (
+    ADJUSTMENTS, CATALOG_COLUMNS, CATALOG_FIELDS, KEPT_FIELDS, MetadataSnapshot, _changed_symbols, _empty_catalog,
+    _norm_catalog, catalog_as_of, conform_catalog)
 
-# %% ../../nbs/10_lakehouse.ipynb #75b207f0
-_TEMP_TAIL = re.compile(r"\.[a-z0-9_]{8}\.tmp")  # what `tempfile.mkstemp` adds after `.{name}`
-
-def stale_temp_files(path:Path, # the file whose temp files to list
-                    ) -> list[Path]:
-    "Temp files of `path` (`.{name}.XXXXXXXX.tmp`); under `path`'s exclusive lock none has a live writer."
-    path = Path(path)
-    if not path.parent.is_dir(): return []
-    head = f".{path.name}"
-    with os.scandir(path.parent) as entries:    # names only: a directory of thousands of symbols is listed without a Path each
-        names = [e.name for e in entries if e.name.startswith(head) and _TEMP_TAIL.fullmatch(e.name[len(head):])]
-    return sorted(path.parent / n for n in names)
-
-# %% ../../nbs/10_lakehouse.ipynb #05de65ef
-@contextlib.contextmanager
-def file_lock(path:Path, # the file to protect (the lock is a hidden sidecar next to it)
-              shared:bool=False, # a shared (reader) lock instead of an exclusive one
-             ) -> Iterator[None]:
-    """Hold an exclusive (or shared) OS lock for `path` for the duration of the block. Every writer of `path` holds
-    the exclusive lock, so its holder first removes the temp files of writers that died mid-write (SIGKILL)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        if not shared:
-            for p in stale_temp_files(path):
-                with contextlib.suppress(FileNotFoundError): p.unlink()
-        yield
-    finally: os.close(fd)
-
-# %% ../../nbs/10_lakehouse.ipynb #b3f9a62a
-def atomic_write_bytes(path:Path, # the file to replace
-                       data:bytes, # its new content
-                       what:str="file", # what the file holds, for messages (e.g. "bars of NASDAQ:AAPL")
-                       mode:int|None=None, # permission bits of the new file, set before it appears (None: 0600, the temp file's)
-                      ) -> None:
-    """Replace `path` with `data` atomically: temp file in the same directory, fsync, rename, fsync dir. A failing
-    filesystem (ENOSPC, EACCES, ...) raises `StorageError` naming `what` and the file, with `path` untouched."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try: f = os.fdopen(fd, "wb")
-        except BaseException:
-            os.close(fd)
-            raise
-        with f:
-            f.write(data)
-            f.flush()
-            if mode is not None: os.fchmod(f.fileno(), mode)    # readable by others the moment it exists, whatever the umask
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, TVSError): raise _storage_error(what, path, e) from e
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    except OSError as e: raise _storage_error(what, path, e, "the file was replaced; its directory entry is not synced") from e
-
-# %% ../../nbs/10_lakehouse.ipynb #7a590f1b
-def atomic_write_parquet(path:Path, table:pa.Table|pd.DataFrame, what:str="file") -> None:
-    "Serialize to Parquet in memory, then `atomic_write_bytes`."
-    if isinstance(table, pd.DataFrame): table = pa.Table.from_pandas(table, preserve_index=False)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    atomic_write_bytes(path, buf.getvalue(), what)
-
-def read_file_once(path:Path, what:str="file") -> pa.BufferReader:
-    """The bytes of `path` read through ONE open file: a writer's `os.replace` can never mix two versions into
-    one read (pyarrow given a path opens it more than once: footer, then row groups)."""
-    try:
-        with open(path, "rb") as f: return pa.BufferReader(f.read())
-    except FileNotFoundError: raise DataNotFoundError(describe(what, str(path), "an existing file")) from None
-    except OSError as e: raise CorruptDataError(f"cannot read {what} {str(path)!r}: {type(e).__name__}: {e}") from None
-
-def read_parquet(path:Path, what:str="file") -> pd.DataFrame:
-    "Read a Parquet file (once, see `read_file_once`); a damaged file raises `CorruptDataError` naming it."
-    buf = read_file_once(path, what)
-    try: return pq.read_table(buf).to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise CorruptDataError(f"cannot read {what} {str(path)!r}: {type(e).__name__}: {e}") from None
-
-# %% ../../nbs/10_lakehouse.ipynb #989d7a19
-OHLCV_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
-OHLCV_SCHEMA = pa.schema([("ts", pa.timestamp("ns", tz="UTC"))] + [(c, pa.float64()) for c in OHLCV_COLUMNS[1:]])
-INTERVALS = ("1", "3", "5", "15", "30", "45", "60", "120", "180", "240", "1d", "1w", "1M")
-
-def _conformed(bars:pd.DataFrame) -> bool:
-    "Whether `bars` is already what `conform_ohlcv` returns: exactly the columns and dtypes, a 0..n-1 index, sorted by ts."
-    idx = bars.index
-    if list(bars.columns) != OHLCV_COLUMNS or not isinstance(idx, pd.RangeIndex) or idx.start != 0 or idx.step != 1: return False
-    dtypes = bars.dtypes.tolist()
-    if str(dtypes[0]) != "datetime64[ns, UTC]" or any(d != np.float64 for d in dtypes[1:]): return False
-    i8 = bars["ts"].array.asi8
-    return bool((i8[1:] >= i8[:-1]).all())
-
-# %% ../../nbs/10_lakehouse.ipynb #9056882c
-def _conform(bars:pd.DataFrame, what:str) -> pd.DataFrame:
-    if not isinstance(bars, pd.DataFrame): raise ContractError(describe(what, type(bars).__name__, "a DataFrame with columns " + ", ".join(OHLCV_COLUMNS)))
-    if isinstance(bars.columns, pd.MultiIndex) or not bars.columns.is_unique:
-        raise ContractError(describe(f"{what} columns", [str(c) for c in bars.columns[:20]], "unique, flat column names " + ", ".join(OHLCV_COLUMNS)))
-    missing = [c for c in OHLCV_COLUMNS if c not in bars.columns]
-    if missing: raise ContractError(describe(f"{what} columns", list(bars.columns), f"all of {OHLCV_COLUMNS}", f"missing {missing}"))
-    ts = bars["ts"]
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        raise ContractError(describe(f"{what} column 'ts' dtype", str(ts.dtype), "datetime64 with a UTC timezone"))
-    if ts.dt.tz is None: raise ContractError(describe(f"{what} column 'ts'", "naive timestamps", "timezone-aware UTC timestamps"))
-    if _conformed(bars): return bars.copy(deep=False)  # already the schema, sorted, 0..n-1: a new frame, no copy of the data
-    cols = {"ts": (ts if str(ts.dtype) == "datetime64[ns, UTC]" else ts.dt.tz_convert("UTC").dt.as_unit("ns")).array}
-    for c in OHLCV_COLUMNS[1:]:
-        col = bars[c]
-        if col.dtype == np.float64:                # the common case: already the schema's type
-            cols[c] = col.to_numpy()
-            continue
-        real = pd.api.types.is_numeric_dtype(col) and not (pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col))
-        if not real and not col.isna().all():
-            raise ContractError(describe(f"{what} column {c!r} dtype", str(col.dtype), "real numbers (float64)"))
-        cols[c] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
-    out = pd.DataFrame(cols)                       # positional: a RangeIndex whatever the input's index
-    i8 = cols["ts"].asi8
-    return out if (i8[1:] >= i8[:-1]).all() else out.sort_values("ts", kind="stable").reset_index(drop=True)
-
-# %% ../../nbs/10_lakehouse.ipynb #963b014b
-def conform_ohlcv(bars:pd.DataFrame, # bars with the OHLCV columns (extra columns are dropped)
-                  what:str="bars", # name for messages, e.g. the symbol
-                 ) -> pd.DataFrame:
-    "Check structure (Tier 1) and cast to the lakehouse schema; sorted by `ts`, index reset. Any misfit is a `ContractError`."
-    try: return _conform(bars, what)
-    except ContractError: raise
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, pa.ArrowException) as e:
-        raise ContractError(describe(f"{what} frame", f"{type(e).__name__}: {e}", "the OHLCV schema " + ", ".join(OHLCV_COLUMNS) +
-                                     " (ts: UTC datetime64; the rest: real numbers)")) from None
-
-def empty_ohlcv() -> pd.DataFrame:
-    "An empty frame with the lakehouse OHLCV dtypes."
-    return OHLCV_SCHEMA.empty_table().to_pandas()
-
-# %% ../../nbs/10_lakehouse.ipynb #dc72806a
-# the schema with the pandas metadata pyarrow writes for a conformed frame (the same for every one: no index, fixed dtypes)
-_OHLCV_PANDAS_SCHEMA = pa.Table.from_pandas(empty_ohlcv(), schema=OHLCV_SCHEMA, preserve_index=False).schema
-
-def ohlcv_table(bars:pd.DataFrame, # a frame as `conform_ohlcv` returns it
-               ) -> pa.Table:
-    "The Arrow table of conformed OHLCV bars, equal (pandas metadata included) to `pa.Table.from_pandas(bars, OHLCV_SCHEMA)`."
-    ts = pa.array(bars["ts"].array.asi8, type=OHLCV_SCHEMA.field("ts").type)
-    values = [pa.array(bars[c].to_numpy(), type=pa.float64(), from_pandas=True) for c in OHLCV_COLUMNS[1:]]   # NaN → null
-    return pa.Table.from_arrays([ts, *values], schema=_OHLCV_PANDAS_SCHEMA)
+# %% ../../nbs/10_lakehouse.ipynb #08d4380c
+_all_ = ["OHLCV_COLUMNS", "OHLCV_SCHEMA", "INTERVALS", "CATALOG_FIELDS", "CATALOG_COLUMNS", "ADJUSTMENTS", "KEPT_FIELDS",
+         "stale_temp_files", "file_lock", "atomic_write_bytes", "atomic_write_parquet", "read_file_once", "read_parquet",
+         "conform_ohlcv", "empty_ohlcv", "ohlcv_table", "conform_catalog", "catalog_as_of", "MetadataSnapshot"]
 
 # %% ../../nbs/10_lakehouse.ipynb #0579a0b5
 @dataclass(frozen=True)
@@ -449,62 +295,6 @@ def _revision_summary(self:Lakehouse, interval:str="1d", # bar interval
 
 Lakehouse.revision_summary = _revision_summary
 
-# %% ../../nbs/10_lakehouse.ipynb #f5bba4ec
-CATALOG_FIELDS = ["exchange", "type", "currency", "tick_size", "timezone", "session", "description", "sector", "adjustment"]
-CATALOG_COLUMNS = ["symbol"] + CATALOG_FIELDS + ["valid_from", "valid_until"]
-ADJUSTMENTS = ("splits", "dividends", "none") # price adjustments of stored bars (None in the catalog: unknown)
-KEPT_FIELDS = ("adjustment",)                  # fields a record without that column leaves as they are
-
-def conform_catalog(versions:pd.DataFrame, # catalog versions as stored (possibly by an older release)
-                   ) -> pd.DataFrame:
-    "`versions` with every catalog column: a field the file predates reads as None (unknown); the file is not touched."
-    missing = [c for c in CATALOG_COLUMNS if c not in versions.columns]
-    if not missing: return versions
-    out = versions.copy()
-    for c in missing: out[c] = pd.Series([None] * len(out), index=out.index, dtype="object")
-    return out[CATALOG_COLUMNS + [c for c in versions.columns if c not in CATALOG_COLUMNS]]
-
-# %% ../../nbs/10_lakehouse.ipynb #b820ef1b
-def _empty_catalog() -> pd.DataFrame:
-    df = pd.DataFrame({c: pd.Series(dtype="object") for c in CATALOG_COLUMNS})
-    df["tick_size"] = df["tick_size"].astype("float64")
-    for c in ("valid_from", "valid_until"): df[c] = pd.Series(dtype="datetime64[ns, UTC]")
-    return df
-
-def _norm_catalog(records:pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(records, pd.DataFrame) or "symbol" not in records.columns:
-        raise ContractError(describe("catalog records", type(records).__name__, "a DataFrame with a 'symbol' column"))
-    unknown = set(records.columns) - set(CATALOG_COLUMNS)
-    if unknown: raise ContractError(describe("catalog columns", sorted(unknown), f"a subset of {CATALOG_COLUMNS}"))
-    out = pd.DataFrame({"symbol": [str(Symbol.parse(s)) for s in records["symbol"]]})
-    for c in CATALOG_FIELDS:
-        col = records[c] if c in records.columns else pd.Series([None] * len(records))
-        out[c] = pd.to_numeric(col.to_numpy(), errors="coerce").astype("float64") if c == "tick_size" else \
-                 pd.Series([None if pd.isna(v) else str(v) for v in col], dtype="object")
-    bad = out["adjustment"].dropna()
-    bad = bad[~bad.isin(ADJUSTMENTS)]
-    if len(bad): raise ContractError(describe("catalog adjustment", bad.iloc[0], f"one of {ADJUSTMENTS} or None (unknown)"))
-    if out["symbol"].duplicated().any(): raise ContractError(describe("catalog records", "duplicated symbols", "one record per symbol"))
-    return out
-
-# %% ../../nbs/10_lakehouse.ipynb #18e6e8dc
-def _changed_symbols(open_:pd.DataFrame, # the open versions, indexed by symbol
-                     new:pd.DataFrame, # normalized records (see `_norm_catalog`)
-                     t:pd.Timestamp, # when the new facts became known
-                    ) -> list[str]:
-    "Symbols of `new` that differ from their open version (or have none); a change not after that version is refused."
-    changed = []
-    for rec in new.itertuples(index=False):
-        cur = open_.loc[rec.symbol] if rec.symbol in open_.index else None
-        vals = [getattr(rec, c) for c in CATALOG_FIELDS]
-        if cur is not None:
-            same = all((pd.isna(a) and pd.isna(b)) or a == b for a, b in zip(vals, [cur[c] for c in CATALOG_FIELDS]))
-            if same: continue
-            if t <= cur["valid_from"]:
-                raise ValidationError(describe(f"catalog as_of for {rec.symbol}", t, f"a time after its current version ({cur['valid_from']})"))
-        changed.append(rec.symbol)
-    return changed
-
 # %% ../../nbs/10_lakehouse.ipynb #5205ee6e
 def _catalog_path(self:Lakehouse) -> Path: return self.path("catalog", "catalog.parquet")
 
@@ -542,15 +332,7 @@ Lakehouse._catalog_path = _catalog_path
 Lakehouse._read_catalog_all = _read_catalog_all
 Lakehouse.upsert_catalog = _upsert_catalog
 
-# %% ../../nbs/10_lakehouse.ipynb #702dabe5
-def catalog_as_of(versions:pd.DataFrame, as_of=None) -> pd.DataFrame:
-    "The versions known strictly before `as_of` (default: the open versions), indexed by symbol."
-    if as_of is None: rows = versions[versions["valid_until"].isna()]
-    else:   # known before t: opened before t, and not yet superseded before t (same rule as PointInTimeView)
-        t = to_utc(as_of)
-        rows = versions[(versions["valid_from"] < t) & (versions["valid_until"].isna() | (versions["valid_until"] >= t))]
-    return rows.set_index("symbol").sort_index()
-
+# %% ../../nbs/10_lakehouse.ipynb #567c2be1
 def _catalog(self:Lakehouse, as_of=None, # None: current versions; a time: what was known then
              versions:bool=False, # return the full version history instead
             ) -> pd.DataFrame:
@@ -559,35 +341,6 @@ def _catalog(self:Lakehouse, as_of=None, # None: current versions; a time: what 
     return cat if versions else catalog_as_of(cat, as_of)
 
 Lakehouse.catalog = _catalog
-
-# %% ../../nbs/10_lakehouse.ipynb #5a7d1eab
-class MetadataSnapshot:
-    "An immutable copy of the catalog owned by one run; all of the run's metadata reads go through it."
-    def __init__(self, versions:pd.DataFrame, path:Path|None=None):
-        self._versions, self.path = conform_catalog(versions).copy(deep=True), path
-
-    @classmethod
-    def open(cls, path) -> MetadataSnapshot:
-        "Load a snapshot written by `Lakehouse.snapshot_metadata`."
-        p = validate_user_path(path, "metadata snapshot")
-        return cls(read_parquet(p, "metadata snapshot"), p)
-
-    @property
-    def versions(self) -> pd.DataFrame: return self._versions.copy(deep=True)
-
-    def as_of(self, t=None) -> pd.DataFrame:
-        "Metadata valid at `t` (default: the latest versions in the snapshot), indexed by symbol."
-        return catalog_as_of(self._versions, t)
-
-    def get(self, symbol, field:str, t=None, default=None):
-        "One field of one symbol at `t`."
-        if field not in CATALOG_FIELDS: raise ValidationError(describe("metadata field", field, f"one of {CATALOG_FIELDS}"))
-        cur = self.as_of(t)
-        s = str(Symbol.parse(symbol))
-        return cur.at[s, field] if s in cur.index else default
-
-    def __len__(self): return len(self._versions)
-    def __repr__(self): return f"MetadataSnapshot({len(self._versions)} versions, {self._versions['symbol'].nunique()} symbols, path={str(self.path) if self.path else None!r})"
 
 # %% ../../nbs/10_lakehouse.ipynb #2dda03c8
 def _snapshot_metadata(self:Lakehouse, dest, # file to write, e.g. runs/<run_id>/metadata.parquet

@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,223 +17,26 @@ import pydantic
 from pydantic import Field, field_validator
 
 from ..config import DiscoveryConfig, Screen, deep_merge
-from ..core import (ConfigError, CorruptDataError, DataNotFoundError, Symbol, ValidationError, describe,
-                                      to_utc)
+from ..core import ConfigError, ValidationError, describe, to_utc
 from ..data.lakehouse import Lakehouse
 from ..ledger import AuditLedger
 from .base import StageParams, StageRegistry, check_contract, stage
 
 # %% auto #0
-__all__ = ['SNAPSHOT_FIELDS', 'SNAPSHOT_SCHEMA', 'MARKETS', 'CANDIDATES_OUT_SCHEMA', 'DISCOVERY_TRAIL_SCHEMA', 'STAGES',
-           'catalog_snapshot', 'catalog_snapshots', 'DiscoveryParams', 'screens_stage', 'screen_candidates',
-           'DiscoveryResult', 'DiscoveryPipeline']
+__all__ = ['MARKETS', 'CANDIDATES_OUT_SCHEMA', 'DISCOVERY_TRAIL_SCHEMA', 'STAGES', 'DiscoveryParams', 'screens_stage',
+           'screen_candidates', 'DiscoveryResult', 'DiscoveryPipeline', 'SNAPSHOT_FIELDS', 'SNAPSHOT_SCHEMA',
+           'catalog_snapshot', 'catalog_snapshots']
 
-# %% ../../nbs/31_discovery.ipynb #89e8ba86
-SNAPSHOT_FIELDS = ("symbol", "name", "exchange", "type", "currency", "sector", "description", "close", "volume",
-                   "value_traded", "change", "bars", "last_bar", "data_error")
-_NUMERIC = ("close", "volume", "value_traded", "change", "bars")
-_CATALOG = ("exchange", "type", "currency", "sector", "description")       # fields of the catalog version
-_TEXT = ("symbol", "name", *_CATALOG, "data_error")
+# %% ../../nbs/31_discovery.ipynb #9e7bc1a4
+from .snapshots import (SNAPSHOT_FIELDS, _NUMERIC, _CATALOG, _TEXT,
+                                                     SNAPSHOT_SCHEMA, _check_liquidity_bars, _known_at,
+                                                     _bars_before, _market_fields, _snapshot_row,
+                                                     _snapshot_frame, catalog_snapshot, _bar_arrays,
+                                                     _window_means, _known_pairs, _market_columns,
+                                                     _fill_symbol, _read_all_bars, catalog_snapshots)
 
-SNAPSHOT_SCHEMA = pa.DataFrameSchema(
-    {**{f: pa.Column(str, nullable=f not in ("symbol", "name")) for f in _TEXT},
-     **{f: pa.Column(float, nullable=True) for f in _NUMERIC},
-     "last_bar": pa.Column("datetime64[ns, UTC]", nullable=True)},
-    strict=True, name="snapshot")
-
-# %% ../../nbs/31_discovery.ipynb #82ebfb6d
-def _check_liquidity_bars(liquidity_bars) -> None:
-    "Refuse anything but an integer >= 1."
-    if not isinstance(liquidity_bars, int) or liquidity_bars < 1:
-        raise ValidationError(describe("liquidity_bars", liquidity_bars, "an integer >= 1"))
-
-def _known_at(versions:pd.DataFrame, # the catalog's version history
-              t:pd.Timestamp, # decision time
-             ) -> pd.DataFrame:
-    "The catalog versions known at `t` (valid_from < t ≤ valid_until, or still open), by symbol."
-    v = versions
-    return v[(v["valid_from"] < t) & (v["valid_until"].isna() | (v["valid_until"] >= t))].sort_values("symbol")
-
-# %% ../../nbs/31_discovery.ipynb #b71e92d4
-def _bars_before(lakehouse:Lakehouse, # where the bars live
-                 symbol:str, # EXCHANGE:TICKER
-                 t:pd.Timestamp, # decision time
-                 interval:str, # bar interval
-                 bars:dict|None, # symbol → all its bars or the error reading them (None: read from the lakehouse)
-                ) -> pd.DataFrame:
-    "The bars of `symbol` strictly before `t`."
-    if bars is None:
-        return lakehouse.read_ohlcv(symbol, interval, end=t)
-    full = bars.get(symbol)
-    if isinstance(full, Exception):
-        raise full
-    if full is None:
-        raise DataNotFoundError(describe("symbol", symbol, "bars in the preloaded set"))
-    return full.iloc[:int(full["ts"].searchsorted(t, side="left"))]
-
-def _market_fields(b:pd.DataFrame, # a symbol's bars before t (at least one)
-                   liquidity_bars:int, # bars averaged into value_traded
-                  ) -> dict:
-    "close, volume, bars, last_bar, value_traded and change of the bars `b`."
-    c, vol = b["close"].to_numpy(np.float64), b["volume"].to_numpy(np.float64)
-    vt = (c * vol)[-liquidity_bars:]
-    return dict(close=c[-1], volume=vol[-1], bars=float(len(b)), last_bar=b["ts"].iloc[-1],
-                value_traded=float(np.nanmean(vt)) if np.isfinite(vt).any() else np.nan,
-                change=c[-1] / c[-2] - 1 if len(c) > 1 else np.nan)
-
-# %% ../../nbs/31_discovery.ipynb #03b52ba5
-def _snapshot_row(rec) -> dict:
-    "The snapshot row of a catalog version, before any bar is read."
-    return {"symbol": rec.symbol, "name": rec.symbol.split(":", 1)[1], **{f: getattr(rec, f) for f in _CATALOG},
-            "close": np.nan, "volume": np.nan, "value_traded": np.nan, "change": np.nan, "bars": 0.0,
-            "last_bar": pd.NaT, "data_error": None}
-
-def _snapshot_frame(rows:list[dict]) -> pd.DataFrame:
-    "The snapshot rows as a frame with the `SNAPSHOT_SCHEMA` dtypes."
-    out = pd.DataFrame(rows, columns=list(SNAPSHOT_FIELDS))
-    for f in _TEXT:
-        out[f] = out[f].astype(str)
-    for f in _NUMERIC:
-        out[f] = out[f].astype(np.float64)
-    out["last_bar"] = pd.to_datetime(out["last_bar"], utc=True).astype("datetime64[ns, UTC]")
-    return out
-
-# %% ../../nbs/31_discovery.ipynb #ead22921
-def catalog_snapshot(lakehouse:Lakehouse, # where the catalog and the bars live
-                     t, # decision time: only catalog versions and bars strictly before it are read
-                     interval:str="1d", # bar interval
-                     liquidity_bars:int=20, # bars averaged into value_traded
-                     versions:pd.DataFrame|None=None, # the catalog's version history, already read (None: read it)
-                     bars:dict|None=None, # symbol → all its bars, already read (None: read each symbol up to t)
-                    ) -> pd.DataFrame:
-    "One row per symbol the catalog knew before `t`, with market fields from the bars before `t`."
-    t = to_utc(t)
-    _check_liquidity_bars(liquidity_bars)
-    v = lakehouse.catalog(versions=True) if versions is None else versions
-    rows = []
-    for rec in _known_at(v, t).itertuples(index=False):
-        row = _snapshot_row(rec)
-        try:
-            b = _bars_before(lakehouse, rec.symbol, t, interval, bars)
-        except (DataNotFoundError, CorruptDataError) as e:
-            row["data_error"], row["bars"] = f"{type(e).__name__}: {e}", np.nan
-            rows.append(row)
-            continue
-        if len(b):
-            row.update(_market_fields(b, liquidity_bars))
-        rows.append(row)
-    return _snapshot_frame(rows)
-
-# %% ../../nbs/31_discovery.ipynb #c5a1d0e2
-def _bar_arrays(full:pd.DataFrame) -> tuple:
-    "ts (int64 ns), close, volume and close × volume of a symbol's bars, as arrays."
-    ts = pd.DatetimeIndex(full["ts"]).as_unit("ns").asi8
-    c, vol = full["close"].to_numpy(np.float64), full["volume"].to_numpy(np.float64)
-    return ts, c, vol, c * vol
-
-def _window_means(vt:np.ndarray, # close × volume of every bar
-                  pos:np.ndarray, # end positions p (bars vt[:p] are before the decision time)
-                  n:int, # window length
-                 ) -> np.ndarray:
-    "`np.nanmean(vt[p − n:p])` per end position p (NaN where no value is finite)."
-    out = np.full(len(pos), np.nan)
-    full, short = pos >= n, (pos > 0) & (pos < n)
-    if full.any():
-        win = vt[pos[full, None] - n + np.arange(n)]                          # windows × n, gathered
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[full] = np.where(np.isfinite(win).any(1), np.nanmean(win, axis=1), np.nan)
-    for k in np.flatnonzero(short):                                  # the first bars of a history: shorter windows
-        w = vt[:pos[k]]
-        out[k] = float(np.nanmean(w)) if np.isfinite(w).any() else np.nan
-    return out
-
-# %% ../../nbs/31_discovery.ipynb #e3d02358
-def _known_pairs(versions:pd.DataFrame, # the catalog's version history
-                 tv:np.ndarray, # decision times, int64 ns, sorted
-                ) -> tuple[np.ndarray, np.ndarray]:
-    "Date numbers and version rows of the known (date, version) pairs, by date then symbol."
-    vf = pd.DatetimeIndex(versions["valid_from"]).as_unit("ns").asi8
-    vu_raw = pd.DatetimeIndex(versions["valid_until"]).as_unit("ns")
-    vu, open_ = vu_raw.asi8, vu_raw.isna()
-    known = (vf[None, :] < tv[:, None]) & (open_[None, :] | (vu[None, :] >= tv[:, None]))
-    d_idx, r_idx = np.nonzero(known)
-    sym = versions["symbol"].to_numpy(dtype=object)
-    order = np.lexsort((sym[r_idx].astype(str), d_idx))                    # by date, then symbol
-    return d_idx[order], r_idx[order]
-
-# %% ../../nbs/31_discovery.ipynb #c3edc4ab
-def _market_columns(n:int) -> dict[str, np.ndarray]:
-    "Market fields of n snapshot rows before any bar is read: NaN prices, 0 bars, NaT last bar, no error."
-    return {"close": np.full(n, np.nan), "volume": np.full(n, np.nan), "value_traded": np.full(n, np.nan),
-            "change": np.full(n, np.nan), "bars": np.zeros(n),
-            "last_bar": np.full(n, np.iinfo(np.int64).min),                  # iinfo.min is NaT
-            "data_error": np.full(n, None, dtype=object)}
-
-def _fill_symbol(m:dict, # `_market_columns` of every snapshot row (filled in place)
-                 rows:np.ndarray, # the rows of one symbol
-                 full:pd.DataFrame|Exception, # all the symbol's bars, or the error reading them
-                 at:np.ndarray, # decision time of each row, int64 ns
-                 liquidity_bars:int, # bars averaged into value_traded
-                ):
-    "The market fields of one symbol's snapshot rows."
-    if isinstance(full, Exception):
-        m["data_error"][rows], m["bars"][rows] = f"{type(full).__name__}: {full}", np.nan
-        return
-    ts, c, vol, vt = _bar_arrays(full)
-    pos = np.searchsorted(ts, at, side="left")                              # bars before each date
-    has, p = pos > 0, pos[pos > 0]
-    r = rows[has]
-    m["bars"][rows] = pos.astype(np.float64)
-    m["close"][r], m["volume"][r], m["last_bar"][r] = c[p - 1], vol[p - 1], ts[p - 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        two = p > 1
-        m["change"][r[two]] = c[p[two] - 1] / c[p[two] - 2] - 1
-    m["value_traded"][r] = _window_means(vt, p, liquidity_bars)
-
-# %% ../../nbs/31_discovery.ipynb #9bc9046a
-def _read_all_bars(lakehouse:Lakehouse, symbols, interval:str) -> dict:
-    "symbol → all its bars, or the error reading them."
-    out = {}
-    for s in symbols:
-        try:
-            out[s] = lakehouse.read_ohlcv(s, interval)
-        except (DataNotFoundError, CorruptDataError) as e:
-            out[s] = e
-    return out
-
-# %% ../../nbs/31_discovery.ipynb #03a03c4c
-def catalog_snapshots(lakehouse:Lakehouse, # where the catalog and the bars live
-                      dates, # decision times: each snapshot reads only what was known strictly before its date
-                      interval:str="1d", # bar interval
-                      liquidity_bars:int=20, # bars averaged into value_traded
-                      versions:pd.DataFrame|None=None, # the catalog's version history, already read (None: read it)
-                      bars:dict|None=None, # symbol → all its bars or the error reading them (None: read them once)
-                     ) -> pd.DataFrame:
-    "`catalog_snapshot` of many dates at once: a `date` column, then the snapshot fields; rows by date, then symbol."
-    _check_liquidity_bars(liquidity_bars)
-    v = lakehouse.catalog(versions=True) if versions is None else versions
-    if bars is None:
-        bars = _read_all_bars(lakehouse, v["symbol"].unique(), interval)
-    dates = pd.DatetimeIndex([to_utc(t) for t in dates]).unique().sort_values()      # each date once
-    tv = dates.as_unit("ns").asi8
-    d_idx, r_idx = _known_pairs(v, tv)
-    sym = v["symbol"].to_numpy(dtype=object)[r_idx]
-    m = _market_columns(len(d_idx))
-    rows_of = pd.Series(np.arange(len(d_idx))).groupby(sym).indices if len(d_idx) else {}
-    for s, rows in rows_of.items():
-        full = bars.get(s)
-        if full is None:
-            full = DataNotFoundError(describe("symbol", s, "bars in the preloaded set"))
-        _fill_symbol(m, rows, full, tv[d_idx[rows]], liquidity_bars)
-    known = v.iloc[r_idx]
-    out = pd.DataFrame({"date": dates[d_idx], "symbol": sym, "name": [x.split(":", 1)[1] for x in sym],
-                        **{f: known[f].to_numpy(dtype=object) for f in _CATALOG}, **{f: m[f] for f in _NUMERIC},
-                        "last_bar": pd.to_datetime(m["last_bar"], utc=True), "data_error": m["data_error"]})
-    for f in _TEXT:
-        out[f] = out[f].astype(str)
-    out["last_bar"] = out["last_bar"].astype("datetime64[ns, UTC]")
-    return out
+# %% ../../nbs/31_discovery.ipynb #75d0191d
+_all_ = ['SNAPSHOT_FIELDS', 'SNAPSHOT_SCHEMA', 'catalog_snapshot', 'catalog_snapshots']
 
 # %% ../../nbs/31_discovery.ipynb #6111b970
 MARKETS = types.MappingProxyType({
