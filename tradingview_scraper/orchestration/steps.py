@@ -249,8 +249,9 @@ def step_report(ctx:RunContext) -> dict:
     warnings = _run_warnings(ctx, last_bar)
     run = {"run_id": ctx.run_id, "profile": p.name, "manifest_hash": ctx.profile.manifest_hash, "status": "succeeded",
            "ledger_head": ctx.ledger.head()}
-    conventions = {**conv, "covariance": p.allocation.covariance, "hrp_linkage": p.allocation.hrp_linkage,
-                   "hrp_optimal_ordering": p.allocation.hrp_optimal_ordering, "calendar": p.data.calendar}
+    hrp = p.allocation.allocator_params("hrp")
+    conventions = {**conv, "covariance": p.allocation.covariance, "hrp_linkage": hrp.linkage,
+                   "hrp_optimal_ordering": hrp.optimal_ordering, "calendar": p.data.calendar}
     inputs = dataclasses.replace(run_results(ctx, bench).inputs(), run=run, conventions=conventions,
                                  selection_trail=ctx.load(SELECT.trail), quarantine=ctx.load(INGEST.quarantine),
                                  load_report=ctx.load(INGEST.load_report), notes=notes,

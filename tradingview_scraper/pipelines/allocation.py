@@ -435,19 +435,22 @@ class AllocationParams(Settings):
     cluster_cap: float | None = Field(None, gt=0, le=1) # per-cluster cap
     gross_limit: float | None = Field(None, ge=0) # Σ|w| at most this
     net_limit: float | None = Field(None, ge=0)  # |Σw| at most this
-    hrp_linkage: Literal[LINKAGES] = "single"
-    hrp_distance: Literal[DISTANCES] = "pearson"
-    hrp_optimal_ordering: bool = False
-    erc_tol: float = Field(1e-12, gt=0, lt=1e-3)
     benchmark: str | None = None                 # symbol of the Market baseline
+
+    @field_validator("optimizers")
+    @classmethod
+    def _once(cls, v):
+        names = [o if isinstance(o, str) else o.kind for o in v]
+        if (twice := sorted({n for n in names if names.count(n) > 1})):
+            raise ValueError(f"{twice} given more than once: one entry per allocator (a name, or a mapping of its parameters)")
+        return v
 
 # %% ../../nbs/37_allocation.ipynb #1a7dfbfc
 def _shared(self) -> dict[str, Any]:
     "The shared settings under the allocators' field names."
     cov = SampleCovariance(self.ddof) if self.covariance == "sample" else LedoitWolf(self.shrinkage)
     return dict(min_coverage=self.min_coverage, budget=self.budget, covariance=cov, max_weight=self.max_weight,
-                tol=self.erc_tol, linkage=self.hrp_linkage, distance=self.hrp_distance,
-                optimal_ordering=self.hrp_optimal_ordering, symbol=self.benchmark)
+                symbol=self.benchmark)
 
 def _names(self) -> list[str]:
     "The optimizer names, in order (a mapping entry is named by its kind)."
