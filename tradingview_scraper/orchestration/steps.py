@@ -135,7 +135,7 @@ def step_discover(ctx:RunContext) -> dict:
         u = _universe(ctx, returns, [t])
         note = f"today's entry of the {u.label} universe ({u.basis})"
         return {DISCOVER.candidates: u.candidates(t), DISCOVER.trail: u.coverage.assign(note=note)}
-    res = DiscoveryPipeline.from_config(p.discovery).run(lake, t, store=True)
+    res = DiscoveryPipeline.from_config(p.discovery, interval=p.data.interval).run(lake, t, store=True)
     return {DISCOVER.candidates: res.candidates, DISCOVER.trail: res.trail}
 
 def _decision_day(returns:pd.DataFrame, unconfirmed:pd.DataFrame) -> pd.Timestamp:
