@@ -131,7 +131,7 @@ def test_legitimate_returns_are_never_refused():
     assert "≥ −1" in RETURNS_RULE and "median above 1" in RETURNS_RULE
 
 
-@pytest.mark.parametrize("name", ["train", "test", "step", "warmup", "periods_per_year", "n_batches"])
+@pytest.mark.parametrize("name", ["train", "test", "step", "purge", "warmup", "periods_per_year", "n_batches"])
 def test_absurd_counts_are_refused_by_name(name):
     "A count numpy cannot hold (10**30 once escaped as OverflowError from the fold arithmetic) is a ValidationError naming it."
     with pytest.raises(ValidationError, match=f"invalid {name} 1000000000000000000000000000000: expected an integer ≥ . and ≤ 2147483647"):

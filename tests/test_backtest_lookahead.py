@@ -1,6 +1,7 @@
 """Zero look-ahead: perturbing every row at or after a decision date (NaN, ±1e12, shuffled) leaves every decision up to that
 date and every return before it bitwise identical — for every allocator, with caps, and with the real Selection and
-Synthesis pipelines in the loop."""
+Synthesis pipelines in the loop; with a purge, no decision reads its purged rows; in the combinatorial (CPCV) mode, no
+split's decision reads its test groups, purged or embargoed rows."""
 import sys
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import pytest
 from tradingview_scraper.backtest import engine as E
 from tradingview_scraper.backtest.engine import BacktestEngine, lookahead_check
 from tradingview_scraper.core import LookAheadError
+from tradingview_scraper.data.loader import perturb_future
 from tradingview_scraper.backtest.reference import synthetic_returns
 from tradingview_scraper.pipelines.allocation import (ERC, HRP, AllocationPipeline, Benchmark, EqualWeight, InverseVolatility,
                                                       LedoitWolf, Market, MaxSharpe, MinVariance)
@@ -101,3 +103,85 @@ def test_with_pending_bars_at_the_checked_boundaries(alloc):
     confirmed = pd.DataFrame(rows, columns=["symbol", "ts", "value", "confirmed_at"])
     dates = [panel.index[ends[f]] for f in (2, 6, 11)]
     assert lookahead_check(eng, panel, alloc, confirmed=confirmed, dates=dates) == 9
+
+
+@pytest.mark.parametrize("alloc", [MinVariance(), HRP(), AllocationPipeline(ERC(), max_weight=0.2, gross_limit=0.9)], ids=repr)
+def test_with_a_purge(alloc):
+    "purge=5: the check (future perturbed at every checked decision date) passes, and the windows did move."
+    eng = BacktestEngine(126, 21, purge=5, cost_bps=5.0, lag=1)
+    assert all(s - b == 5 for a, b, s, e in eng.folds(len(PANEL)))
+    assert lookahead_check(eng, PANEL, alloc, n_dates=4, seed=3) == 12
+
+
+def _purged_rows_read(eng, panel, alloc, selector=None, synthesizer=None, folds=(1, 5, 9), kinds=("nan", "huge", "shuffle"),
+                      like=None):
+    "Perturb every row from fold f's training end on (its purged rows, then the future): the (f, kind) whose decisions ≤ f changed.\n\n    `like`: the engine whose training ends are perturbed from (default `eng`)."
+    clean = eng.run(panel, alloc, selector, synthesizer)
+    ends = [b for a, b, s, e in (like or eng).folds(len(panel))]
+    changed = []
+    for f in folds:
+        for kind in kinds:
+            garbage = perturb_future(panel, panel.index[ends[f]], kind, seed=f)
+            dirty = eng._run(eng._check_returns(garbage, domain=False), alloc, selector, synthesizer)
+            if clean.weights.to_numpy()[:f + 1].tobytes() != dirty.weights.to_numpy()[:f + 1].tobytes():
+                changed.append((f, kind))
+    return changed
+
+
+@pytest.mark.parametrize("alloc", [MinVariance(), HRP(), ERC()], ids=repr)
+def test_a_decision_never_reads_its_purged_rows(alloc):
+    "The decision at row s reads rows before s − purge only: garbage in the purged rows [s − purge, s) changes nothing."
+    eng = BacktestEngine(126, 21, purge=5, cost_bps=5.0)
+    assert _purged_rows_read(eng, PANEL, alloc) == []
+    # the same decision dates, training through the purged rows (train=131, no purge): the same garbage is read
+    assert _purged_rows_read(BacktestEngine(131, 21, cost_bps=5.0), PANEL, alloc, kinds=("huge",), like=eng) == [(1, "huge"), (5, "huge"), (9, "huge")]
+
+
+def test_selection_and_synthesis_never_read_the_purged_rows():
+    panel = synthetic_returns(520, 20, n_clusters=4, seed=8, gap_share=0.002, listings={"EX:A19": 300})
+    eng = BacktestEngine(126, 42, purge=10, warmup=63, cost_bps=5.0)
+    assert _purged_rows_read(eng, panel, HRP(), SelectionPipeline(), Synthesizer(), folds=(1, 4), kinds=("huge",)) == []
+    reads = BacktestEngine(136, 42, warmup=63, cost_bps=5.0)          # the same decision dates, no purge: the garbage is read
+    assert _purged_rows_read(reads, panel, HRP(), SelectionPipeline(), Synthesizer(), folds=(1, 4), kinds=("huge",), like=eng) != []
+
+
+def _forbidden(n, N, k, P, E, combo):
+    "Rows a CPCV split must not read, from the definition: its test folds, P rows before each test group, P + E after it."
+    m = n // N
+    bounds = [(g * m, (g + 1) * m if g < N - 1 else n) for g in range(N)]
+    bad = set()
+    for g in combo:
+        lo, hi = bounds[g]
+        bad |= set(range(lo, hi))
+        if g > 0 and g - 1 not in combo: bad |= set(range(lo - P, lo))
+        if g < N - 1 and g + 1 not in combo: bad |= set(range(hi, hi + P + E))
+    return sorted(bad)
+
+
+def _garbage(panel, rows, kind, seed):
+    vals = panel.to_numpy(copy=True)
+    rng = np.random.default_rng(seed)
+    if kind == "nan": vals[rows] = np.nan
+    elif kind == "huge": vals[rows] = rng.choice([-1e12, 1e12], size=(len(rows), vals.shape[1]))
+    else: vals[rows] = rng.permutation(vals[rows])[:, rng.permutation(vals.shape[1])]
+    return pd.DataFrame(vals, index=panel.index, columns=panel.columns)
+
+
+@pytest.mark.parametrize("alloc", [MinVariance(), HRP(), AllocationPipeline(ERC(), max_weight=0.2, gross_limit=0.9)], ids=repr)
+def test_cpcv_decision_never_reads_its_test_groups_purged_or_embargoed_rows(alloc):
+    "Garbage in a split's test groups, purged and embargoed rows leaves its decision bitwise; garbage in one training row does not."
+    from itertools import combinations
+    from tradingview_scraper.backtest.cpcv import CombinatorialPurgedCV
+    panel, (N, k, P, E) = synthetic_returns(600, 10, n_clusters=3, seed=31), (6, 2, 6, 4)    # every row used by every fit
+    cv, eng = CombinatorialPurgedCV(N, k, purged_size=P, embargo_size=E), BacktestEngine(cost_bps=5.0, lag=1)
+    clean = eng.run_cpcv(panel, alloc, cv).weights.to_numpy()
+    for i, combo in enumerate(combinations(range(N), k)):
+        bad = _forbidden(len(panel), N, k, P, E, combo)
+        for kind in ("nan", "huge", "shuffle"):
+            dirty = eng._run_cpcv(eng._check_returns(_garbage(panel, bad, kind, i), domain=False), alloc, cv)
+            assert dirty.weights.to_numpy()[i].tobytes() == clean[i].tobytes(), (i, combo, kind)
+        edge = [r for r in range(len(panel)) if r not in set(bad) and (r + 1 in bad or r - 1 in bad)][:1]   # a training row next to them
+        nudged = panel.copy()
+        nudged.iloc[edge] += 0.05
+        dirty = eng.run_cpcv(nudged, alloc, cv)
+        assert dirty.weights.to_numpy()[i].tobytes() != clean[i].tobytes(), (i, combo, "a training row must matter")

@@ -218,7 +218,7 @@ def test_part_of_the_flow_then_the_rest_through_the_production_notebook(tmp_path
     assert "winners" in nb and "step `backtest` has not run in this run (partial)" in nb
     html = (runs / "part" / "notebooks" / "flow.html").read_text()
     assert "tvs-figure-0" not in html and "has not run in this run (partial)" in html   # no backtest: no equity figure
-    rest = [s for s in ("synthesize", "backtest", "portfolio", "report", "validate") if s not in st["steps"]]
+    rest = [s for s in ("synthesize", "backtest", "assess", "portfolio", "report", "validate") if s not in st["steps"]]
     st = run_production("development", run_id="part", runs_root=runs, lakehouse_root=lake, env={}, steps=rest)
     assert {s: st["steps"][s]["status"] for s in rest} == dict.fromkeys(rest, "succeeded")
     html = (runs / "part" / "notebooks" / "flow.html").read_text()

@@ -1,6 +1,7 @@
 """The report renders in a real browser: headless Chromium opens `report.html` from disk (no server, no network),
 every plotly figure gets its SVG (scatter traces drawn, heatmap images painted) and no JavaScript error is raised.
 Skipped, saying why, when no Chromium is on PATH (`apt-get install chromium`)."""
+import dataclasses
 import html as htmllib
 import re
 import shutil
@@ -11,6 +12,8 @@ import pandas as pd
 import pytest
 
 from tradingview_scraper.backtest.metrics import compute_metrics
+from tradingview_scraper.backtest.reality import assess
+from tradingview_scraper.backtest.stats import StatsParams
 from tradingview_scraper import reports
 from tradingview_scraper.reports import ReportInputs, StrategyResult, write_report
 
@@ -107,3 +110,23 @@ def test_the_check_sees_a_broken_page(tmp_path, monkeypatch):
     dom = open_in_browser(page, tmp_path)
     assert "Plotly is not defined" in js_errors(dom)
     assert figure_blocks(dom) and not any('<svg class="main-svg"' in b for b in figure_blocks(dom).values())
+
+
+def test_reality_section_draws_its_figures_first(tmp_path):
+    "The \"Is it real?\" section (right after the warnings): its bootstrap violins (one per cell) and logit histogram are drawn, with no JS error."
+    inp = inputs(600)
+    cells = pd.DataFrame({s.name: s.returns for s in inp.strategies}).assign(**{inp.benchmark_name: inp.benchmark})
+    rc = assess(cells, 252, StatsParams(resamples=500, pbo_partitions=8), benchmark=inp.benchmark_name)
+    page = write_report(dataclasses.replace(inp, reality=rc, warnings=["the universe is survivorship-biased"]), tmp_path / "reports")["html"]
+    source = page.read_text(encoding="utf-8")
+    assert len(re.findall(r'Plotly\.newPlot\("(fig-\d+)"', source)) == 4 + 2 * len(inp.strategies)     # the other figures as before
+    dom = open_in_browser(page, tmp_path)
+    assert js_errors(dom) == ""
+    assert dom.index("Read this first") < dom.index("<h2>Is it real?") < dom.index("<h2>Today's portfolio") < dom.index("<h2>Performance")
+    block = lambda fid: dom[dom.index(f'<div id="{fid}"'):dom.find("<script", dom.index(f'<div id="{fid}"'))]
+    violins, logits = block("reality-sharpe"), block("reality-logits")
+    assert '<svg class="main-svg"' in violins and '<svg class="main-svg"' in logits
+    assert violins.count('class="trace violins') == len(rc.cells) == 3              # hrp, min_variance and the benchmark
+    assert violins.count('class="trace scatter') == 1                               # the estimates
+    assert logits.count('class="trace bars') == 1 and logits.count('class="point"') > 1   # the histogram's bars are painted
+    assert htmllib.escape(rc.verdict.partition(". ")[2], quote=False) in dom

@@ -86,3 +86,11 @@ def test_inside_the_band_says_why(run):
     assert f"- no trades: {tl.reason}" in section and "| symbol | current |" not in section
     block = html[html.index("<h3>hrp</h3>"):html.index("<h2>Performance")]
     assert re.search(r"<p class='muted'>no trades: inside the no-trade band", block)
+
+
+def test_reality_section_opens_the_report_or_says_why_not(run):
+    "Without a reality check the section still sits first after the banner, saying why there is none."
+    lists, html, md = run
+    assert html.index("Read this first") < html.index("<h2>Is it real?") < html.index("<h2>Today's portfolio")
+    assert md.index("> **Warning:**") < md.index("## Is it real?") < md.index("## Today's portfolio")
+    assert "## Is it real?\n\nNo reality check for this run (its assess step did not run" in md

@@ -20,7 +20,7 @@ import click
 import pandas as pd
 
 import tradingview_scraper
-from .config import parse_setting
+from .config import deep_merge, parse_setting
 from .core import DataNotFoundError, TVSError, ValidationError, describe
 from .data.loader import bar_file_problem
 from .data.lakehouse import Lakehouse
@@ -85,6 +85,19 @@ def main():
 def _parse_sets(sets) -> dict:
     "Parse `--set key=value` options into overrides (bounded safe YAML values: see `config.parse_setting`)."
     return dict(parse_setting(s, "--set") for s in sets)
+
+def _parse_sweeps(sweeps) -> dict:
+    "Parse `--sweep KEY=V1,V2` options into a sweep (key → values): bounded YAML scalars split on commas, or one YAML flow list `[...]`."
+    out = {}
+    for text in sweeps:
+        key, _, raw = str(text).partition("=")
+        if raw.strip().startswith("["): key, values = parse_setting(text, "--sweep")
+        else: values = [parse_setting(f"{key}={part}", "--sweep")[1] for part in raw.split(",")]
+        if not isinstance(values, list) or any(v == "" for v in values):
+            raise ValidationError(describe("--sweep", text, "KEY=V1,V2,... (no empty value) or KEY=[V1, V2, ...]"))
+        if key in out: raise ValidationError(describe("--sweep", text, f"each key once ({key} is swept twice)"))
+        out[key] = values
+    return out
 
 def _parse_steps(text:str|None) -> list[str]|None:
     "`--steps a,b` as step names (`run_production` checks them against the flow)."
@@ -165,6 +178,7 @@ def _echo_outcome(st:dict, run_dir) -> None:
 @click.option("--lakehouse", default=None, help="lakehouse directory (default: the profile's)")
 @click.option("--manifest", default=None, help="your own manifest file")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="explicit setting override (repeatable)")
+@click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2", help="try every value of a setting as cells of one grid (repeatable)")
 @click.option("--notebooks", default=None, help="directory of production notebooks (default: the shipped ones)")
 @click.option("--holdings", default=None, metavar="FILE", help="current holdings (CSV or Parquet: symbol + weight or quantity)")
 @click.option("--capital", default=None, metavar="X", help="portfolio value, for notional and share quantities")
@@ -172,11 +186,12 @@ def _echo_outcome(st:dict, run_dir) -> None:
 @click.option("--steps", default=None, metavar="A,B", help="run only these steps (their requirements must have run in this run)")
 @click.option("--progress", type=click.Choice(["auto", "lines", "terminal", "off"]), default="auto", show_default=True,
               help="how steps are shown on stderr: auto = lines in CI or without a terminal, else live lines and bars")
-def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, notebooks, holdings, capital, until, steps, progress):
+def run_cmd(profile, run_id, executor, runs_root, lakehouse, manifest, sets, sweeps, notebooks, holdings, capital, until, steps, progress):
     "Run the research flow of a profile as papermill-executed production notebooks."
     from tradingview_scraper.orchestration.production import run_production
     from tradingview_scraper.orchestration.runner import RunFailed, new_run_id
     overrides, only, cap = _parse_sets(sets), _parse_steps(steps), _parse_capital(capital)
+    if sweeps: overrides["sweep"] = deep_merge(overrides.get("sweep") or {}, _parse_sweeps(sweeps))   # a layer over the profile's sweep
     safe_component(profile, "profile")
     if run_id is None:                                        # named here, so a failure can point at it
         run_id = new_run_id(load_profile(profile, manifest=manifest, overrides=overrides))

@@ -19,12 +19,14 @@ import plotly.io as pio
 from plotly.colors import get_colorscale
 
 from .backtest.metrics import drawdown
+from .backtest.reality import RealityCheck
 from .core import ValidationError, describe
 
 # %% auto #0
 __all__ = ['StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div', 'equity_spec', 'drawdown_spec',
            'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns', 'monthly_spec', 'turnover_spec',
-           'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'fig_monthly', 'fig_turnover']
+           'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'fig_monthly', 'fig_turnover',
+           'reality_sharpe_spec', 'reality_logit_spec', 'fig_reality_sharpe', 'fig_reality_logits']
 
 # %% ../nbs/54a_figures.ipynb #b2ccef5f
 @dataclass
@@ -64,6 +66,8 @@ class ReportInputs:
     portfolio: Mapping|None = None             # today's portfolio: allocator → `portfolio.load_portfolio` entry (None: none computed)
     universe_size: int|None = None             # symbols in the run's universe (None: the load report's loaded symbols)
     allocations: Mapping|None = None           # allocator → its allocation parameters (None: the conventions' "allocation", if any)
+    reality: RealityCheck|None = None          # the "Is it real?" check of the run's cells (`reality.assess`); None: absent
+    reality_note: str|None = None              # why there is no reality check (None: the default sentence)
 
     def __post_init__(self):
         p = self.periods_per_year
@@ -75,6 +79,8 @@ class ReportInputs:
         for what, m in (("portfolio", self.portfolio), ("allocations", self.allocations)):
             if m is not None and not (isinstance(m, Mapping) and all(isinstance(v, Mapping) for v in m.values())):
                 raise ValidationError(describe(what, m, "a mapping allocator → dict, or None"))
+        if self.reality is not None and not isinstance(self.reality, RealityCheck):
+            raise ValidationError(describe("reality", type(self.reality).__name__, "a RealityCheck (from reality.assess) or None"))
         for name, entry in (self.portfolio or {}).items():
             if not isinstance(entry.get("target"), pd.Series):
                 raise ValidationError(describe(f"portfolio[{str(name)[:60]!r}]['target']", entry.get("target"),
@@ -260,3 +266,55 @@ def fig_monthly(s:StrategyResult) -> go.Figure:
 def fig_turnover(inp:ReportInputs) -> go.Figure:
     "`turnover_spec` as a plotly `Figure` (to show or change in a notebook)."
     return go.Figure(turnover_spec(inp))
+
+# %% ../nbs/54a_figures.ipynb #436223d0
+def _reality_shown(cells:pd.DataFrame, top:int) -> list[str]:
+    "The `top` trial cells by rank, then their benchmark cells (each once)."
+    ranked = list(cells[cells["trial"].astype(bool)].sort_values("rank", kind="stable").index[:top])
+    benches = [b for b in dict.fromkeys(cells.loc[ranked, "benchmark"]) if isinstance(b, str) and b not in ranked]
+    return ranked + benches
+
+def reality_sharpe_spec(rc:RealityCheck, # the run's check (`reality.assess`)
+                        top:int=12, # trial cells shown (by rank), with their benchmarks
+                        max_samples:int=2000, # resamples drawn per cell (the first ones)
+                       ) -> dict:
+    "Bootstrap distributions of the annualized Sharpe per cell (violins, best rank on top), each estimate marked."
+    shown = _reality_shown(rc.cells, top)
+    data = []
+    for i, c in enumerate(shown):
+        s = rc.bootstrap[c].to_numpy(dtype=np.float64)[:max_samples]
+        data.append({"type": "violin", "x": s[np.isfinite(s)], "name": c, "orientation": "h", "points": False, "spanmode": "hard",
+                     "line": {"color": _COLORS[i % len(_COLORS)], "width": 1}, "showlegend": False, "hoveron": "violins"})
+    est = rc.cells.loc[shown, "sharpe"].to_numpy(dtype=np.float64)
+    data.append({"type": "scatter", "mode": "markers", "x": est, "y": shown, "name": "estimate", "showlegend": False,
+                 "marker": {"symbol": "line-ns-open", "size": 16, "color": "#1f2328", "line": {"width": 2}}})
+    more = f"; {len(shown)} of {len(rc.cells)} cells" if len(shown) < len(rc.cells) else ""
+    drawn = f"{len(rc.bootstrap):,}" if len(rc.bootstrap) <= max_samples else f"the first {max_samples:,} of {len(rc.bootstrap):,}"
+    title = f"Bootstrap distribution of the annualized Sharpe ({drawn} resamples{more}; the bar: the estimate)"
+    return {"data": data, "layout": {"title": {"text": title}, "height": 150 + 36 * len(shown), "xaxis": {"title": {"text": "annualized Sharpe"}, "zeroline": True},
+                                     "yaxis": {"type": "category", "autorange": "reversed", "automargin": True},
+                                     "shapes": [{"type": "line", "x0": 0, "x1": 0, "y0": 0, "y1": 1, "yref": "paper", "line": {"color": "#57606a", "dash": "dot"}}]}}
+
+# %% ../nbs/54a_figures.ipynb #b0d51fa1
+def reality_logit_spec(rc:RealityCheck, # the run's check (`reality.assess`), with a PBO
+                      ) -> dict:
+    "Histogram of the CSCV logits λ (share of splits), the line λ = 0 and the PBO = P(λ ≤ 0)."
+    if rc.pbo is None:
+        raise ValidationError(describe("reality.pbo", None, "a PBO (a grid of at least 2 trial cells over enough days)", hint="; ".join(rc.notes[-1:])))
+    p = rc.pbo
+    data = [{"type": "histogram", "x": np.asarray(p.logits, dtype=np.float64), "histnorm": "probability", "name": "logit λ",
+             "marker": {"color": _COLORS[0]}, "nbinsx": 40, "showlegend": False}]
+    note = {"text": f"PBO = P(λ ≤ 0) = {p.pbo:.2f}", "x": 0, "y": 1.0, "xref": "x", "yref": "paper", "xanchor": "right",
+            "yanchor": "bottom", "showarrow": False, "font": {"color": _COLORS[1]}}
+    return {"data": data, "layout": {"title": {"text": f"CSCV logits of the in-sample winner's out-of-sample rank ({p.n_combinations:,} splits, {p.n_cells} cells)"},
+                                     "height": 320, "xaxis": {"title": {"text": "λ = ln(ω̄ / (1 − ω̄)); ≤ 0: at or below the out-of-sample median"}},
+                                     "yaxis": {"title": {"text": "share of splits"}, "tickformat": ".0%"}, "annotations": [note],
+                                     "shapes": [{"type": "line", "x0": 0, "x1": 0, "y0": 0, "y1": 1, "yref": "paper", "line": {"color": _COLORS[1], "dash": "dash"}}]}}
+
+def fig_reality_sharpe(rc:RealityCheck, top:int=12, max_samples:int=2000) -> go.Figure:
+    "`reality_sharpe_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(reality_sharpe_spec(rc, top, max_samples))
+
+def fig_reality_logits(rc:RealityCheck) -> go.Figure:
+    "`reality_logit_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(reality_logit_spec(rc))

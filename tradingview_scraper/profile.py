@@ -10,6 +10,7 @@ import inspect
 import json
 import re
 import typing
+import math
 from collections.abc import Mapping
 
 import pandas as pd
@@ -17,17 +18,18 @@ import pydantic
 from pydantic import BaseModel, field_validator, model_validator
 
 from .backtest.engine import BacktestParams
+from .backtest.stats import StatsParams
 from .config import DataConfig, DiscoveryConfig, HydrationConfig, OrchestrationConfig, PortfolioConfig
 from .config import deep_merge, format_errors, resolve_layers
-from .core import ConfigError, Settings
+from .core import ConfigError, Settings, describe
 from .pipelines.allocation import AllocationParams
 from .pipelines.selection import SelectionParams
 from .pipelines.synthesis import SynthesisParams
 from .security import safe_component
 
 # %% auto #0
-__all__ = ['SelectionSettings', 'SynthesisSettings', 'with_defaults', 'Profile', 'selection_params', 'load_profile',
-           'settings_table']
+__all__ = ['ALLOCATORS_KEY', 'MAX_SWEEP_CELLS', 'SWEEP_REFUSED', 'SelectionSettings', 'SynthesisSettings', 'with_defaults',
+           'sweep_key', 'check_sweep', 'Profile', 'selection_params', 'load_profile', 'settings_table']
 
 # %% ../nbs/44_profile.ipynb #5a71aede
 class SelectionSettings(SelectionParams):
@@ -65,6 +67,53 @@ def _model_of(annotation) -> type|None:
             return a
     return None
 
+# %% ../nbs/44_profile.ipynb #e49d04fb
+ALLOCATORS_KEY = "allocation.optimizers"   # a swept value of this key is one optimizer entry (a cell), not a list
+MAX_SWEEP_CELLS = 256   # the most cells (variants × allocators, benchmarks not counted) one sweep may evaluate
+
+SWEEP_REFUSED = {   # sections a sweep may not vary, and why
+    "name": "it names the run, not a strategy",
+    "description": "it describes the run, not a strategy",
+    "sweep": "a sweep inside a sweep is not a grid: list every value in one sweep",
+    "orchestration": "it says where the run executes, not what it computes (every executor gives the same results)",
+    "data": "every cell reads the one data set the run loads once: other data is another run",
+    "hydration": "hydration fetches the run's data before any cell runs: other data is another run",
+    "portfolio": "today's portfolio is decided with the base profile (a sweep is research)",
+    "stats": "it says how uncertain every cell is: one setting for the whole grid",
+}
+
+# %% ../nbs/44_profile.ipynb #07115b4d
+def sweep_key(key:str, # a dotted setting, e.g. "backtest.train"
+             ) -> str:
+    "`key` when a sweep may vary it; else a `ConfigError` naming it (an unknown key, or a section no cell may vary, and why)."
+    if not isinstance(key, str) or not key: raise ConfigError(describe("sweep key", key, "a dotted setting, e.g. backtest.train"))
+    parts = key.split(".")
+    if parts[0] in SWEEP_REFUSED:
+        raise ConfigError(describe("sweep key", key, "a setting a cell can vary", f"{parts[0]} cannot be swept: {SWEEP_REFUSED[parts[0]]}"))
+    model = Profile
+    for part in parts:
+        if model is None or part not in model.model_fields:
+            raise ConfigError(describe("sweep key", key, "a dotted setting of the profile, e.g. backtest.train (see settings_table)"))
+        model = _model_of(model.model_fields[part].annotation)
+    return key
+
+# %% ../nbs/44_profile.ipynb #27147d1c
+def check_sweep(profile:Profile, # a profile whose `sweep` is to be checked
+               ) -> Profile:
+    "`profile` when its sweep is valid; else a `ConfigError` naming the key, the value (`sweep.<key>[i]`) or the grid's size."
+    for key, values in profile.sweep.items():
+        sweep_key(key)
+        if not values: raise ConfigError(describe(f"sweep.{key}", values, "a non-empty list of values to try"))
+        for i, v in enumerate(values):
+            try: profile.variant({key: [v] if key == ALLOCATORS_KEY else v})
+            except ConfigError as e: raise ConfigError(f"invalid sweep.{key}[{i}]: {e}") from None
+    allocators = profile.sweep.get(ALLOCATORS_KEY, profile.allocation.optimizers)
+    cells = math.prod(len(v) for k, v in profile.sweep.items() if k != ALLOCATORS_KEY) * len(allocators)
+    if cells > MAX_SWEEP_CELLS:
+        raise ConfigError(describe("sweep", {k: len(v) for k, v in profile.sweep.items()}, f"a grid of at most {MAX_SWEEP_CELLS} cells",
+                                   f"it has {cells}: fewer values per key"))
+    return profile
+
 # %% ../nbs/44_profile.ipynb #e645746b
 class Profile(Settings):
     "A fully resolved profile: every setting of a run."
@@ -79,6 +128,8 @@ class Profile(Settings):
     backtest: BacktestParams = BacktestParams()
     portfolio: PortfolioConfig = PortfolioConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    stats: StatsParams = StatsParams() # how uncertain every result is (bootstrap, DSR, PBO)
+    sweep: dict[str, list] = {} # dotted setting → the values a grid of cells tries (empty: no sweep)
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +146,12 @@ class Profile(Settings):
         "Selection's history rules hold on the window it will read."
         if self.selection.enabled:
             selection_params(self, self.backtest.periods_per_year or 252)
+        return self
+
+    @model_validator(mode="after")
+    def _sweep(self):
+        "Every swept key is a setting a cell may vary, every value one the profile accepts, the grid bounded."
+        check_sweep(self)
         return self
 
     def to_json(self) -> str:
@@ -127,6 +184,22 @@ def selection_params(profile:Profile, # a resolved profile
         return SelectionParams.model_validate(tree)
     except pydantic.ValidationError as e:
         raise ValueError(f"selection on a window of {window} rows: {e.errors(include_url=False)[0]['msg']}") from None
+
+# %% ../nbs/44_profile.ipynb #166fbbc7
+def _profile_variant(self:Profile, settings:Mapping, # dotted setting → value, e.g. {"backtest.train": 126}
+                    ) -> Profile:
+    "This profile with `settings` set over it and no sweep (a `ConfigError` naming the settings when the profile refuses them)."
+    tree = self.model_dump(exclude_unset=True)
+    for key, value in settings.items():
+        for part in reversed(key.split(".")): value = {part: value}
+        tree = deep_merge(tree, value)
+    tree["sweep"] = {}
+    try: return Profile.model_validate(tree)
+    except pydantic.ValidationError as e:
+        said = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'profile'}: {x['msg']}" for x in e.errors(include_url=False)[:3])
+        raise ConfigError(describe("settings", dict(settings), "values the profile accepts", said)) from None
+
+Profile.variant = _profile_variant
 
 # %% ../nbs/44_profile.ipynb #df376430
 def load_profile(name:str="canary", # profile to resolve

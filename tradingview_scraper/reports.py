@@ -18,23 +18,25 @@ from .backtest.metrics import compute_metrics
 from .core import ValidationError, describe, utc_iso
 from .data.lakehouse import atomic_write_bytes
 from .figures import (
-    ReportInputs, StrategyResult, drawdown_spec, equity_spec, fig_drawdown, fig_equity, fig_monthly, fig_rolling_sharpe,
-    fig_turnover, fig_weights, figure_json, monthly_returns, monthly_spec, plot_dates, plot_div, rolling_sharpe_spec,
-    turnover_spec, weights_spec, yearly_returns)
+    RealityCheck, ReportInputs, StrategyResult, drawdown_spec, equity_spec, fig_drawdown, fig_equity, fig_monthly,
+    fig_rolling_sharpe, fig_turnover, fig_weights, figure_json, monthly_returns, monthly_spec, plot_dates, plot_div,
+    reality_logit_spec, reality_sharpe_spec, rolling_sharpe_spec, turnover_spec, weights_spec, yearly_returns)
 from .security import ensure_safe_path, validate_user_path
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'REPORT_MODE', 'format_value', 'metrics_table', 'format_metrics', 'quarantine_summary',
-           'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'header_facts', 'render_html',
-           'render_markdown', 'write_report', 'StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div',
-           'equity_spec', 'drawdown_spec', 'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns',
-           'monthly_spec', 'turnover_spec', 'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights',
-           'fig_monthly', 'fig_turnover']
+           'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'reality_facts', 'reality_table',
+           'interval_table', 'header_facts', 'render_html', 'render_markdown', 'write_report', 'StrategyResult',
+           'ReportInputs', 'plot_dates', 'figure_json', 'plot_div', 'equity_spec', 'drawdown_spec',
+           'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns', 'monthly_spec', 'turnover_spec',
+           'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'fig_monthly', 'fig_turnover',
+           'RealityCheck', 'reality_sharpe_spec', 'reality_logit_spec']
 
 # %% ../nbs/55_reports.ipynb #6c526f12
 _all_ = ["StrategyResult", "ReportInputs", "plot_dates", "figure_json", "plot_div", "equity_spec", "drawdown_spec",
          "rolling_sharpe_spec", "weights_spec", "monthly_returns", "yearly_returns", "monthly_spec", "turnover_spec",
-         "fig_equity", "fig_drawdown", "fig_rolling_sharpe", "fig_weights", "fig_monthly", "fig_turnover"]
+         "fig_equity", "fig_drawdown", "fig_rolling_sharpe", "fig_weights", "fig_monthly", "fig_turnover",
+         "RealityCheck", "reality_sharpe_spec", "reality_logit_spec"]
 
 # %% ../nbs/55_reports.ipynb #964ab747
 # metric key → (column label, how it is shown); the order is the table's
@@ -231,13 +233,119 @@ def _portfolio_markdown(inp:ReportInputs, top:int=10) -> list[str]:
         if trades is not None and len(trades): lines += ["Trade list:", ""] + _md_table(trade_table(trades), index=False, max_rows=100) + [""]
     return lines
 
+# %% ../nbs/55_reports.ipynb #2de9fc1c
+def _dsr_fact(rc:RealityCheck) -> str:
+    "The winner's DSR, its trials and luck bar, against the stated threshold."
+    d, conf = rc.dsr, rc.params.confidence
+    ok = d.dsr is not None and d.dsr >= conf
+    return (f"{format_value(d.dsr, 'ratio')} over {rc.trials:,} trials (luck bar SR₀ {format_value(d.sr0_annualized, 'ratio')}): "
+            f"{'significant' if ok else 'not significant'} at {conf * 100:g}% (significant when ≥ {conf:g})")
+
+def _pbo_fact(rc:RealityCheck) -> str:
+    "The grid's PBO with its splits, thresholds and degradation, or why there is none."
+    p, conf = rc.pbo, rc.params.confidence
+    if p is None: return "none: " + next((n.removeprefix("no PBO: ") for n in rc.notes if n.startswith("no PBO")), "not computed")
+    return (f"{p.pbo:.2f} over {p.n_combinations:,} CSCV splits of {p.n_partitions} partitions (robust when ≤ {1 - conf:.2g}; picking "
+            f"at random gives 0.5); the in-sample winner lost out of sample in {p.prob_oos_loss:.0%} of the splits, degradation "
+            f"slope {format_value(p.slope, 'ratio')}")
+
+def reality_facts(rc:RealityCheck) -> dict:
+    "What the section states besides the verdict: the winner, its DSR, the PBO, the bootstrap and the days, thresholds included."
+    w, lvl = rc.cells.loc[rc.winner], f"{rc.params.confidence * 100:g}%"
+    ci = f"{lvl} CI {format_value(w['sharpe_lo'], 'ratio')} to {format_value(w['sharpe_hi'], 'ratio')}"
+    days = f"{rc.rows:,} common out-of-sample days" + (f" ({rc.period[0]} → {rc.period[1]})" if rc.period else "")
+    return {"winner": f"{rc.winner}: Sharpe {format_value(w['sharpe'], 'ratio')} ({ci}), rank 1 of {int(rc.cells['trial'].sum())} cells",
+            "deflated Sharpe ratio": _dsr_fact(rc), "PBO": _pbo_fact(rc), "bootstrap": f"{rc.method}; seed {rc.params.seed}", "days": days}
+
+# %% ../nbs/55_reports.ipynb #b4628eaf
+def _reality_order(rc:RealityCheck) -> list[str]:
+    "The trial cells by rank, then the benchmark cells."
+    trial = rc.cells["trial"].astype(bool)
+    return list(rc.cells[trial].sort_values("rank", kind="stable").index) + list(rc.cells[~trial].index)
+
+def reality_table(rc:RealityCheck) -> pd.DataFrame:
+    """The cells as the report shows them: the trial cells by rank, then the benchmarks; Sharpe with its bootstrap interval,
+    its standard error and PSR, the Sharpe difference to the benchmark with its paired interval, IR, beta, VaR/CVaR and the
+    share of positive folds."""
+    c, lvl, tail = rc.cells, f"{rc.params.confidence * 100:g}%", f"{rc.params.tail_level * 100:g}%"
+    order = _reality_order(rc)
+    ratio = lambda v: format_value(v, "ratio")
+    signed = lambda v: "—" if v is None or not np.isfinite(v) else f"{float(v):+,.2f}"
+    rows = []
+    for name in order:
+        r = c.loc[name]
+        has_b = isinstance(r["benchmark"], str)
+        rows.append({"rank": "" if pd.isna(r["rank"]) else str(int(r["rank"])), "cell": name, "Sharpe": ratio(r["sharpe"]),
+                     f"{lvl} CI": f"{ratio(r['sharpe_lo'])} to {ratio(r['sharpe_hi'])}", "SE": ratio(r["sharpe_se"]), "PSR": ratio(r["psr"]),
+                     "benchmark": r["benchmark"] if has_b else ("(benchmark)" if not r["trial"] else "—"),
+                     "Δ Sharpe": signed(r["sharpe_diff"]), f"Δ {lvl} CI": f"{signed(r['sharpe_diff_lo'])} to {signed(r['sharpe_diff_hi'])}" if has_b else "—",
+                     "IR": ratio(r["information_ratio"]), "beta": ratio(r["beta"]), f"VaR {tail}": format_value(r["var"], "pct"),
+                     f"CVaR {tail}": format_value(r["cvar"], "pct"), "positive folds": format_value(r["folds_positive"], "pct")})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/55_reports.ipynb #252e6361
+_INTERVAL_METRICS = {"ann_return": ("ann. return", "pct"), "ann_vol": ("ann. volatility", "pct"), "sortino": ("Sortino", "ratio"),
+                     "max_drawdown": ("max drawdown", "drawdown")}
+
+def interval_table(rc:RealityCheck) -> pd.DataFrame:
+    "Annual return, volatility, Sortino and max drawdown of each cell as 'estimate (lo to hi)' (cells in `reality_table`'s order)."
+    iv = rc.intervals.set_index(["strategy", "metric"])
+    rows = []
+    for c in _reality_order(rc):
+        row = {"cell": c}
+        for m, (label, kind) in _INTERVAL_METRICS.items():
+            if (c, m) not in iv.index:
+                row[label] = "—"
+                continue
+            e, lo, hi = iv.loc[(c, m), ["estimate", "lo", "hi"]]
+            lo, hi = (hi, lo) if kind == "drawdown" else (lo, hi)
+            row[label] = f"{format_value(e, kind)} ({format_value(lo, kind)} to {format_value(hi, kind)})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+# %% ../nbs/55_reports.ipynb #1bdf6df2
+_NO_REALITY = "no reality check for this run (its assess step did not run: a run from before it, or steps chosen without it)"
+
+_REALITY_NOTE = ("PSR: probability the true Sharpe exceeds the threshold; SE: analytic standard error of the annualized Sharpe "
+                 "(skew and kurtosis); Δ: Sharpe minus the benchmark's, on the same resampled days; VaR/CVaR: daily losses at the tail level.")
+
+def _verdict_parts(rc:RealityCheck) -> tuple[str, str]:
+    "(headline, the rest) of the verdict."
+    head, _, rest = rc.verdict.partition(". ")
+    return head + ".", rest
+
+def _reality_html(inp:ReportInputs) -> str:
+    "The \"Is it real?\" section (the report's first after the warnings), or why there is none."
+    rc = inp.reality
+    if rc is None: return f"<section id='reality'><h2>Is it real?</h2><p class='muted'>{html.escape(inp.reality_note or _NO_REALITY)}</p></section>"
+    head, rest = _verdict_parts(rc)
+    tone = "ok" if head.startswith("Likely real") else "warn"
+    facts = "".join(f"<dt>{html.escape(a)}</dt><dd>{html.escape(b)}</dd>" for a, b in reality_facts(rc).items())
+    figs = plot_div(reality_sharpe_spec(rc), "reality-sharpe") + (plot_div(reality_logit_spec(rc), "reality-logits") if rc.pbo is not None else "")
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in rc.notes)
+    return (f"<section id='reality'><h2>Is it real?</h2><p class='verdict {tone}'><b>{html.escape(head)}</b> {html.escape(rest)}</p>"
+            f"<dl class='head'>{facts}</dl>{_table(reality_table(rc), 'no cells', index=False)}<p class='muted'>{html.escape(_REALITY_NOTE)}</p>"
+            f"<h3>Every metric's interval ({rc.params.confidence * 100:g}%)</h3>{_table(interval_table(rc), 'no intervals', index=False)}"
+            f"{figs}<ul class='muted'>{notes}</ul></section>")
+
+# %% ../nbs/55_reports.ipynb #8883cf3e
+def _reality_markdown(inp:ReportInputs) -> list[str]:
+    "The same section in the Markdown summary: the verdict, the facts and the cells table."
+    rc = inp.reality
+    if rc is None: return ["## Is it real?", "", (inp.reality_note or _NO_REALITY[0].upper() + _NO_REALITY[1:]) + ".", ""]
+    head, rest = _verdict_parts(rc)
+    lines = ["## Is it real?", "", f"**{head}** {rest}", ""] + [f"- {a}: {b}" for a, b in reality_facts(rc).items()] + [""]
+    lines += _md_table(reality_table(rc), index=False) + ["", _REALITY_NOTE, "", f"Every metric's interval ({rc.params.confidence * 100:g}%):", ""]
+    return lines + _md_table(interval_table(rc), index=False) + [""] + [f"- {n}" for n in rc.notes] + [""]
+
 # %% ../nbs/55_reports.ipynb #79f7e337
 _CSS = """body{font:14px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1f2328;padding:0 16px}
 h1{margin-bottom:0}.muted{color:#57606a}.tbl{border-collapse:collapse;margin:8px 0}.tbl td,.tbl th{border:1px solid #d0d7de;padding:3px 8px;font-size:12px;text-align:right}
 .tbl th{background:#f6f8fa}.tbl td:first-child,.tbl th:first-child{text-align:left}section{margin:28px 0}.kv td,.kv th{text-align:left;vertical-align:top}.kv td{white-space:pre-wrap;max-width:900px}
 .facts{margin:4px 0 8px}.cols{display:flex;gap:32px;flex-wrap:wrap;align-items:flex-start}.cols h4{margin:4px 0}
 .head{display:grid;grid-template-columns:max-content auto;gap:0 16px;margin:8px 0}.head dt{color:#57606a}.head dd{margin:0}
-.banner{border:2px solid #cf222e;background:#ffebe9;padding:8px 16px;margin:16px 0;border-radius:6px}.banner ul{margin:4px 0}"""
+.banner{border:2px solid #cf222e;background:#ffebe9;padding:8px 16px;margin:16px 0;border-radius:6px}.banner ul{margin:4px 0}
+.verdict{border-left:4px solid;padding:6px 12px;max-width:1000px}.verdict.ok{border-color:#1a7f37;background:#dafbe1}.verdict.warn{border-color:#9a6700;background:#fff8c5}"""
 
 def _banner(inp:ReportInputs) -> str:
     "The warnings, first thing in the report (empty when there are none)."
@@ -284,6 +392,7 @@ def render_html(inp:ReportInputs) -> str:
 <h1>Run {html.escape(str(run.get('run_id', '')))}</h1>
 <dl class="head">{facts}<dt>report generated</dt><dd>{utc_iso()}</dd></dl>{_ledger_line(inp)}
 {_banner(inp)}
+{_reality_html(inp)}
 {_portfolio_html(inp)}
 <section><h2>Performance</h2>{_table(format_metrics(metrics_table(inp)).reset_index(), "no metrics", index=False)}<p class="muted">{html.escape(_METRICS_NOTE)}</p>{parts[0]}{parts[1]}{parts[2]}</section>
 <section><h2>Trading</h2>{parts[3]}{''.join(parts[4:4 + k])}</section>
@@ -301,13 +410,14 @@ def render_html(inp:ReportInputs) -> str:
 
 # %% ../nbs/55_reports.ipynb #9fdab3cb
 def render_markdown(inp:ReportInputs) -> str:
-    "A short Markdown summary: today's portfolio, metrics, data health, conventions."
+    "A short Markdown summary: the reality check, today's portfolio, metrics, data health, conventions."
     facts = header_facts(inp)
     lines = [f"# Run {inp.run.get('run_id')}", ""] + [f"- {a}: {b}" for a, b in facts.items()] + [""]
     if inp.run.get("ledger_head"):
         h = inp.run["ledger_head"]
         lines += [f"audit ledger head at this report: seq {int(h['seq'])}, hash `{h['hash']}`", ""]
     lines += [f"> **Warning:** {w}" for w in inp.warnings] + ([""] if inp.warnings else [])
+    lines += _reality_markdown(inp)
     lines += _portfolio_markdown(inp)
     lines += ["## Metrics", ""] + _md_table(format_metrics(metrics_table(inp))) + ["", _METRICS_NOTE]
     qs = quarantine_summary(inp.quarantine)

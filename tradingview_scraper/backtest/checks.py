@@ -84,8 +84,8 @@ def as_of_check(engine, # the backtest's `BacktestEngine`
     full = engine.run(returns, allocator, selector, synthesizer, confirmed)
     if dates is None:
         folds = engine.folds(len(returns))
-        holds = pending_holds(confirmed, returns.index, returns.columns, [b for a, b, s, e in folds])
-        dates = [returns.index[b] for (a, b, s, e), h in zip(folds, holds) if h is not None]
+        holds = pending_holds(confirmed, returns.index, returns.columns, [s for a, b, s, e in folds])
+        dates = [returns.index[s] for (a, b, s, e), h in zip(folds, holds) if h is not None]
     checks = 0
     for t in pd.DatetimeIndex(dates):
         if t not in full.weights.index:

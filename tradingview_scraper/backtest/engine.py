@@ -41,16 +41,18 @@ _all_ = ["BacktestResult", "RETURNS_RULE", "WorkspaceError", "NumericalWorkspace
 class _FoldView(PointInTimeView):
     "PointInTimeView of rows [lo, hi) of an already validated frame, stored in a workspace buffer (valid for one window)."
     def __init__(self, values:np.ndarray, index:pd.DatetimeIndex, columns:pd.Index, lo:int, hi:int, ws:NumericalWorkspace,
-                 name:str="returns", hold:tuple|None=None): # hold: (rows, cols) of `pending_holds`, NaN in this view
+                 name:str="returns", hold:tuple|None=None, # hold: (rows, cols) of `pending_holds`, NaN in this view
+                 at:int|None=None): # row of the decision time (None: `hi`; `hi + purge` with a purge)
         self.name, self._n = name, hi - lo
         self._buf = ws.buf("train", (hi - lo, values.shape[1]))
         np.copyto(self._buf, values[lo:hi])
         _hold(self._buf, hold, lo)
         self._ws, self._gen = ws, ws.generation
         self._full_index, self._lo, self._hi, self._cols, self._df = index, lo, hi, columns, None
+        self._at = hi if at is None else at
 
     @property
-    def t(self) -> pd.Timestamp: return self._full_index[self._hi]
+    def t(self) -> pd.Timestamp: return self._full_index[self._at]
     @property
     def _idx(self) -> pd.DatetimeIndex: return self._full_index[self._lo:self._hi]
     @property
@@ -105,6 +107,7 @@ class BacktestParams(Settings):
     holding: Literal["drift", "fixed"] = "drift"              # bought and left to drift, or re-levered to the target daily
     cost_bps: float = Field(0.0, ge=0, le=10_000)             # cost per unit of one-way turnover, in basis points (≤ 100%)
     lag: int = Field(0, ge=0, le=SETTING_MAX)                  # rows between the decision and the first earning row
+    purge: int = Field(0, ge=0, le=SETTING_MAX)                # rows between a training window's end and its decision (skfolio purged_size)
     periods_per_year: int|None = Field(None, ge=1, le=SETTING_MAX) # annualization; None: read from the data's calendar
     warmup: int = Field(0, ge=0, le=SETTING_MAX)               # rows before the training window selection/synthesis may read
     n_batches: int = Field(1, ge=1, le=SETTING_MAX)            # decision batches (parallel units for the executor)
@@ -159,6 +162,7 @@ class BacktestEngine:
                  holding:str="drift", # "drift": buy and let weights drift; "fixed": re-levered to target daily
                  cost_bps:float=0.0, # cost per unit of one-way turnover, basis points
                  lag:int=0, # rows between the decision time and the first earning row (0 ≤ lag < min(step, test))
+                 purge:int=0, # rows between the end of each training window and its decision (skfolio purged_size)
                  periods_per_year:int=252, # annualization factor of the metrics
                  warmup:int=0, # extra rows before the training window that selection and synthesis may read
                  map_fn:Callable=map, # how decision batches are run: map, ThreadPoolExecutor().map, a Ray-backed map...
@@ -167,7 +171,7 @@ class BacktestEngine:
                  poison:bool=False, # NaN-fill workspace buffers at every reset (tests)
                 ):
         p = _engine_params(train=train, test=test, step=step, anchored=anchored, holding=holding, cost_bps=cost_bps, lag=lag,
-                           periods_per_year=periods_per_year, warmup=warmup, n_batches=n_batches, workspace=workspace)
+                           purge=purge, periods_per_year=periods_per_year, warmup=warmup, n_batches=n_batches, workspace=workspace)
         if p.periods_per_year is None:
             raise ValidationError(describe("periods_per_year", None, _expected("periods_per_year", {}),
                                            "None means 'read it from the data's calendar': resolve it before building an engine"))
@@ -176,6 +180,7 @@ class BacktestEngine:
         self.train, self.test, self.step, self.lag = p.train, p.test, p.step or p.test, p.lag
         self.anchored, self.holding, self.cost_bps, self.warmup = p.anchored, p.holding, p.cost_bps, p.warmup
         self.periods_per_year, self.n_batches, self.workspace = p.periods_per_year, p.n_batches, p.workspace
+        self.purge = p.purge
 
     def __repr__(self):
         changed = {k: v for k, v in self.get_params().items() if k != "map_fn" and v != _ENGINE_DEFAULTS[k]}
@@ -200,10 +205,11 @@ _ENGINE_DEFAULTS = {**BacktestParams().model_dump(), "periods_per_year": 252, "m
 
 # %% ../../nbs/42_engine.ipynb #390b28fe
 def _engine_folds(self:BacktestEngine, n_rows:int) -> list[tuple[int, int, int, int]]:
-    "(train_start, train_end, test_start, test_end) of every fold of a history of `n_rows` rows."
-    n_folds = max(0, (n_rows - self.train - self.test) // self.step + 1)
+    "(train_start, train_end, test_start, test_end) of every fold of a history of `n_rows` rows; test_start = train_end + purge."
+    n_folds = max(0, (n_rows - self.train - self.purge - self.test) // self.step + 1)
     ends = self.train + self.step * np.arange(n_folds)
-    return [(0 if self.anchored else int(te) - self.train, int(te), int(te), int(te) + self.test) for te in ends]
+    starts = ends + self.purge
+    return [(0 if self.anchored else int(te) - self.train, int(te), int(s), int(s) + self.test) for te, s in zip(ends, starts)]
 
 BacktestEngine.folds = _engine_folds
 
@@ -231,9 +237,13 @@ _PENDING_RULE = ("a suspect bar (|log move| > data.rules.print_move) confirmed o
                  "decision's training, selection and synthesis windows (what a load ending then holds: hold_pending); the "
                  "simulation earns every bar")
 _RULES = MappingProxyType({
-    "window": "fold f trains on rows [f·step, f·step + train) ([0, f·step + train) if anchored) and tests on the next "
-              "`test` rows; folds continue while the test window is complete (skfolio WalkForward(train_size, test_size))",
-    "decision_time": "timestamp of the fold's first test row; every decision reads a PointInTimeView holding only earlier rows",
+    "window": "fold f trains on rows [f·step, f·step + train) ([0, f·step + train) if anchored) and tests on the `test` "
+              "rows after the next `purge` rows; folds continue while the test window is complete (skfolio "
+              "WalkForward(train_size, test_size, purged_size=purge))",
+    "purge": "the `purge` rows between a training window and its decision are read by no decision (allocator, selection, "
+             "synthesis); an embargo is void in walk-forward (no training row follows its test window)",
+    "decision_time": "timestamp of the fold's first test row; every decision reads a PointInTimeView holding only rows "
+                     "before its training window's end (earlier than the decision by `purge` rows)",
     "decision_data": "allocator: the training rows; selection and synthesis: also `warmup` rows before them",
     "execution": "the target trades at the close of row (first test row + lag − 1) and earns from row (first test row + lag); "
                  "until then the previous holdings keep earning (all cash before the first trade); a target is held "
@@ -258,6 +268,7 @@ def _engine_conventions(self:BacktestEngine, pipeline:AllocationPipeline, select
         "window": _RULES["window"], "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored,
         "n_folds": n_folds, "decision_time": _RULES["decision_time"], "decision_data": _RULES["decision_data"],
         "warmup": self.warmup, "pending_bars": _PENDING_RULE, "pending_held": n_held, "lag": self.lag,
+        "purge": self.purge, "purge_rule": _RULES["purge"],
         "execution": _RULES["execution"], "holding": self.holding, "holding_rule": _RULES[self.holding],
         "cost_bps": self.cost_bps, "cost_model": _RULES["cost_model"], "input": RETURNS_RULE,
         **{k: _RULES[k] for k in ("missing_returns", "loss_cap", "ruin", "bad_decision")},
@@ -323,10 +334,10 @@ def _decide_fast(job:_DecisionJob, fold_ids:list, ws) -> list:
         a, b, s, e = job.folds[fold_ids[i]]
         hold = job.hold(fold_ids[i])
         if ws is None:
-            v = PointInTimeView(frame.iloc[a:b], frame.index[b], name="returns").values
+            v = PointInTimeView(frame.iloc[a:b], frame.index[s], name="returns").values
             return v if hold is None else _hold(v.copy(), hold, a)
         ws.reset()
-        return _FoldView(job.values, frame.index, cols, a, b, ws, hold=hold).borrow()
+        return _FoldView(job.values, frame.index, cols, a, b, ws, hold=hold, at=s).borrow()
     out = []
     for r in job.pipeline.run_many(window, len(fold_ids), cols, ws=ws):
         if isinstance(r, TVSError):
@@ -338,7 +349,7 @@ def _decide_fast(job:_DecisionJob, fold_ids:list, ws) -> list:
 
 # %% ../../nbs/42_engine.ipynb #7aeded7c
 def _fold_view(job:_DecisionJob, f:int) -> PointInTimeView:
-    "The view selection and synthesis read for fold `f`: training rows plus `warmup` earlier ones, pending cells held."
+    "The view selection and synthesis read for fold `f` (decided at its test start): training rows plus `warmup` earlier ones, pending cells held."
     a, b, s, e = job.folds[f]
     frame = job.frame
     lo, hold = max(0, a - job.warmup), job.hold(f)
@@ -346,7 +357,7 @@ def _fold_view(job:_DecisionJob, f:int) -> PointInTimeView:
     if hold is not None:                 # what a load ending at the decision time holds (`hold_pending`)
         held = _hold(window.to_numpy(dtype=np.float64, copy=True), hold, lo)
         window = pd.DataFrame(held, index=window.index, columns=window.columns)
-    return PointInTimeView(window, frame.index[b], name="returns")
+    return PointInTimeView(window, frame.index[s], name="returns")
 
 def _fold_streams(job:_DecisionJob, view:PointInTimeView) -> tuple:
     "(streams, composition, clusters) of a fold: selection and synthesis as far as the allocator uses them."
@@ -422,8 +433,9 @@ def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, s
             raise ValidationError(describe(name, obj, "an object with a .run(...) method"))
     folds = self.folds(len(frame))
     if not folds:
-        raise ValidationError(describe("history length", len(frame), f"at least train + test = {self.train + self.test} rows"))
-    holds = pending_holds(confirmed, frame.index, frame.columns, [b for a, b, s, e in folds])
+        need = "train + test" + (" + purge" if self.purge else "")
+        raise ValidationError(describe("history length", len(frame), f"at least {need} = {self.train + self.purge + self.test} rows"))
+    holds = pending_holds(confirmed, frame.index, frame.columns, [s for a, b, s, e in folds])
     n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
     values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
     job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
@@ -442,3 +454,6 @@ def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, s
                    self.periods_per_year)
 
 BacktestEngine._run = _engine__run
+
+# %% ../../nbs/42_engine.ipynb #5436bd82
+from . import cpcv as _cpcv  # registers BacktestEngine.run_cpcv (cpcv imports this module)

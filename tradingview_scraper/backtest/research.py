@@ -18,6 +18,8 @@ __all__ = ['BENCHMARK_SYMBOL', 'load_sample_returns', 'Comparison', 'compare']
 # %% ../../nbs/43_research.ipynb #a976b7ec
 from .engine import BacktestResult
 from .metrics import compute_metrics, prices_to_returns
+from .reality import RealityCheck, assess
+from .stats import StatsParams
 from ..core import ValidationError, describe
 from ..data.sample import load_sample_prices
 from ..reports import ReportInputs, StrategyResult, fig_drawdown, fig_equity, fig_monthly, fig_weights, write_report
@@ -122,9 +124,14 @@ Comparison.plot_drawdown = _comparison_plot_drawdown
 
 # %% ../../nbs/43_research.ipynb #ab4a3af2
 def _comparison_report(self:Comparison, out_dir, # directory to write `report.html` and `summary.md` into
+                       reality:bool=True, # open the report with `self.reality()` (a refused check: the report says why)
                       ) -> dict:
-    "Write the self-contained run report of these results; returns the paths."
-    return write_report(self.inputs(), out_dir)
+    "Write the self-contained run report of these results (the \"Is it real?\" check on top); returns the paths."
+    inp = self.inputs()
+    if reality:
+        try: inp = dataclasses.replace(inp, reality=self.reality())
+        except ValidationError as e: inp = dataclasses.replace(inp, reality_note=f"no reality check: {e}")
+    return write_report(inp, out_dir)
 
 Comparison.report = _comparison_report
 
@@ -163,3 +170,26 @@ def _backtestresult_plot_monthly(self:BacktestResult, since=None, # first day sh
 BacktestResult.plot = _backtestresult_plot
 BacktestResult.plot_weights = _backtestresult_plot_weights
 BacktestResult.plot_monthly = _backtestresult_plot_monthly
+
+# %% ../../nbs/43_research.ipynb #78e0abff
+def _folds_on(res:BacktestResult, index:pd.DatetimeIndex) -> pd.DataFrame:
+    "A result's folds with their test rows moved onto `index` (its stitched returns start at its first test row)."
+    f, days = res.folds, res.returns.index
+    s0 = int(f["test_start"].iloc[0])
+    start = index.get_indexer(days[f["test_start"].to_numpy() - s0])
+    end = index.get_indexer(days[f["test_end"].to_numpy() - s0 - 1]) + 1
+    return f.assign(test_start=start, test_end=end)
+
+def _comparison_reality(self:Comparison, params:StatsParams|None=None, # the statistics' conventions (None: the defaults)
+                       ) -> RealityCheck:
+    "`reality.assess` over the results on their common days, the benchmark (when given) every result's benchmark."
+    if self.benchmark is not None and self.benchmark_name in self.results:
+        raise ValidationError(describe("benchmark_name", self.benchmark_name, "a label that is not also a result's name"))
+    frame = pd.DataFrame({n: r.returns for n, r in self.results.items()})
+    index = frame.index
+    if self.benchmark is not None: frame[self.benchmark_name] = self.benchmark.reindex(index)
+    folds = {n: _folds_on(r, index) for n, r in self.results.items()}
+    return assess(frame.dropna(), self.periods_per_year, params, benchmark=None if self.benchmark is None else self.benchmark_name,
+                  folds=folds, index=index)
+
+Comparison.reality = _comparison_reality

@@ -12,52 +12,79 @@ from ..core import ValidationError, describe
 from ..profile import Profile
 
 # %% auto #0
-__all__ = ['SerialExecutor', 'RayExecutor', 'make_executor']
+__all__ = ['SerialExecutor', 'RayExecutor', 'cpu_slots', 'make_executor']
 
 # %% ../../nbs/47_executors.ipynb #24414673
 class SerialExecutor:
     "Runs `map` in the calling process, in order."
     name = "serial"
-    def map(self, fn:Callable, items:Iterable) -> list: return [fn(x) for x in items]
+    def __init__(self): self.placements = []   # where each item of the last `map` ran: "local"
+    def map(self, fn:Callable, items:Iterable) -> list:
+        out = [fn(x) for x in items]
+        self.placements = ["local"] * len(out)
+        return out
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def close(self): pass
     def __repr__(self): return "SerialExecutor()"
 
-def _apply(fn:Callable, x): return fn(x)
 
 # %% ../../nbs/47_executors.ipynb #2ae13a6c
 class RayExecutor:
     "Runs `map` as Ray tasks on a local or remote cluster."
     name = "ray"
-    def __init__(self, address:str|None=None, # join this cluster ("auto", "ray://host:10001"); None: local
+    def __init__(self, address:str|None=None, # join this cluster ("HEAD:6379", "auto", "ray://host:10001"); None: local
                  num_cpus:int|None=None, # local cluster CPUs (None: all)
                  memory_gb:float|None=None, # local cluster memory for tasks
                 ):
         self.address, self.num_cpus, self.memory_gb = address, num_cpus, memory_gb
         self.started = False
+        self.placements = []   # the Ray node id each item of the last `map` ran on, in item order
+
+
+# %% ../../nbs/47_executors.ipynb #c1a0f3b2
+def cpu_slots(nodes:list[dict], # `ray.nodes()`: NodeID, Alive, Resources of every node
+             ) -> list[str]:
+    "Node ids, one per CPU of every alive node, round by round over the nodes sorted by id."
+    cpus = {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0)) for n in sorted(nodes, key=lambda n: n["NodeID"]) if n.get("Alive")}
+    slots = [node for k in range(max(cpus.values(), default=0)) for node, c in cpus.items() if c > k]
+    if not slots: raise ValidationError(describe("Ray cluster", f"{len(nodes)} nodes, {len(cpus)} alive",
+                                                 "at least one alive node with a CPU", "start a node with --num-cpus 1 or more"))
+    return slots
+
 
 # %% ../../nbs/47_executors.ipynb #a564ad47
 def _ray_executor_ensure(self:RayExecutor):
     import ray
     if ray.is_initialized(): return ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kw = {"address": self.address} if self.address else {
-        "num_cpus": self.num_cpus, "include_dashboard": False,
+    kw = {"address": self.address} if self.address else {   # "local": a new cluster, never one found on the machine
+        "address": "local", "num_cpus": self.num_cpus, "include_dashboard": False,
         **({"_memory": int(self.memory_gb * 2**30)} if self.memory_gb else {})}
     ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kw)
     self.started = True
     return ray
 
+def _placed(fn:Callable, x):
+    "`(node id, fn(x))`: the item's result and the Ray node it ran on."
+    import ray
+    return ray.get_runtime_context().get_node_id(), fn(x)
+
 def _ray_executor_map(self:RayExecutor, fn:Callable, items:Iterable) -> list:
-    "`[fn(x) for x in items]` as Ray tasks (any picklable callable, partials included; `fn` is shipped once)."
+    "`[fn(x) for x in items]` as Ray tasks, item i on CPU slot i mod S (`cpu_slots`); `fn` is put in the object store once."
     ray = self._ensure()
-    task = ray.remote(_apply)
-    fref = ray.put(fn)
-    return ray.get([task.remote(fref, x) for x in items])
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    items, slots = list(items), cpu_slots(ray.nodes())
+    self.placements = []
+    task, fref = ray.remote(_placed), ray.put(fn)
+    on = lambda i: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(slots[i % len(slots)], soft=True))
+    out = ray.get([on(i).remote(fref, x) for i, x in enumerate(items)])
+    self.placements = [node for node, _ in out]
+    return [r for _, r in out]
 
 RayExecutor._ensure = _ray_executor_ensure
 RayExecutor.map = _ray_executor_map
+
 
 # %% ../../nbs/47_executors.ipynb #e0a0594a
 def _ray_executor_enter(self:RayExecutor): return self

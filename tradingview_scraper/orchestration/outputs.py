@@ -14,12 +14,13 @@ from ..backtest.engine import BacktestResult
 from ..backtest.research import Comparison
 from ..core import describe
 from .runner import Artifact, RunContext, RunIncomplete, RunResult
+from .sweep import artifact_name
 
 # %% auto #0
-__all__ = ['HYDRATE', 'INGEST', 'DISCOVER', 'SELECT', 'SYNTHESIZE', 'BACKTEST', 'PORTFOLIO', 'REPORT', 'VALIDATE',
+__all__ = ['HYDRATE', 'INGEST', 'DISCOVER', 'SELECT', 'SYNTHESIZE', 'BACKTEST', 'PORTFOLIO', 'REPORT', 'VALIDATE', 'ASSESS',
            'EQUAL_WEIGHT_BENCHMARK', 'Key', 'StepOutputs', 'HydrateOutputs', 'IngestOutputs', 'DiscoverOutputs',
-           'SelectOutputs', 'SynthesizeOutputs', 'BacktestOutputs', 'PortfolioOutputs', 'ReportOutputs',
-           'ValidateOutputs', 'run_results']
+           'SelectOutputs', 'SynthesizeOutputs', 'BacktestOutputs', 'PortfolioOutputs', 'AssessOutputs',
+           'ReportOutputs', 'ValidateOutputs', 'run_results', 'run_cells', 'run_reality']
 
 # %% ../../nbs/50a_outputs.ipynb #31566341
 class Key:
@@ -38,8 +39,8 @@ class StepOutputs:
 
     @classmethod
     def per(cls, kind:str, allocator:str) -> Artifact:
-        "The output `kind` of one allocator (`weights` of `hrp`: `weights_hrp`)."
-        return Artifact(cls.step, f"{kind}_{allocator}")
+        "The output `kind` of one allocator or cell (`weights` of `hrp`: `weights_hrp`; a cell's name made file-safe by `artifact_name`)."
+        return Artifact(cls.step, f"{kind}_{artifact_name(allocator)}")
 
     def __repr__(self): return f"{type(self).__name__}({self.step}: {', '.join(self.names())})"
 
@@ -93,10 +94,15 @@ class BacktestOutputs(StepOutputs):
     timings = Key()         # allocator → seconds deciding and simulating
     universe_coverage = Key() # per decision date: the universe snapshot used
     warnings = Key()        # what the universe policy warns about
+    cells = Key()           # one row per grid cell: allocator, paired benchmark, swept values, artifact and folds names
 
     def weights(self, allocator:str) -> Artifact:
         "Target weights per decision date of one allocator."
         return self.per("weights", allocator)
+
+    def cell_folds(self, cell:str) -> Artifact:
+        "The folds of a cell whose variant's folds differ from the first variant's (a swept window)."
+        return self.per("folds", cell)
 
 # %% ../../nbs/50a_outputs.ipynb #d150f1c1
 class PortfolioOutputs(StepOutputs):
@@ -111,6 +117,14 @@ class PortfolioOutputs(StepOutputs):
         "Today's trade list of one allocator."
         return self.per("trades", allocator)
 
+class AssessOutputs(StepOutputs):
+    step = "assess"
+    reality = Key()         # the verdict, winner, DSR, PBO, trials and settings (`RealityCheck.to_record()`)
+    intervals = Key()       # every cell's bootstrap intervals: strategy, metric, estimate, lo, hi, confidence
+    cells = Key()           # one row per cell: Sharpe and its CI, SE, PSR, the CI of its difference to its benchmark, ...
+    bootstrap = Key()       # the bootstrap Sharpe of every cell, one row per resample
+    logits = Key()          # the CSCV logits of the grid's best in-sample cell, one per combination
+
 class ReportOutputs(StepOutputs):
     step = "report"
     report = Key()          # the report's paths, relative to the run
@@ -123,6 +137,7 @@ HYDRATE, INGEST, DISCOVER = HydrateOutputs(), IngestOutputs(), DiscoverOutputs()
 SELECT, SYNTHESIZE = SelectOutputs(), SynthesizeOutputs()
 
 BACKTEST, PORTFOLIO, REPORT, VALIDATE = BacktestOutputs(), PortfolioOutputs(), ReportOutputs(), ValidateOutputs()
+ASSESS = AssessOutputs()
 
 # %% ../../nbs/50a_outputs.ipynb #890683a3
 EQUAL_WEIGHT_BENCHMARK = "equal weight (benchmark)"   # the benchmark's label when the data has no market index
@@ -139,18 +154,23 @@ def _benchmark_label(run_dir:Path, column:str) -> str:
     return str((manifest.get("allocation") or {}).get("benchmark") or column)
 
 # %% ../../nbs/50a_outputs.ipynb #9427b470
-def _backtest_result(run:RunContext|RunResult, name:str, conv:dict) -> BacktestResult:
-    "The `BacktestResult` of allocator `name`, read back from the backtest step's artifacts."
-    daily = lambda key, label: run.load(key)[name].rename(label)
+def _own_span(s:pd.Series) -> pd.Series:
+    "A cell's column on the days it was evaluated (a swept window starts later: the frame pads it)."
+    return s.loc[s.first_valid_index():s.last_valid_index()] if s.notna().any() else s.iloc[:0]
+
+def _backtest_result(run:RunContext|RunResult, name:str, conv:dict, folds:str="folds") -> BacktestResult:
+    "The `BacktestResult` of cell `name`, read back from the backtest step's artifacts (`folds`: the artifact of its folds)."
+    daily = lambda key, label: _own_span(run.load(key)[name]).rename(label)
     dated = lambda key, label: run.load(key)[name].dropna().rename(label)
-    own = {k: v for k, v in conv.items() if k != "allocations"}
+    own = {k: v for k, v in conv.items() if k not in ("allocations", "cell_conventions")}
+    own.update((conv.get("cell_conventions") or {}).get(name, {}))
     return BacktestResult(returns=daily(BACKTEST.oos_returns, "returns"),
                           gross_returns=daily(BACKTEST.gross_returns, "gross_returns"),
                           equity=daily(BACKTEST.equity, "equity"), weights=run.load(BACKTEST.weights(name)),
                           turnover=dated(BACKTEST.turnover, "turnover"), costs=dated(BACKTEST.costs, "costs"),
                           trade_dates=dated(BACKTEST.trade_dates, "first_earning_day"),
                           metrics=dict(run.load(BACKTEST.metrics)[name]),
-                          conventions={**own, "allocation": conv["allocations"][name]}, folds=run.load(BACKTEST.folds),
+                          conventions={**own, "allocation": conv["allocations"][name]}, folds=run.load(BACKTEST.step, folds),
                           fallbacks=[(pd.Timestamp(d), s, r) for d, s, r in run.load(BACKTEST.fallbacks)[name]],
                           excluded={pd.Timestamp(d): v for d, v in run.load(BACKTEST.excluded)[name].items()},
                           timings=dict(run.load(BACKTEST.timings)[name]))
@@ -168,11 +188,12 @@ def run_results(run:RunResult|RunContext, # a finished run (`run_flow`, `open_ru
                ) -> Comparison:
     "Every allocator's `BacktestResult` of a run, read from its artifacts, compared with the run's benchmark."
     if isinstance(run, RunResult): _require_outputs(run.require(BACKTEST.step))
-    oos, conv = run.load(BACKTEST.oos_returns), run.load(BACKTEST.conventions)
-    bench = _benchmark_column(oos)
-    results = {n: _backtest_result(run, n, conv) for n in oos.columns if n != bench}
-    label = _benchmark_label(run.run_dir, bench) if benchmark_name is None else benchmark_name
-    return Comparison(results, benchmark=oos[bench], benchmark_name=label, title=run.run_id)
+    oos, conv, cells = run.load(BACKTEST.oos_returns), run.load(BACKTEST.conventions), run.load(BACKTEST.cells)
+    bench = cells["benchmark"].iloc[0]                     # the first variant's benchmark (the only one without a sweep)
+    results = {r.cell: _backtest_result(run, r.cell, conv, r.folds) for r in cells.itertuples() if not r.is_benchmark}
+    column = _benchmark_column(oos) if bench in ("market", "benchmark") else ("market" if bench.startswith("market[") else "benchmark")
+    label = _benchmark_label(run.run_dir, column) if benchmark_name is None else benchmark_name
+    return Comparison(results, benchmark=_own_span(oos[bench]), benchmark_name=label, title=run.run_id)
 
 def _run_result_results(self:RunResult, benchmark_name:str|None=None, # the benchmark's label (None: the run's)
                        ) -> Comparison:
@@ -180,3 +201,34 @@ def _run_result_results(self:RunResult, benchmark_name:str|None=None, # the benc
     return run_results(self, benchmark_name)
 
 RunResult.results = _run_result_results
+
+# %% ../../nbs/50a_outputs.ipynb #da7bdf80
+def run_cells(run:RunResult|RunContext, # a finished run, or a step's context
+             ) -> pd.DataFrame:
+    "The run's grid: one row per cell (`BACKTEST.cells`) with `node` (where it ran) and `seconds` (how long it took)."
+    cells, timings = run.load(BACKTEST.cells), run.load(BACKTEST.timings)
+    return cells.assign(node=[(timings.get(c) or {}).get("node") for c in cells["cell"]],
+                        seconds=[(timings.get(c) or {}).get("cell_s") for c in cells["cell"]])
+
+def _run_result_cells(self:RunResult) -> pd.DataFrame:
+    "The run's grid cells, where each ran and how long it took (`run_cells`)."
+    return run_cells(self.require(BACKTEST.step))
+
+RunResult.cells = _run_result_cells
+
+# %% ../../nbs/50a_outputs.ipynb #8b597b56
+def run_reality(run:RunResult|RunContext, # a finished run (`run_flow`, `open_run`), or a step's context
+               ):
+    "The run's `RealityCheck` (is the winner real?), read back from the assess step's artifacts (`RunIncomplete` when it made none, saying why)."
+    from tradingview_scraper.backtest.reality import RealityCheck
+    if isinstance(run, RunResult): run.require(ASSESS.step)
+    record = run.load(ASSESS.reality)
+    if "skipped" in record: raise RunIncomplete(describe(f"reality check of run {run.run_id!r}", "none", "one the assess step made", record["skipped"]))
+    return RealityCheck.from_artifacts(record, run.load(ASSESS.intervals), run.load(ASSESS.cells),
+                                       run.load(ASSESS.bootstrap), run.load(ASSESS.logits))
+
+def _run_result_reality(self:RunResult):
+    "The run's `RealityCheck` (`run_reality`)."
+    return run_reality(self)
+
+RunResult.reality = _run_result_reality

@@ -62,11 +62,12 @@ def _run_row(d:Path) -> dict:
             "asked": _asked(st.get("requested")),
             "overrides": None if not isinstance(overrides, dict) else ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())),
             "first_oos": first, "last_oos": last, "last_bar": summary.get("last_bar"),
+            "trials": summary.get("trials"), "winner": summary.get("winner"),   # the assess step's: cells tried, the best
             **{k: v for k, v in sorted(summary.items()) if k.startswith("sharpe_")},
             "warnings": len(summary["warnings"]) if isinstance(summary.get("warnings"), list) else 0}
 
 def list_runs(runs_root) -> pd.DataFrame:
-    "One row per run directory: id, profile, status, times, failing step, what was asked, overrides, period, Sharpe per allocator."
+    "One row per run directory: id, profile, status, times, failing step, what was asked, overrides, period, trials and winner, Sharpe per allocator."
     root = validate_user_path(runs_root, "runs root")
     rows = []
     for d in sorted(root.iterdir()) if root.exists() else []:

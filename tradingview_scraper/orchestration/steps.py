@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -15,26 +16,27 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ..core import DataNotFoundError, TVSError, describe, to_utc, utc_now
+from ..core import DataNotFoundError, TVSError, ValidationError, describe, to_utc, utc_now
 from ..data.lakehouse import Lakehouse, catalog_as_of
 from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
 from ..ledger import AuditLedger
-from .runner import RunContext, Step, tree_fingerprint
+from .runner import Artifact, RunContext, Step, tree_fingerprint
 from ..pipelines.discovery import DiscoveryPipeline
 from ..profile import Profile
 from ..reports import write_report
 from .builders import (
     build_allocator, build_engine, build_selector, build_synthesizer, resolve_calendar)
 from .universe import DatedUniverse, UniverseSelector, build_universe
-from tradingview_scraper.orchestration.outputs import (
-    BACKTEST, DISCOVER, EQUAL_WEIGHT_BENCHMARK, HYDRATE, INGEST, PORTFOLIO, REPORT, SELECT, SYNTHESIZE, VALIDATE,
-    _benchmark_column, run_results)
+from .outputs import (
+    ASSESS, BACKTEST, DISCOVER, EQUAL_WEIGHT_BENCHMARK, HYDRATE, INGEST, PORTFOLIO, REPORT, SELECT, SYNTHESIZE, VALIDATE,
+    _benchmark_label, _own_span, run_reality, run_results)
+from .sweep import Cell, SweepGrid, artifact_name, sweep_grid
 
 # %% auto #0
 __all__ = ['log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW', 'step_hydrate', 'step_ingest', 'step_discover', 'step_select',
-           'step_synthesize', 'step_backtest', 'step_report', 'step_validate', 'price_adjustment', 'step_portfolio',
-           'lakehouse_reads']
+           'step_synthesize', 'step_backtest', 'step_assess', 'step_report', 'step_validate', 'price_adjustment',
+           'step_portfolio', 'lakehouse_reads']
 
 # %% ../../nbs/50b_steps.ipynb #608a3b34
 log = logging.getLogger("tradingview_scraper.flow")
@@ -118,9 +120,9 @@ def step_ingest(ctx:RunContext) -> dict:
             INGEST.stray_files: {"files": sorted(f.name for f in lake.stray_files(p.data.interval))}}
 
 # %% ../../nbs/50b_steps.ipynb #4107c94f
-def _universe(ctx:RunContext, returns:pd.DataFrame, dates) -> DatedUniverse:
-    "The dated universe of the profile's policy for `dates` (decisions on `returns`)."
-    p = ctx.profile
+def _universe(ctx:RunContext, returns:pd.DataFrame, dates, profile:Profile|None=None) -> DatedUniverse:
+    "The dated universe of the profile's policy for `dates` (decisions on `returns`; `profile`: a sweep's variant, None: the run's)."
+    p = ctx.profile if profile is None else profile
     return build_universe(p.discovery.universe_policy, _lakehouse(ctx), p.discovery.screens, dates, columns=returns.columns,
                           source=p.discovery.source, today=_decision_day(returns, ctx.load(INGEST.unconfirmed)),
                           interval=p.data.interval)
@@ -181,39 +183,109 @@ def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:Dat
             "excluded": {str(d): v for d, v in res.excluded.items()}, "timings": res.timings}
 
 # %% ../../nbs/50b_steps.ipynb #3d89cea1
+def _grid_cell(cell:Cell, returns:pd.DataFrame, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None=None,
+               selectors:tuple|None=None, # per variant, its share group's selection memo (serial); None: each cell its own
+               synthesizers:tuple|None=None, # per variant, its share group's synthesis memo (serial); None: each cell its own
+              ) -> dict:
+    "One cell of the grid (runs in any executor): `_backtest_cell` on the cell's own profile and its variant's universe."
+    t0, v = time.perf_counter(), cell.variant
+    out = _backtest_cell(cell.allocator, returns, grid.profiles[cell.profile], universes[v], None if selectors is None else selectors[v],
+                         confirmed, None if synthesizers is None else synthesizers[v])
+    return {**out, "name": cell.name, "cell_s": time.perf_counter() - t0}
+
+def _variant_universes(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid) -> tuple:
+    "Each variant's dated universe for its own decision dates (variants with the same dates and discovery share one); refuses an empty one."
+    built, out = {}, []
+    for v in grid.variants:
+        dates = pd.DatetimeIndex([returns.index[s] for _, _, s, _ in build_engine(v).folds(len(returns))])
+        key = (v.discovery.model_dump_json(), tuple(dates.asi8))
+        if key not in built: built[key] = _universe(ctx, returns, dates, v).require()
+        out.append(built[key])
+    return tuple(out)
+
+def _shared_memos(grid:SweepGrid, universes:tuple) -> tuple[tuple, tuple]:
+    "Per variant, the selection and synthesis memo of its share group (`SweepGrid.share_groups`): one per group, for a serial run."
+    groups, memos = grid.share_groups(), {}
+    for g in dict.fromkeys(groups):
+        p = grid.variants[g]
+        memos[g] = (UniverseSelector(build_selector(p) if p.selection.enabled else None, universes[g]),
+                    build_synthesizer(p, memo=True) if p.selection.enabled and p.synthesis.enabled else None)
+    return tuple(memos[g][0] for g in groups), tuple(memos[g][1] for g in groups)
+
+# %% ../../nbs/50b_steps.ipynb #5f4f495e
 def step_backtest(ctx:RunContext) -> dict:
-    """Every allocator of the profile (and the benchmark) as grid cells through the run's executor, on the dated
-    universe of the profile's policy, each decision holding the suspect bars not yet confirmed at its time (as the
-    load of that day did); refuses to start (`UniverseError`) when no decision date has a universe."""
+    """Every cell of the profile's grid (`sweep_grid`: each variant's allocators and its benchmark) through one map of the
+    run's executor, on the dated universe of the profile's policy for each variant's decision dates, each decision holding
+    the suspect bars not yet confirmed at its time (as the load of that day did); refuses to start (`UniverseError`) when
+    no decision date has a universe."""
     p = _run_profile(ctx)
     returns = ctx.load(INGEST.returns)
-    names = list(dict.fromkeys(p.allocation.names + ["market" if p.allocation.benchmark in returns.columns else "benchmark"]))
-    engine = build_engine(p)
-    universe = _universe(ctx, returns, pd.DatetimeIndex([returns.index[s] for _, _, s, _ in engine.folds(len(returns))])).require()
-    warnings = universe.warnings()
+    grid = sweep_grid(p, "market" if p.allocation.benchmark in returns.columns else "benchmark")
+    universes = _variant_universes(ctx, returns, grid)
+    distinct = list({id(u): u for u in universes}.values())
+    warnings = list(dict.fromkeys(w for u in distinct for w in u.warnings()))
     _warn(ctx, *warnings)
-    serial = ctx.executor.name == "serial"          # one memo of selections and syntheses for every cell
-    shared = UniverseSelector(build_selector(p) if p.selection.enabled else None, universe) if serial else None
-    shared_syn = build_synthesizer(p, memo=True) if serial and p.selection.enabled and p.synthesis.enabled else None
-    cells = ctx.executor.map(partial(_backtest_cell, returns=returns, profile=p, universe=universe, selector=shared,
-                                     confirmed=ctx.load(INGEST.confirmed), synthesizer=shared_syn), ctx.progress(names, desc="allocators"))
-    return _backtest_outputs(ctx, cells, names, universe, warnings)
+    selectors, synthesizers = _shared_memos(grid, universes) if ctx.executor.name == "serial" else (None, None)
+    cell = partial(_grid_cell, returns=returns, grid=grid, universes=universes, confirmed=ctx.load(INGEST.confirmed),
+                   selectors=selectors, synthesizers=synthesizers)
+    cells = ctx.executor.map(cell, ctx.progress(list(grid.cells), desc="cells" if grid.sweep else "allocators"))
+    return _backtest_outputs(ctx, cells, grid, universes, warnings)
 
 # %% ../../nbs/50b_steps.ipynb #730909de
-def _backtest_outputs(ctx:RunContext, cells:list, names:list, universe:DatedUniverse, warnings:list) -> dict:
-    "The backtest step's artifacts (`BACKTEST`) from its grid cells: a frame per series, a mapping per allocator."
+def _folds_names(cells:list, grid:SweepGrid) -> list[str]:
+    "Per variant, the artifact of its folds: `folds` when they equal the first variant's, else `folds_<its first cell>`."
+    first = {}
+    for c, g in zip(cells, grid.cells): first.setdefault(g.variant, c)
+    return [BACKTEST.folds.name if first[v]["folds"].equals(cells[0]["folds"]) else BACKTEST.cell_folds(first[v]["name"]).name
+            for v in range(len(grid.variants))]
+
+def _backtest_outputs(ctx:RunContext, cells:list, grid:SweepGrid, universes:tuple, warnings:list) -> dict:
+    "The backtest step's artifacts (`BACKTEST`) from its grid cells: a frame per series (a column per cell), a mapping per cell."
     frame = lambda part: pd.DataFrame({c["name"]: c[part] for c in cells})
     by_name = lambda part: {c["name"]: c[part] for c in cells}
     allocations = {c["name"]: c["conventions"]["allocation"] for c in cells}   # each allocator's own parameters
-    conventions = {**cells[0]["conventions"], **universe.describe(), "allocators": names, "executor": ctx.executor.name,
+    base = cells[0]["conventions"]
+    conventions = {**base, **universes[0].describe(), "allocators": grid.names, "executor": ctx.executor.name,
                    "periods_per_year_basis": ctx.load(INGEST.calendar)["basis"],
-                   "price_adjustment": ctx.load(INGEST.adjustment)["label"], "allocations": allocations}
+                   "price_adjustment": ctx.load(INGEST.adjustment)["label"], "allocations": allocations,
+                   "trials": grid.trials + ctx.profile.stats.prior_trials, "sweep": grid.sweep}
+    if grid.sweep: conventions.update(_sweep_conventions(cells, base))
+    folds = _folds_names(cells, grid)
+    nodes = getattr(ctx.executor, "placements", None)       # where each item of the last map ran
+    nodes = list(nodes) if nodes is not None and len(nodes) == len(cells) else ["local" if ctx.executor.name == "serial" else None] * len(cells)
+    timings = {c["name"]: {**c["timings"], "cell_s": c["cell_s"], "node": n} for c, n in zip(cells, nodes)}
     out = {BACKTEST.oos_returns: frame("returns"), BACKTEST.gross_returns: frame("gross_returns"),
            BACKTEST.equity: frame("equity"), BACKTEST.turnover: frame("turnover"), BACKTEST.costs: frame("costs"),
            BACKTEST.trade_dates: frame("trade_dates"), BACKTEST.folds: cells[0]["folds"], BACKTEST.metrics: by_name("metrics"),
            BACKTEST.conventions: conventions, BACKTEST.fallbacks: by_name("fallbacks"), BACKTEST.excluded: by_name("excluded"),
-           BACKTEST.timings: by_name("timings"), BACKTEST.universe_coverage: universe.coverage, BACKTEST.warnings: warnings}
-    return {**out, **{BACKTEST.weights(c["name"]): c["weights"] for c in cells}}
+           BACKTEST.timings: timings, BACKTEST.universe_coverage: universes[0].coverage, BACKTEST.warnings: warnings,
+           BACKTEST.cells: grid.table().assign(folds=[folds[c.variant] for c in grid.cells])}
+    variant_folds = {Artifact(BACKTEST.step, f): c["folds"] for c, g in zip(cells, grid.cells) if (f := folds[g.variant]) != "folds"}
+    return {**out, **variant_folds, **{BACKTEST.weights(c["name"]): c["weights"] for c in cells}}
+
+def _sweep_conventions(cells:list, base:dict) -> dict:
+    "What a sweep adds to the conventions: each cell's conventions where they differ from the first cell's, and the portfolio's rule."
+    own = {c["name"]: {k: v for k, v in c["conventions"].items() if k != "allocation" and base.get(k) != v} for c in cells}
+    return {"cell_conventions": {n: d for n, d in own.items() if d},
+            "sweep_portfolio": "a sweep is research: today's portfolio keeps the base profile's allocators and settings"}
+
+# %% ../../nbs/50b_steps.ipynb #05672a3e
+def step_assess(ctx:RunContext) -> dict:
+    "`backtest.reality.assess` over the grid's cells on their common out-of-sample days: the `ASSESS` artifacts."
+    from tradingview_scraper.backtest.reality import assess
+    p = _run_profile(ctx)
+    oos, conv, cells = ctx.load(BACKTEST.oos_returns), ctx.load(BACKTEST.conventions), ctx.load(BACKTEST.cells)
+    common = oos[list(cells["cell"])].dropna(how="any")
+    pairs = {r.cell: r.benchmark for r in cells.itertuples() if not r.is_benchmark}
+    folds = {f: ctx.load(Artifact(BACKTEST.step, f)) for f in dict.fromkeys(cells["folds"])}   # each variant's folds, read once
+    try: reality = assess(common, p.backtest.periods_per_year, params=p.stats, benchmark=pairs, trials=int(conv["trials"]),
+                          folds={r.cell: folds[r.folds] for r in cells.itertuples()}, index=ctx.load(INGEST.returns).index)
+    except ValidationError as e:          # too few common days for any check: the run goes on, its report says why
+        ctx.summary.update(trials=int(conv["trials"]), winner=None)
+        return {ASSESS.reality: {"skipped": f"no reality check: {e}"}, **{getattr(ASSESS, k): pd.DataFrame({"skipped": pd.Series(dtype=str)})
+                                                                          for k in ASSESS.names() if k != "reality"}}
+    ctx.summary.update(trials=reality.trials, winner=reality.winner)
+    return {getattr(ASSESS, k): v for k, v in reality.artifacts().items()}
 
 # %% ../../nbs/50b_steps.ipynb #a8df019b
 def _run_warnings(ctx:RunContext, last_bar:pd.Timestamp) -> list[str]:
@@ -231,6 +303,11 @@ def _run_warnings(ctx:RunContext, last_bar:pd.Timestamp) -> list[str]:
     if stray: out.append(f"{len(stray)} stray files in the lakehouse's bar directory were skipped: {', '.join(stray[:5])}")
     return out + list(ctx.load(BACKTEST.warnings))
 
+def _reality_inputs(ctx:RunContext) -> dict:
+    "The report's \"Is it real?\" inputs: the run's `RealityCheck`, or why the assess step made none."
+    skipped = ctx.load(ASSESS.reality).get("skipped")
+    return {"reality": None, "reality_note": skipped} if skipped else {"reality": run_reality(ctx)}
+
 def _portfolio_of(ctx:RunContext) -> dict|None:
     "Today's portfolio of the run (`portfolio.load_portfolio`), or None when the portfolio step computed none."
     from tradingview_scraper.portfolio import load_portfolio
@@ -239,11 +316,11 @@ def _portfolio_of(ctx:RunContext) -> dict|None:
 
 # %% ../../nbs/50b_steps.ipynb #a446d1a0
 def step_report(ctx:RunContext) -> dict:
-    "Render the HTML report and the Markdown summary into `reports/` (warnings on top); warnings and last bar into the run summary."
+    "Render the HTML report and the Markdown summary into `reports/` (warnings, then \"Is it real?\", on top); warnings and last bar into the run summary."
     p = _run_profile(ctx)
     oos, metrics, conv = ctx.load(BACKTEST.oos_returns), ctx.load(BACKTEST.metrics), ctx.load(BACKTEST.conventions)
     last_bar = ctx.load(INGEST.returns).index[-1]
-    bench = p.allocation.benchmark if _benchmark_column(oos) == "market" else EQUAL_WEIGHT_BENCHMARK
+    bench = _benchmark_label(ctx.run_dir, ctx.load(BACKTEST.cells)["benchmark"].iloc[0].split("[")[0])
     fb = ctx.load(BACKTEST.fallbacks)
     notes = [f"{n}: {len(v)} fallbacks recorded (see artifacts/backtest/fallbacks.json)" for n, v in fb.items() if v]
     warnings = _run_warnings(ctx, last_bar)
@@ -259,7 +336,7 @@ def step_report(ctx:RunContext) -> dict:
                                  unconfirmed=ctx.load(INGEST.unconfirmed), revisions=ctx.load(INGEST.revisions),
                                  universe_coverage=ctx.load(BACKTEST.universe_coverage),
                                  portfolio=_portfolio_of(ctx), universe_size=int(ctx.load(INGEST.returns).shape[1]),
-                                 allocations=conv.get("allocations"))
+                                 allocations=conv.get("allocations"), **_reality_inputs(ctx))
     paths = write_report(inputs, ctx.path("reports"))
     ctx.summary.update({f"sharpe_{n}": (None if metrics[n].get("sharpe") is None else round(metrics[n]["sharpe"], 3)) for n in oos.columns})
     ctx.summary.update(warnings=warnings, last_bar=f"{last_bar:%Y-%m-%d}")
@@ -276,7 +353,7 @@ def step_validate(ctx:RunContext) -> dict:
     for n in oos.columns:
         w = ctx.load(BACKTEST.weights(n))
         if not np.isfinite(w.to_numpy()).all(): problems.append(f"{n}: non-finite weights")
-        if not np.isfinite(oos[n].to_numpy()).all(): problems.append(f"{n}: non-finite returns")
+        if not np.isfinite(_own_span(oos[n]).to_numpy()).all(): problems.append(f"{n}: non-finite returns")
     for n, m in ctx.load(BACKTEST.metrics).items():
         if m.get("sharpe") is None: problems.append(f"{n}: Sharpe undefined")
     rep = ctx.load(REPORT.report)
@@ -378,7 +455,7 @@ FLOW = (Step("hydrate", step_hydrate),
         Step("select", step_select, ("ingest", "discover")),
         Step("synthesize", step_synthesize, ("ingest", "select")),
         Step("backtest", step_backtest, ("ingest",), reads=lakehouse_reads(BARS, CATALOG, UNIVERSES)),
+        Step("assess", step_assess, ("ingest", "backtest")),
         Step("portfolio", step_portfolio, ("ingest",), reads=_portfolio_reads),
-        Step("report", step_report, ("hydrate", "backtest", "select", "ingest", "portfolio")),
+        Step("report", step_report, ("hydrate", "backtest", "assess", "select", "ingest", "portfolio")),
         Step("validate", step_validate, ("backtest", "report")))
-
