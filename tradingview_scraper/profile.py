@@ -29,7 +29,7 @@ from .security import safe_component
 
 # %% auto #0
 __all__ = ['ALLOCATORS_KEY', 'MAX_SWEEP_CELLS', 'SWEEP_REFUSED', 'SelectionSettings', 'SynthesisSettings', 'with_defaults',
-           'sweep_key', 'check_sweep', 'Profile', 'selection_params', 'load_profile', 'settings_table']
+           'sweep_key', 'Profile', 'check_sweep', 'selection_params', 'load_profile', 'settings_table']
 
 # %% ../nbs/44_profile.ipynb #5a71aede
 class SelectionSettings(SelectionParams):
@@ -97,23 +97,6 @@ def sweep_key(key:str, # a dotted setting, e.g. "backtest.train"
         model = _model_of(model.model_fields[part].annotation)
     return key
 
-# %% ../nbs/44_profile.ipynb #27147d1c
-def check_sweep(profile:Profile, # a profile whose `sweep` is to be checked
-               ) -> Profile:
-    "`profile` when its sweep is valid; else a `ConfigError` naming the key, the value (`sweep.<key>[i]`) or the grid's size."
-    for key, values in profile.sweep.items():
-        sweep_key(key)
-        if not values: raise ConfigError(describe(f"sweep.{key}", values, "a non-empty list of values to try"))
-        for i, v in enumerate(values):
-            try: profile.variant({key: [v] if key == ALLOCATORS_KEY else v})
-            except ConfigError as e: raise ConfigError(f"invalid sweep.{key}[{i}]: {e}") from None
-    allocators = profile.sweep.get(ALLOCATORS_KEY, profile.allocation.optimizers)
-    cells = math.prod(len(v) for k, v in profile.sweep.items() if k != ALLOCATORS_KEY) * len(allocators)
-    if cells > MAX_SWEEP_CELLS:
-        raise ConfigError(describe("sweep", {k: len(v) for k, v in profile.sweep.items()}, f"a grid of at most {MAX_SWEEP_CELLS} cells",
-                                   f"it has {cells}: fewer values per key"))
-    return profile
-
 # %% ../nbs/44_profile.ipynb #e645746b
 class Profile(Settings):
     "A fully resolved profile: every setting of a run."
@@ -162,6 +145,23 @@ class Profile(Settings):
     def manifest_hash(self) -> str:
         "SHA-256 of `to_json()`: equal settings ⇔ equal hash."
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+
+# %% ../nbs/44_profile.ipynb #27147d1c
+def check_sweep(profile:Profile, # a profile whose `sweep` is to be checked
+               ) -> Profile:
+    "`profile` when its sweep is valid; else a `ConfigError` naming the key, the value (`sweep.<key>[i]`) or the grid's size."
+    for key, values in profile.sweep.items():
+        sweep_key(key)
+        if not values: raise ConfigError(describe(f"sweep.{key}", values, "a non-empty list of values to try"))
+        for i, v in enumerate(values):
+            try: profile.variant({key: [v] if key == ALLOCATORS_KEY else v})
+            except ConfigError as e: raise ConfigError(f"invalid sweep.{key}[{i}]: {e}") from None
+    allocators = profile.sweep.get(ALLOCATORS_KEY, profile.allocation.optimizers)
+    cells = math.prod(len(v) for k, v in profile.sweep.items() if k != ALLOCATORS_KEY) * len(allocators)
+    if cells > MAX_SWEEP_CELLS:
+        raise ConfigError(describe("sweep", {k: len(v) for k, v in profile.sweep.items()}, f"a grid of at most {MAX_SWEEP_CELLS} cells",
+                                   f"it has {cells}: fewer values per key"))
+    return profile
 
 # %% ../nbs/44_profile.ipynb #db88c6c7
 _HURST_LAGS = (2, 4, 8, 16, 32)
