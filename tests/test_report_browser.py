@@ -1,5 +1,6 @@
 """The report renders in a real browser: headless Chromium opens `report.html` from disk (no server, no network),
-every plotly figure gets its SVG (scatter traces drawn, heatmap images painted) and no JavaScript error is raised.
+every plotly figure gets its SVG (scatter traces drawn, heatmap images painted, the costs' bars stacked) and no
+JavaScript error is raised.
 Skipped, saying why, when no Chromium is on PATH (`apt-get install chromium`)."""
 import dataclasses
 import html as htmllib
@@ -40,17 +41,21 @@ def inputs(n_days=1500):
         r = pd.Series(rng.normal(mu, 0.01, n_days), index=idx)
         w = pd.DataFrame(rng.dirichlet(np.ones(len(syms)), len(reb)), index=reb, columns=syms)
         to, costs = pd.Series(0.2, index=reb), pd.Series(0.2 * 5e-4, index=reb)
-        return StrategyResult(name, r, w, to, costs, compute_metrics(r, 252, to, costs))
+        kinds = pd.DataFrame({"commission": 0.0, "spread": 0.0, "impact": 0.0, "borrow": 0.3e-4 / 252, "funding": -0.1e-4 / 252}, index=idx)
+        kinds.loc[reb, ["commission", "spread", "impact"]] = [0.2 * 5e-4, 0.2 * 2e-4, 0.2 * 1e-4]   # every kind paid (funding received)
+        return StrategyResult(name, r, w, to, costs, compute_metrics(r, 252, to, costs), kinds)
 
     target = pd.Series(1 / 15, index=syms)
     trades = pd.DataFrame({"symbol": syms[:3], "current_weight": [0.1, 0.0, 0.05], "target_weight": [1 / 15] * 3})
     trades["delta"] = trades["target_weight"] - trades["current_weight"]
     t = idx[-1] + pd.Timedelta(days=1)
+    gone = pd.DataFrame({"symbol": ["NYSE:S07"], "last_price": [idx[n_days // 2]], "closed": [idx[n_days // 2 + 1]], "weight": [0.06],
+                         "delisting_return": [-0.3], "contribution": [-0.018]})
     portfolio = {"hrp": {"target": target, "trades": trades, "t": t, "drift": 0.07, "band": 0.0, "traded": True, "reason": "rebalance",
                          "turnover": float(trades["delta"].abs().sum()), "est_cost": 1e-5, "est_cost_ccy": None,
                          "holdings_source": "cash", "adjustments": ()}}
     return ReportInputs(run={"run_id": "browser", "profile": "canary", "status": "succeeded", "manifest_hash": "cd" * 32},
-                        strategies=[strat("hrp", 4e-4), strat("min_variance", 3e-4)],
+                        strategies=[dataclasses.replace(strat("hrp", 4e-4), delistings=gone), strat("min_variance", 3e-4)],
                         benchmark=pd.Series(rng.normal(3e-4, 0.012, n_days), index=idx), benchmark_name="SP:SPX",
                         conventions={"cost_bps": 5.0, "periods_per_year": 252}, last_bar=idx[-1], portfolio=portfolio, universe_size=15,
                         quarantine=pd.DataFrame({"symbol": "NYSE:S01", "ts": idx[:50], "rule_id": "stale", "value": 1.0, "detail": "flat"}))
@@ -130,3 +135,25 @@ def test_reality_section_draws_its_figures_first(tmp_path):
     assert violins.count('class="trace scatter') == 1                               # the estimates
     assert logits.count('class="trace bars') == 1 and logits.count('class="point"') > 1   # the histogram's bars are painted
     assert htmllib.escape(rc.verdict.partition(". ")[2], quote=False) in dom
+
+
+def test_costs_section_renders(tmp_path):
+    "The \"Costs\" section: its table (every kind of every allocator), the stacked bars (one trace per kind, a bar per allocator) and the delisting."
+    inp = inputs(400)
+    page = write_report(inp, tmp_path / "reports")["html"]
+    dom = open_in_browser(page, tmp_path)
+    assert js_errors(dom) == ""
+    assert dom.index("<h2>Trading") < dom.index("<h2>Costs") < dom.index("<h2>Monthly returns")
+    section = dom[dom.index("<section id=\"costs\">"):dom.index("<h2>Monthly returns")]
+    start = section.index('<div id="fig-costs"')
+    bars = section[start:section.find("<script", start)]
+    assert '<svg class="main-svg"' in bars                                        # plotly drew it
+    kinds = list(inp.strategies[0].cost_kinds.columns)
+    assert bars.count('class="trace bars') == len(kinds) == 5                      # one stacked trace per kind
+    assert bars.count('class="point"') == len(kinds) * len(inp.strategies)         # a bar per kind and allocator (funding below 0)
+    for k in kinds: assert f"<td>{k}</td>" in section, k
+    table = reports.cost_table(inp).set_index(["allocator", "kind"])
+    for name in ("hrp", "min_variance"):
+        assert f"<td>{reports.format_value(table.loc[(name, 'all'), 'per_year'], 'bps')}</td>" in section, name
+    assert table.loc[("hrp", "funding"), "per_year"] < 0                            # funding received is a negative cost
+    assert "<h3>Delistings</h3>" in section and "<td>NYSE:S07</td>" in section and "<td>-30.00%</td>" in section

@@ -70,6 +70,7 @@ class DataConfig(Settings):
     interval: Interval = "1d"                    # bar interval of the returns matrix
     history_bars: int = Field(3000, gt=0, le=100_000) # how many bars hydration keeps per symbol
     calendar: Literal["union", "intersection"] = "union" # how mixed calendars are aligned
+    mixed_adjustments: bool = False              # allow one returns matrix to mix price adjustments (catalog `adjustment`)
     rules: DataRules = DataRules()
 
     @field_validator("start")

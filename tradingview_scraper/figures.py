@@ -26,7 +26,8 @@ from .core import ValidationError, describe
 __all__ = ['StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div', 'equity_spec', 'drawdown_spec',
            'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns', 'monthly_spec', 'turnover_spec',
            'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'fig_monthly', 'fig_turnover',
-           'reality_sharpe_spec', 'reality_logit_spec', 'fig_reality_sharpe', 'fig_reality_logits']
+           'cost_kinds_bps', 'costs_spec', 'fig_costs', 'reality_sharpe_spec', 'reality_logit_spec',
+           'fig_reality_sharpe', 'fig_reality_logits']
 
 # %% ../nbs/54a_figures.ipynb #b2ccef5f
 @dataclass
@@ -38,11 +39,14 @@ class StrategyResult:
     turnover: pd.Series      # per rebalance
     costs: pd.Series         # fraction of equity paid per rebalance
     metrics: dict
+    cost_kinds: pd.DataFrame|None = None   # fraction of equity paid per day and kind (commission, spread, impact, borrow, funding)
+    delistings: pd.DataFrame|None = None   # holdings closed because their symbol stopped trading: symbol, last_price, closed, weight, ...
 
     @classmethod
     def from_backtest(cls, name:str, result) -> StrategyResult:
-        "Take what the report needs from a `BacktestResult`."
-        return cls(name, result.returns, result.weights, result.turnover, result.costs, dict(result.metrics))
+        "Take what the report needs from a `BacktestResult` (costs per kind and delistings when the result has them)."
+        return cls(name, result.returns, result.weights, result.turnover, result.costs, dict(result.metrics),
+                   getattr(result, "cost_kinds", None), getattr(result, "delistings", None))
 
 # %% ../nbs/54a_figures.ipynb #2a73a001
 @dataclass
@@ -266,6 +270,43 @@ def fig_monthly(s:StrategyResult) -> go.Figure:
 def fig_turnover(inp:ReportInputs) -> go.Figure:
     "`turnover_spec` as a plotly `Figure` (to show or change in a notebook)."
     return go.Figure(turnover_spec(inp))
+
+# %% ../nbs/54a_figures.ipynb #c0a51002
+def cost_kinds_bps(s:StrategyResult, # one allocator's result (its `cost_kinds`: fraction of equity per day and kind)
+                   periods_per_year:int, # P, the annualization
+                  ) -> pd.DataFrame:
+    "Costs of one result per kind in bps of equity: `total` (Σ over its days) and `per_year` (total · P / T, T its days); empty without `cost_kinds`."
+    ck = s.cost_kinds
+    if ck is None or len(ck.columns) == 0: return pd.DataFrame({"total": pd.Series(dtype=float), "per_year": pd.Series(dtype=float)}).rename_axis("kind")
+    total = ck.sum(axis=0) * 1e4
+    years = len(s.returns) / periods_per_year
+    return pd.DataFrame({"total": total, "per_year": total / years if years else np.nan}).rename_axis("kind")
+
+def _cost_kinds_bps_reference(s:StrategyResult, periods_per_year:int) -> dict:
+    "Plain twin of `cost_kinds_bps`: a loop over the kinds and the days."
+    out = {}
+    for k in s.cost_kinds.columns:
+        total = 0.0
+        for v in s.cost_kinds[k]:
+            if v == v: total += float(v) * 1e4      # NaN (no row) adds nothing, as `sum` skips it
+        out[k] = (total, total * periods_per_year / len(s.returns))
+    return out
+
+# %% ../nbs/54a_figures.ipynb #c0a51007
+def costs_spec(inp:ReportInputs) -> dict:
+    "Costs per year (bps of equity) of every allocator, one stacked bar per allocator, one colour per kind (`cost_kinds_bps`)."
+    rates = {s.name: cost_kinds_bps(s, inp.periods_per_year)["per_year"] for s in inp.strategies}
+    kinds = list(dict.fromkeys(k for r in rates.values() for k in r.index))
+    names = list(rates)
+    data = [{"type": "bar", "name": k, "x": names, "y": np.array([float(rates[n].get(k, 0.0)) for n in names], dtype=np.float64),
+             "marker": {"color": _COLORS[i % len(_COLORS)]}, "hovertemplate": f"%{{x}} · {k}: %{{y:.2f}} bps / yr<extra></extra>"}
+            for i, k in enumerate(kinds)]
+    return {"data": data, "layout": {"title": {"text": "Costs per year by kind (bps of equity)"}, "barmode": "relative", "height": 320,
+                                     "yaxis": {"title": {"text": "bps / yr"}}, "xaxis": {"type": "category"}}}
+
+def fig_costs(inp:ReportInputs) -> go.Figure:
+    "`costs_spec` as a plotly `Figure` (to show or change in a notebook)."
+    return go.Figure(costs_spec(inp))
 
 # %% ../nbs/54a_figures.ipynb #436223d0
 def _reality_shown(cells:pd.DataFrame, top:int) -> list[str]:

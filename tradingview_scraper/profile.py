@@ -17,6 +17,8 @@ import pandas as pd
 import pydantic
 from pydantic import BaseModel, field_validator, model_validator
 
+from .backtest.costs import CostParams
+from .backtest.delisting import DelistingParams
 from .backtest.engine import BacktestParams
 from .backtest.stats import StatsParams
 from .config import DataConfig, DiscoveryConfig, HydrationConfig, OrchestrationConfig, PortfolioConfig
@@ -109,6 +111,8 @@ class Profile(Settings):
     synthesis: SynthesisSettings = SynthesisSettings()
     allocation: AllocationParams = AllocationParams()
     backtest: BacktestParams = BacktestParams()
+    costs: CostParams = CostParams() # what trading and holding cost (commission, spread, impact, borrow, funding)
+    delisting: DelistingParams = DelistingParams() # how a holding whose symbol stops trading is closed
     portfolio: PortfolioConfig = PortfolioConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     stats: StatsParams = StatsParams() # how uncertain every result is (bootstrap, DSR, PBO)

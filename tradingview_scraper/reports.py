@@ -18,7 +18,7 @@ from .backtest.metrics import compute_metrics
 from .core import ValidationError, describe, utc_iso
 from .data.lakehouse import atomic_write_bytes
 from .figures import (
-    RealityCheck, ReportInputs, StrategyResult, drawdown_spec, equity_spec, fig_drawdown, fig_equity, fig_monthly,
+    RealityCheck, ReportInputs, StrategyResult, cost_kinds_bps, costs_spec, drawdown_spec, equity_spec, fig_costs, fig_drawdown, fig_equity, fig_monthly,
     fig_rolling_sharpe, fig_turnover, fig_weights, figure_json, monthly_returns, monthly_spec, plot_dates, plot_div,
     reality_logit_spec, reality_sharpe_spec, rolling_sharpe_spec, turnover_spec, weights_spec, yearly_returns)
 from .security import ensure_safe_path, validate_user_path
@@ -26,17 +26,18 @@ from .security import ensure_safe_path, validate_user_path
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'REPORT_MODE', 'format_value', 'metrics_table', 'format_metrics', 'quarantine_summary',
            'conventions_table', 'target_table', 'trade_table', 'portfolio_facts', 'reality_facts', 'reality_table',
-           'interval_table', 'header_facts', 'render_html', 'render_markdown', 'write_report', 'StrategyResult',
-           'ReportInputs', 'plot_dates', 'figure_json', 'plot_div', 'equity_spec', 'drawdown_spec',
-           'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns', 'monthly_spec', 'turnover_spec',
-           'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights', 'fig_monthly', 'fig_turnover',
-           'RealityCheck', 'reality_sharpe_spec', 'reality_logit_spec']
+           'interval_table', 'cost_table', 'format_costs', 'delisting_table', 'header_facts', 'render_html',
+           'render_markdown', 'write_report', 'StrategyResult', 'ReportInputs', 'plot_dates', 'figure_json', 'plot_div',
+           'equity_spec', 'drawdown_spec', 'rolling_sharpe_spec', 'weights_spec', 'monthly_returns', 'yearly_returns',
+           'monthly_spec', 'turnover_spec', 'fig_equity', 'fig_drawdown', 'fig_rolling_sharpe', 'fig_weights',
+           'fig_monthly', 'fig_turnover', 'RealityCheck', 'reality_sharpe_spec', 'reality_logit_spec', 'cost_kinds_bps',
+           'costs_spec', 'fig_costs']
 
 # %% ../nbs/55_reports.ipynb #6c526f12
 _all_ = ["StrategyResult", "ReportInputs", "plot_dates", "figure_json", "plot_div", "equity_spec", "drawdown_spec",
          "rolling_sharpe_spec", "weights_spec", "monthly_returns", "yearly_returns", "monthly_spec", "turnover_spec",
          "fig_equity", "fig_drawdown", "fig_rolling_sharpe", "fig_weights", "fig_monthly", "fig_turnover",
-         "RealityCheck", "reality_sharpe_spec", "reality_logit_spec"]
+         "RealityCheck", "reality_sharpe_spec", "reality_logit_spec", "cost_kinds_bps", "costs_spec", "fig_costs"]
 
 # %% ../nbs/55_reports.ipynb #964ab747
 # metric key → (column label, how it is shown); the order is the table's
@@ -338,6 +339,60 @@ def _reality_markdown(inp:ReportInputs) -> list[str]:
     lines += _md_table(reality_table(rc), index=False) + ["", _REALITY_NOTE, "", f"Every metric's interval ({rc.params.confidence * 100:g}%):", ""]
     return lines + _md_table(interval_table(rc), index=False) + [""] + [f"- {n}" for n in rc.notes] + [""]
 
+# %% ../nbs/55_reports.ipynb #c0a55002
+def cost_table(inp:ReportInputs) -> pd.DataFrame:
+    "Costs per allocator and kind in bps of equity (`total` over the out-of-sample days, `per_year`), with an `all` row per allocator."
+    parts = []
+    for s in inp.strategies:
+        t = cost_kinds_bps(s, inp.periods_per_year)
+        if not len(t): continue
+        t = pd.concat([t, pd.DataFrame({"total": [t["total"].sum()], "per_year": [t["per_year"].sum()]}, index=pd.Index(["all"], name="kind"))])
+        parts.append(t.reset_index().assign(allocator=s.name))
+    if not parts: return pd.DataFrame(columns=["allocator", "kind", "total", "per_year"])
+    return pd.concat(parts, ignore_index=True)[["allocator", "kind", "total", "per_year"]]
+
+def format_costs(ct:pd.DataFrame) -> pd.DataFrame:
+    "`cost_table` as the report shows it: bps with one decimal."
+    return pd.DataFrame({"allocator": ct["allocator"], "kind": ct["kind"], "total (bps)": [format_value(v, "bps") for v in ct["total"]],
+                         "per year (bps)": [format_value(v, "bps") for v in ct["per_year"]]})
+
+# %% ../nbs/55_reports.ipynb #c0a55003
+_DELISTING_COLUMNS = {"symbol": ("symbol", str), "last_price": ("last priced", _when), "closed": ("closed", _when),
+                      "weight": ("weight", lambda v: format_value(v, "weight")), "delisting_return": ("delisting return", lambda v: format_value(v, "pct")),
+                      "contribution": ("contribution", lambda v: format_value(v, "pct"))}
+
+def delisting_table(inp:ReportInputs) -> pd.DataFrame:
+    "Every allocator's delisting events as the report shows them: allocator, symbol, last price and closing day, weight, delisting return, contribution."
+    rows = []
+    for s in inp.strategies:
+        d = s.delistings
+        if d is None or not len(d): continue
+        for r in d.to_dict("records"):
+            rows.append({"allocator": s.name, **{label: fmt(r.get(c)) for c, (label, fmt) in _DELISTING_COLUMNS.items() if c in d.columns}})
+    return pd.DataFrame(rows, columns=["allocator"] + [label for label, _ in _DELISTING_COLUMNS.values()])
+
+# %% ../nbs/55_reports.ipynb #c0a55004
+_COSTS_NOTE = ("bps of equity: Σ of the daily cost (a fraction of the equity before it) × 10⁴; per year: × periods per year / days. "
+               "Commission, spread and impact are paid at trades (fixed holding: also the daily re-levering); borrow and funding accrue "
+               "on the rows held; funding received is negative.")
+
+def _costs_html(inp:ReportInputs) -> str:
+    "The \"Costs\" section: the table per allocator and kind, the stacked figure, the delisting events."
+    ct = cost_table(inp)
+    fig = plot_div(costs_spec(inp), "fig-costs") if len(ct) else ""
+    dl = delisting_table(inp)
+    return (f"<section id='costs'><h2>Costs</h2>{_table(format_costs(ct), 'no costs per kind recorded for this run', max_rows=500, index=False)}"
+            f"<p class='muted'>{html.escape(_COSTS_NOTE)}</p>{fig}<h3>Delistings</h3>"
+            f"{_table(dl, 'no holding was delisted (no symbol stopped trading while held)', max_rows=500, index=False)}</section>")
+
+def _costs_markdown(inp:ReportInputs) -> list[str]:
+    "The same section in the Markdown summary: costs per allocator and kind, then one line per delisting."
+    ct, dl = cost_table(inp), delisting_table(inp)
+    lines = ["## Costs", ""] + (_md_table(format_costs(ct), index=False, max_rows=500) + ["", _COSTS_NOTE] if len(ct) else ["No costs per kind recorded for this run."])
+    lines += ["", f"Delistings: {len(dl)}" + ("" if len(dl) else " (no symbol stopped trading while held)"), ""]
+    return lines + [f"- {r['allocator']}: {r['symbol']} closed {r.get('closed', '?')} (last priced {r.get('last priced', '?')}), weight {r.get('weight', '—')}, "
+                    f"delisting return {r.get('delisting return', '—')}, contribution {r.get('contribution', '—')}" for r in dl.to_dict("records")] + ([""] if len(dl) else [])
+
 # %% ../nbs/55_reports.ipynb #79f7e337
 _CSS = """body{font:14px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1f2328;padding:0 16px}
 h1{margin-bottom:0}.muted{color:#57606a}.tbl{border-collapse:collapse;margin:8px 0}.tbl td,.tbl th{border:1px solid #d0d7de;padding:3px 8px;font-size:12px;text-align:right}
@@ -396,6 +451,7 @@ def render_html(inp:ReportInputs) -> str:
 {_portfolio_html(inp)}
 <section><h2>Performance</h2>{_table(format_metrics(metrics_table(inp)).reset_index(), "no metrics", index=False)}<p class="muted">{html.escape(_METRICS_NOTE)}</p>{parts[0]}{parts[1]}{parts[2]}</section>
 <section><h2>Trading</h2>{parts[3]}{''.join(parts[4:4 + k])}</section>
+{_costs_html(inp)}
 <section><h2>Monthly returns</h2>{''.join(parts[4 + k:])}</section>
 <section><h2>Selection reason trail</h2>{_table(inp.selection_trail, "no selection trail (selection was not part of this run)")}</section>
 <section><h2>Data health</h2><h3>Symbols</h3>{_table(inp.load_report, "no load report")}
@@ -410,7 +466,7 @@ def render_html(inp:ReportInputs) -> str:
 
 # %% ../nbs/55_reports.ipynb #9fdab3cb
 def render_markdown(inp:ReportInputs) -> str:
-    "A short Markdown summary: the reality check, today's portfolio, metrics, data health, conventions."
+    "A short Markdown summary: the reality check, today's portfolio, metrics, data health, costs per kind and delistings, conventions."
     facts = header_facts(inp)
     lines = [f"# Run {inp.run.get('run_id')}", ""] + [f"- {a}: {b}" for a, b in facts.items()] + [""]
     if inp.run.get("ledger_head"):
@@ -419,17 +475,18 @@ def render_markdown(inp:ReportInputs) -> str:
     lines += [f"> **Warning:** {w}" for w in inp.warnings] + ([""] if inp.warnings else [])
     lines += _reality_markdown(inp)
     lines += _portfolio_markdown(inp)
-    lines += ["## Metrics", ""] + _md_table(format_metrics(metrics_table(inp))) + ["", _METRICS_NOTE]
+    lines += ["## Metrics", ""] + _md_table(format_metrics(metrics_table(inp))) + ["", _METRICS_NOTE, ""]
     qs = quarantine_summary(inp.quarantine)
     q = 0 if inp.quarantine is None else len(inp.quarantine)
     lr = inp.load_report
-    lines += ["", "## Data health", "", f"- quarantined bars: {q}"]
+    lines += ["## Data health", "", f"- quarantined bars: {q}"]
     if qs is not None and q and "bars" in qs:
         lines += [f"  - {r.symbol} × {r.rule_id}: {r.bars}" + (f" ({_when(r.first)} → {_when(r.last)})" if "first" in qs else "")
                   for r in qs.head(20).itertuples()]
     lines += [f"- unconfirmed last bars: {0 if inp.unconfirmed is None else len(inp.unconfirmed)}"]
     if lr is not None and len(lr): lines += [f"- symbols {k}: {v}" for k, v in lr["status"].value_counts().items()]
-    lines += ["", "## Conventions", ""] + [f"- {k}: {v}" for k, v in conventions_table(inp)["value"].items()]
+    lines += [""] + _costs_markdown(inp)
+    lines += ["## Conventions", ""] + [f"- {k}: {v}" for k, v in conventions_table(inp)["value"].items()]
     if inp.universe_coverage is not None and len(inp.universe_coverage):
         c = inp.universe_coverage
         lines += [f"- universe per decision date: {int((c['candidates'] > 0).sum())} of {len(c)} dates had candidates"]

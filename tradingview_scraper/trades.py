@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .backtest.engine import BacktestEngine, _DecisionJob, _decide_batch, pending_holds
+from .backtest.engine import BacktestEngine, NumericalWorkspace, _DecisionJob, _decide_batch, _decide_one, pending_holds
+from .backtest.costs import TRADE_KINDS, CostModel, FittedCosts
+from .backtest.inputs import MarketData
 from .core import DataNotFoundError, ValidationError, describe, to_utc
 from .holdings import Holdings, _check_prices, _scalar, _weights
 from .pipelines.allocation import AllocationPipeline
@@ -32,6 +34,27 @@ class Decision:
     @property
     def cash(self) -> float: return 1.0 - float(self.weights.sum())
 
+
+# %% ../nbs/52b_trades.ipynb #549ef2e3
+def _decide_held(job:_DecisionJob, # one fold: today's decision
+                 held:pd.Series|None, # weights held now, by symbol (None: cash)
+                ) -> tuple:
+    "The decision of a turnover-aware pipeline: the engine's `_decide_one` with today's book, as `simulate(decide=...)` gives it."
+    if held is not None and not (isinstance(held, pd.Series) and pd.api.types.is_numeric_dtype(held.dtype)
+                                 and np.isfinite(held.to_numpy(dtype=np.float64)).all()):
+        raise ValidationError(describe("held", type(held).__name__, "None (cash) or a Series of finite weights by symbol (Holdings.weights)"))
+    cols = job.frame.columns
+    h = pd.Series(dtype=np.float64) if held is None else held.astype(np.float64)
+    sold = float(h[~h.index.isin(cols)].abs().sum())          # no longer loaded: sold whatever the decision
+    vec = h.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
+    a, b, s, e = job.folds[0]
+    ws = NumericalWorkspace(job.values.shape[1], b - a, poison=job.poison) if job.workspace else None
+    try:
+        return _decide_one(job, 0, ws, vec, sold)
+    finally:
+        if ws is not None: ws.release()
+
+# %% ../nbs/52b_trades.ipynb #6b496fe2
 def decide_today(engine:BacktestEngine, # the backtest's engine: its train, anchored, warmup and workspace settings
                  returns:pd.DataFrame, # what the decision may read: rows strictly before `t` (`RETURNS_RULE`)
                  allocator, # an Allocator or AllocationPipeline, as given to `engine.run`
@@ -39,8 +62,11 @@ def decide_today(engine:BacktestEngine, # the backtest's engine: its train, anch
                  synthesizer=None, # synthesis, as given to `engine.run`
                  *, t, # decision time, after the last row of `returns` (e.g. the day after the last bar)
                  confirmed:pd.DataFrame|None=None, # the load's `LoadReport.confirmed`: bars still pending at `t` are held
+                 market:MarketData|None=None, # volumes, asset classes, the catalog (point-in-time sectors), as given to `engine.run`
+                 benchmark:str|None=None, # column of the benchmark (beta-neutral pipelines), as given to `engine.run`
+                 held:pd.Series|None=None, # weights held now (`Holdings.weights`): what a turnover budget trades from; None: cash
                 ) -> Decision:
-    "ONE more walk-forward decision at `t`, through the engine's own decision code (`_DecisionJob`, `_decide_batch`)."
+    "ONE more walk-forward decision at `t`, through the engine's own decision code (`_DecisionJob`, `_decide_batch` / `_decide_one`)."
     if not isinstance(engine, BacktestEngine):
         raise ValidationError(describe("engine", type(engine).__name__, "a BacktestEngine"))
     frame = engine._check_returns(returns)
@@ -65,8 +91,9 @@ def decide_today(engine:BacktestEngine, # the backtest's engine: its train, anch
     values = ext.to_numpy(dtype=np.float64, copy=True)
     values.flags.writeable = False
     job = _DecisionJob(ext, values, ((a - lo, b - lo, b - lo, b - lo + 1),), pipeline, selector, synthesizer, engine.warmup,
-                       engine.workspace, engine.poison, tuple(hold) if hold[0] is not None else ())
-    (w, fallbacks, excluded), = _decide_batch(job, [0])
+                       engine.workspace, engine.poison, tuple(hold) if hold[0] is not None else (), market, benchmark)
+    in_order = getattr(pipeline, "needs_holdings", False)
+    (w, fallbacks, excluded), = [_decide_held(job, held)] if in_order else _decide_batch(job, [0])
     return Decision(t, pd.Series(w, index=frame.columns, name="weight"), list(fallbacks), dict(excluded))
 
 # %% ../nbs/52b_trades.ipynb #fd806270
@@ -81,11 +108,12 @@ class TradeList:
     traded: bool            # False: the table is empty (see reason)
     reason: str             # why the list is (or is not) empty
     turnover: float         # Σ|delta| of the trades (0 when not traded)
-    est_cost: float         # cost_bps/1e4 × turnover: fraction of equity
+    est_cost: float         # the estimated cost of the trades (Σ est_costs): fraction of equity
     est_cost_ccy: float|None  # est_cost × capital (None without capital)
     holdings_source: str    # where the current holdings came from
     adjustments: tuple      # what was adjusted on the way in (Holdings.adjustments)
     capital: float|None = None # the capital of the notionals
+    est_costs: dict = field(default_factory=dict) # trading cost kind → fraction of equity (the run's cost model, else the commission)
 
 # %% ../nbs/52b_trades.ipynb #8275b15f
 def _check_lots(lots) -> pd.DataFrame:
@@ -134,6 +162,24 @@ def _add_quantities(table:pd.DataFrame, capital:float, prices, lots) -> None:
     if lots is not None and "min_tick" in lots.columns:
         table["min_tick"] = _check_lots(lots)["min_tick"].reindex(table["symbol"]).to_numpy(dtype=np.float64)
 
+# %% ../nbs/52b_trades.ipynb #a523d9e7
+def _estimated_costs(table:pd.DataFrame, # the trades (symbol, delta)
+                     cost_bps:float, # the flat commission (bps of traded value)
+                     model:CostModel|None, # the run's cost model, or None
+                     fitted:FittedCosts|None, # its σ/ADV before t
+                     capital:float|None, # portfolio value (None: the model's capital)
+                    ) -> dict:
+    "Estimated cost of the trades per trading kind, fraction of equity: the model on the symbols it prices, the commission elsewhere."
+    delta = pd.Series(table["delta"].to_numpy(dtype=np.float64), index=table["symbol"].to_numpy(dtype=object))
+    if model is None: return {"commission": cost_bps / 1e4 * float(delta.abs().sum())}
+    if not isinstance(model, CostModel): raise ValidationError(describe("model", type(model).__name__, "None or a CostModel"))
+    priced = delta.index.isin(model.columns)
+    z = delta[priced].reindex(model.columns, fill_value=0.0).to_numpy(dtype=np.float64)
+    per = model.trade_costs(z, model.capital if capital is None else capital, fitted, 0)[0]
+    out = {k: float(per[j]) for j, k in enumerate(TRADE_KINDS)}
+    out["commission"] += cost_bps / 1e4 * float(delta[~priced].abs().sum())       # a symbol the model has no column for
+    return out
+
 # %% ../nbs/52b_trades.ipynb #c905a3e7
 def trade_list(current:Holdings, # what is held now (a file, the previous run drifted, cash)
                target, # the target weights (a Series symbol → weight, or a Decision)
@@ -144,8 +190,10 @@ def trade_list(current:Holdings, # what is held now (a file, the previous run dr
                capital:float|None=None, # portfolio value in the quote currency: notionals and quantities
                prices:pd.Series|None=None, # last close per symbol (needed with capital)
                lots:pd.DataFrame|None=None, # symbol, lot_size[, min_tick]: quantities round toward zero to lots
+               model:CostModel|None=None, # the run's cost model (`CostModel.from_params`); None: the commission cost_bps only
+               fitted:FittedCosts|None=None, # the model's σ/ADV on the rows before t (impact needs them)
               ) -> TradeList:
-    "Target − current as trades: drift check against the band, turnover, estimated cost, notionals and lot-rounded quantities."
+    "Target − current as trades: drift check against the band, turnover, estimated cost per kind, notionals and lot-rounded quantities."
     if not isinstance(current, Holdings): raise ValidationError(describe("current", type(current).__name__, "Holdings"))
     target = _weights(target.weights if isinstance(target, Decision) else target, "target")
     allocator = safe_component(allocator, "name")
@@ -163,9 +211,10 @@ def trade_list(current:Holdings, # what is held now (a file, the previous run dr
     table["delta"] = table["target_weight"] - table["current_weight"]
     if capital is not None: _add_quantities(table, capital, prices, lots)
     turnover = float(np.abs(table["delta"].to_numpy()).sum())
-    est = cost_bps / 1e4 * turnover
+    kinds = _estimated_costs(table, cost_bps, model, fitted, capital)
+    est = math.fsum(kinds.values())
     return TradeList(allocator, t, table.reset_index(drop=True), dist, band, bool(traded), _drift_reason(dist, band), turnover, est,
-                     None if capital is None else est * capital, current.source, tuple(current.adjustments), capital)
+                     None if capital is None else est * capital, current.source, tuple(current.adjustments), capital, kinds)
 
 # %% ../nbs/52b_trades.ipynb #4a05f990
 def last_prices(lake, # a Lakehouse (data.lakehouse)

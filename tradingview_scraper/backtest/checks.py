@@ -5,6 +5,7 @@
 # %% ../../nbs/42a_checks.ipynb #1c840d0f
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -20,11 +21,16 @@ __all__ = ['parity_gap', 'lookahead_check', 'as_of_check']
 
 # %% ../../nbs/42a_checks.ipynb #5ce2f643
 def parity_gap(fast:BacktestResult, ref) -> float:
-    "Largest absolute difference between an engine result and a reference result (weights, returns, turnover, metrics)."
+    "Largest absolute difference between an engine result and a reference result (weights, returns, turnover, costs, metrics)."
     assert fast.weights.index.equals(ref.weights.index) and fast.returns.index.equals(ref.returns.index)
     gap = lambda a, b: np.abs(a.to_numpy() - b.to_numpy()).max()
     gaps = [gap(fast.weights, ref.weights), gap(fast.returns, ref.returns), gap(fast.gross_returns, ref.gross_returns),
             gap(fast.turnover, ref.turnover), gap(fast.costs, ref.costs)]
+    if getattr(ref, "cost_kinds", None) is not None:
+        gaps += [gap(fast.cost_kinds, ref.cost_kinds), gap(fast.daily_turnover, ref.daily_turnover)]
+        events = [(r.closed, r.symbol) for r in fast.delistings.itertuples()]
+        assert events == [(t, s) for t, s, w, ret in ref.delistings], (events, ref.delistings)
+        gaps += [abs(w - r) for w, r in zip(fast.delistings["weight"], [w for t, s, w, ret in ref.delistings])]
     for k, v in ref.metrics.items():
         if v is None or fast.metrics[k] is None: assert v is None and fast.metrics[k] is None, k
         else: gaps.append(abs(fast.metrics[k] - v) / max(1.0, abs(v)))
@@ -38,6 +44,14 @@ def _perturb_confirmed(confirmed:pd.DataFrame|None, t:pd.Timestamp, rng) -> pd.D
     at = pd.DatetimeIndex(c["confirmed_at"])
     later = t + pd.to_timedelta(rng.integers(0, 1000, len(at)), unit="D")
     return c.assign(confirmed_at=at.where(at < t, later))
+
+# %% ../../nbs/42a_checks.ipynb #852dc1e4
+def _perturb_market(market, t:pd.Timestamp, kind:str, rng):
+    "`market` with its dollar volume and funding rows at or after `t` perturbed (`perturb_future`), or None."
+    if market is None: return None
+    frames = {k: getattr(market, k) for k in ("dollar_volume", "funding")}
+    garbage = {k: None if v is None else perturb_future(v, t, kind, seed=int(rng.integers(1 << 30))) for k, v in frames.items()}
+    return dataclasses.replace(market, **garbage)
 
 # %% ../../nbs/42a_checks.ipynb #5335d344
 def _same_past(clean:BacktestResult, dirty:BacktestResult, t:pd.Timestamp, kind:str):
@@ -55,9 +69,11 @@ def lookahead_check(engine, # a `BacktestEngine`
                     n_dates:int=3, kinds=("nan", "huge", "shuffle"), seed:int=0,
                     confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of `returns` (its future is perturbed too)
                     dates=None, # decision dates to perturb at (None: `n_dates` drawn at random)
+                    market=None, # the run's `MarketData` (its volume and funding futures are perturbed too)
+                    benchmark:str|None=None, # the benchmark column (beta-neutral pipelines)
                    ) -> int:
     "Perturb the future at decision dates; `LookAheadError` unless earlier decisions and returns stay bitwise. Returns the checks."
-    clean = engine.run(returns, allocator, selector, synthesizer, confirmed)      # the real input passes every check
+    clean = engine.run(returns, allocator, selector, synthesizer, confirmed, market=market, benchmark=benchmark)
     rng = np.random.default_rng(seed)
     if dates is None:
         n = len(clean.weights)
@@ -67,7 +83,7 @@ def lookahead_check(engine, # a `BacktestEngine`
         for kind in kinds:
             garbage = perturb_future(returns, t, kind, seed=int(rng.integers(1 << 30)))   # impossible values (−1e12) on purpose
             dirty = engine._run(engine._check_returns(garbage, domain=False), allocator, selector, synthesizer,
-                                _perturb_confirmed(confirmed, t, rng))
+                                _perturb_confirmed(confirmed, t, rng), _perturb_market(market, t, kind, rng), benchmark)
             _same_past(clean, dirty, t, kind)
             checks += 1
     return checks

@@ -18,6 +18,7 @@ import pandas as pd
 from ..core import SETTING_MAX, TVSError, ValidationError, describe
 from .engine import _RULES, BacktestEngine, _cash, _read_only
 from .metrics import METRIC_CONVENTIONS, compute_metrics
+from .inputs import MarketData
 from .simulation import simulate
 from .workspace import NumericalWorkspace
 from ..pipelines.allocation import Allocator, AllocationPipeline
@@ -226,18 +227,30 @@ def _path_owners(cv:CombinatorialPurgedCV) -> np.ndarray:
     owner[folds, ids] = np.arange(cv.n_splits)[:, None]
     return owner
 
-def _engine_simulate_paths(self:BacktestEngine, values:np.ndarray, cv:CombinatorialPurgedCV, targets:np.ndarray) -> tuple:
-    "(net returns n_rows × n_paths, turnover n_folds × n_paths, ruin rows {path: row}) of every path."
+def _cpcv_cost_folds(self:BacktestEngine, cv:CombinatorialPurgedCV, n:int) -> list:
+    "Per fold, the (a, b, s, e) whose rows a..b the cost model fits σ and ADV on: the `train` rows before the fold's start."
+    starts = np.arange(cv.n_folds) * cv.fold_size(n)
+    ends = np.append(starts[1:], n)
+    return [(max(0, int(s) - self.train), int(s), int(s), int(e)) for s, e in zip(starts, ends)]
+
+def _engine_simulate_paths(self:BacktestEngine, values:np.ndarray, cv:CombinatorialPurgedCV, targets:np.ndarray,
+                           frame:pd.DataFrame|None=None, # the returns (index and columns: the cost model's and delisting's)
+                           market:MarketData|None=None, # volumes, funding, asset classes (the cost model)
+                          ) -> tuple:
+    "(net returns n_rows × n_paths, turnover n_folds × n_paths, ruin rows {path: row}, the cost model) of every path."
     n = len(values)
     owner, trades = _path_owners(cv), np.arange(cv.n_folds) * cv.fold_size(n) + self.lag
+    model, fitted = (None, None) if frame is None else self._cost_model(frame, values, _cpcv_cost_folds(self, cv, n), market)
+    closures = (None, None) if frame is None else self._delisting(values, frame.columns, market)
     net, turnover, ruined = np.zeros((n, cv.n_test_paths)), np.zeros((cv.n_folds, cv.n_test_paths)), {}
     with NumericalWorkspace(values.shape[1], 1, preallocate=False) as ws:
         for p in range(cv.n_test_paths):
             sim = simulate(values, trades, targets[owner[:, p]], 0, n, self.holding, self.cost_bps,
-                           ws=ws if self.workspace else None)
+                           ws=ws if self.workspace else None, model=model, fitted=fitted,
+                           delist_rows=closures[0], delist_returns=closures[1])
             net[:, p], turnover[:, p] = sim.net, sim.turnover
             if sim.ruin_row is not None: ruined[p] = sim.ruin_row
-    return net, turnover, ruined
+    return net, turnover, ruined, model
 
 BacktestEngine._simulate_paths = _engine_simulate_paths
 
@@ -289,12 +302,16 @@ _CPCV_RULES = MappingProxyType({
 })
 
 # %% ../../nbs/42b_cpcv.ipynb #780ebae3
-def _engine_cpcv_conventions(self:BacktestEngine, pipeline:AllocationPipeline, cv:CombinatorialPurgedCV, n_rows:int) -> dict:
+def _engine_cpcv_conventions(self:BacktestEngine, pipeline:AllocationPipeline, cv:CombinatorialPurgedCV, n_rows:int,
+                             model=None, # the run's CostModel (None: the commission cost_bps only)
+                            ) -> dict:
     "Every convention of a CPCV run of this engine."
     return {**_CPCV_RULES, "n_folds": cv.n_folds, "n_test_folds": cv.n_test_folds, "purged_size": cv.purged_size,
             "embargo_size": cv.embargo_size, "n_splits": cv.n_splits, "n_test_paths": cv.n_test_paths,
             "fold_size": cv.fold_size(n_rows), "lag": self.lag, "holding": self.holding, "holding_rule": _RULES[self.holding],
             "cost_bps": self.cost_bps, "cost_model": _RULES["cost_model"],
+            **({} if model is None else {**model.conventions(), "cost_estimates": "σ and ADV of each fold's trade from the `train` rows before the fold"}),
+            **(self.delisting.conventions() if self.delisting is not None else {"delisting": _RULES["delisting_off"]}),
             **{k: _RULES[k] for k in ("missing_returns", "loss_cap", "ruin", "bad_decision")},
             "periods_per_year": self.periods_per_year, "risk_free_rate": 0.0, "metrics": dict(METRIC_CONVENTIONS),
             "allocation": pipeline.describe_params(), "workspace": self.workspace, "n_batches": self.n_batches}
@@ -351,23 +368,32 @@ def _engine_run_cpcv(self:BacktestEngine,
                      allocator:Allocator|AllocationPipeline, # the allocator (or a pipeline with caps and limits)
                      cv:CombinatorialPurgedCV, # the folds, purge and embargo
                      selector=None, synthesizer=None, # refused: walk-forward only
+                     *, market:MarketData|None=None, # volumes, funding, asset classes: the engine's cost model (`costs`)
                     ) -> CPCVResult:
     "Decide every split on its purged, embargoed training rows; hold it over its test groups; join them into paths."
-    return self._run_cpcv(self._check_returns(returns), allocator, cv, selector, synthesizer)
+    if market is not None and not isinstance(market, MarketData):
+        raise ValidationError(describe("market", type(market).__name__, "None or a MarketData"))
+    return self._run_cpcv(self._check_returns(returns), allocator, cv, selector, synthesizer, market)
 
 BacktestEngine.run_cpcv = _engine_run_cpcv
 
 # %% ../../nbs/42b_cpcv.ipynb #519a8577
-def _engine__run_cpcv(self:BacktestEngine, frame:pd.DataFrame, allocator, cv, selector=None, synthesizer=None) -> CPCVResult:
+def _engine__run_cpcv(self:BacktestEngine, frame:pd.DataFrame, allocator, cv, selector=None, synthesizer=None,
+                      market:MarketData|None=None) -> CPCVResult:
     "`run_cpcv` on a frame that passed `_check_returns` (the look-ahead tests call it on garbage made on purpose)."
     self._cpcv_check(frame, cv, selector, synthesizer)
     pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
+    needs = [k for k in ("holdings", "sectors", "benchmark") if getattr(pipeline, f"needs_{k}", False)]
+    if needs:
+        raise ValidationError(describe("allocator", repr(pipeline)[:200], "a pipeline without a turnover budget, sector caps or beta neutrality",
+                                       f"it needs the decision's {', '.join(needs)}, which a CPCV split decided on its own has not: "
+                                       "run it walk-forward (BacktestEngine.run)"))
     values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
     job = _CPCVJob(values, frame.columns, cv, cv.test_folds(), pipeline, self.workspace, self.poison)
     t0 = time.perf_counter()
     targets, fallbacks, excluded = self._decide_cpcv(job)
     t1 = time.perf_counter()
-    net, turnover, ruined = self._simulate_paths(values, cv, targets)
+    net, turnover, ruined, model = self._simulate_paths(values, cv, targets, frame, market)
     fallbacks += [(f"path {p}", "ruin", f"equity reached 0 at {frame.index[r]}: later returns are 0") for p, r in ruined.items()]
     paths = pd.DataFrame(net, index=frame.index, columns=pd.RangeIndex(cv.n_test_paths, name="path"))
     sharpe = pd.Series([_path_sharpe(net[:, p], self.periods_per_year) for p in range(cv.n_test_paths)],
@@ -375,7 +401,7 @@ def _engine__run_cpcv(self:BacktestEngine, frame:pd.DataFrame, allocator, cv, se
     splits, folds = _cpcv_tables(cv, frame.index, job)
     return CPCVResult(paths, sharpe, pd.DataFrame(targets, index=splits.index, columns=frame.columns), splits, folds,
                       pd.DataFrame(turnover, index=folds.index, columns=paths.columns),
-                      self.cpcv_conventions(pipeline, cv, len(frame)), fallbacks, excluded,
+                      self.cpcv_conventions(pipeline, cv, len(frame), model), fallbacks, excluded,
                       {"decide_s": t1 - t0, "simulate_s": time.perf_counter() - t1})
 
 BacktestEngine._run_cpcv = _engine__run_cpcv

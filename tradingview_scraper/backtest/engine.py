@@ -20,21 +20,25 @@ from ..core import (SETTING_MAX, ContractError, LookAheadError, Settings, TVSErr
                                       check_utc_index, describe)
 from ..data.loader import PointInTimeView
 from ..pipelines.allocation import Allocator, AllocationPipeline
+from ..pipelines.constraints import DecisionContext
 from .metrics import METRIC_CONVENTIONS
+from .costs import COST_KINDS, CostModel, CostParams
+from .delisting import DelistingParams, delisting_plan
 
 # %% auto #0
-__all__ = ['BacktestParams', 'BacktestEngine', 'BacktestResult', 'RETURNS_RULE', 'WorkspaceError', 'NumericalWorkspace',
-           'pending_holds', 'Simulation', 'simulate', 'NotReturnsError', 'parity_gap', 'lookahead_check', 'as_of_check']
+__all__ = ['BacktestParams', 'BacktestEngine', 'BacktestResult', 'MarketData', 'RETURNS_RULE', 'WorkspaceError',
+           'NumericalWorkspace', 'pending_holds', 'Simulation', 'simulate', 'NotReturnsError', 'parity_gap',
+           'lookahead_check', 'as_of_check']
 
 # %% ../../nbs/42_engine.ipynb #dd68caed
-from .inputs import RETURNS_RULE, NotReturnsError, _check_domain, _hold, pending_holds
+from .inputs import RETURNS_RULE, MarketData, NotReturnsError, _check_domain, _hold, pending_holds
 from .workspace import NumericalWorkspace, WorkspaceError
 from .simulation import Simulation, simulate
 from .result import BacktestResult, _result
 from .checks import as_of_check, lookahead_check, parity_gap
 
 # %% ../../nbs/42_engine.ipynb #2457ad53
-_all_ = ["BacktestResult", "RETURNS_RULE", "WorkspaceError", "NumericalWorkspace", "pending_holds", "Simulation",
+_all_ = ["BacktestResult", "MarketData", "RETURNS_RULE", "WorkspaceError", "NumericalWorkspace", "pending_holds", "Simulation",
          "simulate", "NotReturnsError", "parity_gap", "lookahead_check", "as_of_check"]
 
 # %% ../../nbs/42_engine.ipynb #465a5874
@@ -152,6 +156,13 @@ def _engine_params(**given) -> BacktestParams:
         name = loc[0] if loc else "lag"          # the model's one rule across fields is the lag's
         raise ValidationError(describe(name, given[name], _expected(name, plain))) from None
 
+# %% ../../nbs/42_engine.ipynb #cec1219b
+def _typed(value, cls:type, name:str, what:str):
+    "`value` if it is None or a `cls`, else a `ValidationError` naming it."
+    if value is not None and not isinstance(value, cls):
+        raise ValidationError(describe(name, type(value).__name__, f"None or a {cls.__name__} ({what})"))
+    return value
+
 # %% ../../nbs/42_engine.ipynb #b997cec2
 class BacktestEngine:
     "Walk-forward backtest: decide every fold through a point-in-time view, then simulate the path in order."
@@ -169,6 +180,8 @@ class BacktestEngine:
                  n_batches:int=1, # number of decision batches (one workspace each)
                  workspace:bool=True, # reuse a NumericalWorkspace per batch (False: fresh arrays per window)
                  poison:bool=False, # NaN-fill workspace buffers at every reset (tests)
+                 costs:CostParams|None=None, # the cost model's settings (None: the commission cost_bps only)
+                 delisting:DelistingParams|None=None, # how delisted holdings are closed (None: a missing return counts as 0)
                 ):
         p = _engine_params(train=train, test=test, step=step, anchored=anchored, holding=holding, cost_bps=cost_bps, lag=lag,
                            purge=purge, periods_per_year=periods_per_year, warmup=warmup, n_batches=n_batches, workspace=workspace)
@@ -181,6 +194,8 @@ class BacktestEngine:
         self.anchored, self.holding, self.cost_bps, self.warmup = p.anchored, p.holding, p.cost_bps, p.warmup
         self.periods_per_year, self.n_batches, self.workspace = p.periods_per_year, p.n_batches, p.workspace
         self.purge = p.purge
+        self.costs = _typed(costs, CostParams, "costs", "the profile's costs section")
+        self.delisting = _typed(delisting, DelistingParams, "delisting", "the profile's delisting section")
 
     def __repr__(self):
         changed = {k: v for k, v in self.get_params().items() if k != "map_fn" and v != _ENGINE_DEFAULTS[k]}
@@ -189,19 +204,23 @@ class BacktestEngine:
 # %% ../../nbs/42_engine.ipynb #fe38aac6
 def _engine_from_config(cls, params:BacktestParams, # a profile's `backtest` section, `periods_per_year` resolved
                         map_fn:Callable=map, # how decision batches are run
+                        costs:CostParams|None=None, # the profile's `costs` section
+                        delisting:DelistingParams|None=None, # the profile's `delisting` section
                        ) -> BacktestEngine:
     "The engine of `params`."
     if not isinstance(params, BacktestParams):
         raise ValidationError(describe("params", type(params).__name__, "a BacktestParams (the profile's backtest section)"))
-    return cls(**{k: getattr(params, k) for k in BacktestParams.model_fields}, map_fn=map_fn)
+    return cls(**{k: getattr(params, k) for k in BacktestParams.model_fields}, map_fn=map_fn, costs=costs, delisting=delisting)
 
 def _engine_get_params(self:BacktestEngine) -> dict:
     "The engine's constructor arguments: `BacktestEngine(**e.get_params())` is the same engine."
-    return {**self.params.model_dump(), "map_fn": self.map_fn, "poison": self.poison}
+    return {**self.params.model_dump(), "map_fn": self.map_fn, "poison": self.poison, "costs": self.costs,
+            "delisting": self.delisting}
 
 BacktestEngine.from_config = classmethod(_engine_from_config)
 BacktestEngine.get_params = _engine_get_params
-_ENGINE_DEFAULTS = {**BacktestParams().model_dump(), "periods_per_year": 252, "map_fn": map, "poison": False}
+_ENGINE_DEFAULTS = {**BacktestParams().model_dump(), "periods_per_year": 252, "map_fn": map, "poison": False, "costs": None,
+                    "delisting": None}
 
 # %% ../../nbs/42_engine.ipynb #390b28fe
 def _engine_folds(self:BacktestEngine, n_rows:int) -> list[tuple[int, int, int, int]]:
@@ -249,9 +268,19 @@ _RULES = MappingProxyType({
                  "until then the previous holdings keep earning (all cash before the first trade); a target is held "
                  "until the next fold's trade, the last one until the end of its test window",
     "drift": "bought at the trade and left to drift with prices; cash earns 0",
-    "fixed": "re-levered to the target every day at no cost",
-    "cost_model": "equity × (1 − cost_bps/1e4 × Σ|w_target − w_held|) at each trade, before that day's return; "
-                  "w_held = holdings drifted to the trade (all cash at the start); holdings carried across windows",
+    "fixed": "re-levered to the target every day; each day's re-levering trade (target − weights drifted through the day "
+             "before) is costed like a fold's trade",
+    "cost_model": "costs are paid from cash when incurred (cvxportfolio's accounting; cash earns 0): a row's net return is its "
+                  "gross return less its costs, each a fraction of the equity at the row's start; a trade z = w_target − w_held "
+                  "(w_held: holdings drifted to the trade, all cash at the start, carried across windows) costs cost_bps/1e4 × "
+                  "Σ|z| (commission) without a cost model, commission + spread + impact with one; with one, each row held also "
+                  "pays borrow on shorts and funding on perpetuals",
+    "cost_per_kind": "daily costs are kept per kind: " + ", ".join(COST_KINDS) + "; metrics cost_<kind>: their totals over the "
+                  "test period (fractions of equity summed over the days)",
+    "delisting_off": "off: a delisted holding's missing returns count as 0 (it keeps its last value)",
+    "parallel": "every fold is decided independently (its decision never depends on holdings), the path simulated after",
+    "in_order": "the pipeline needs the holdings (a turnover budget): each fold is decided just before its trade, with "
+                "the weights drifted through the row before its decision time (DecisionContext.previous)",
     "missing_returns": "a NaN/inf asset return counts as 0 for a held position",
     "loss_cap": "a short's daily return is capped at +100% (its loss at its weight), a long's at −100%",
     "ruin": "if the equity reaches 0 that day's return is −100% and every later return is 0",
@@ -262,15 +291,21 @@ _RULES = MappingProxyType({
 def _engine_conventions(self:BacktestEngine, pipeline:AllocationPipeline, selector=None, synthesizer=None,
                         n_folds:int|None=None, # folds of the run
                         n_held:int|None=None, # (decision, bar) cells held as pending; None: no `confirmed` given
+                        model:CostModel|None=None, # the run's cost model (its conventions are merged)
                        ) -> dict:
     "Every convention of a run with these settings."
+    in_order = bool(getattr(pipeline, "needs_holdings", False))
     return {
         "window": _RULES["window"], "train": self.train, "test": self.test, "step": self.step, "anchored": self.anchored,
         "n_folds": n_folds, "decision_time": _RULES["decision_time"], "decision_data": _RULES["decision_data"],
         "warmup": self.warmup, "pending_bars": _PENDING_RULE, "pending_held": n_held, "lag": self.lag,
         "purge": self.purge, "purge_rule": _RULES["purge"],
         "execution": _RULES["execution"], "holding": self.holding, "holding_rule": _RULES[self.holding],
-        "cost_bps": self.cost_bps, "cost_model": _RULES["cost_model"], "input": RETURNS_RULE,
+        "cost_bps": self.cost_bps, "cost_model": _RULES["cost_model"], "cost_per_kind": _RULES["cost_per_kind"],
+        **({} if model is None else model.conventions()),
+        **(self.delisting.conventions() if self.delisting is not None else {"delisting": _RULES["delisting_off"]}),
+        "decisions": "in order" if in_order else "parallel", "decisions_rule": _RULES["in_order" if in_order else "parallel"],
+        "input": RETURNS_RULE,
         **{k: _RULES[k] for k in ("missing_returns", "loss_cap", "ruin", "bad_decision")},
         "missing_data_policy": _MISSING_POLICY, "periods_per_year": self.periods_per_year, "risk_free_rate": 0.0,
         "metrics": dict(METRIC_CONVENTIONS), "allocation": pipeline.describe_params(),
@@ -295,13 +330,16 @@ class _DecisionJob:
     workspace: bool
     poison: bool
     holds: tuple = ()       # per fold: (rows, cols) its decision holds (`pending_holds`), or None; (): nothing pending
+    market: Any = None      # `MarketData` (point-in-time sectors for sector caps)
+    benchmark: str|None = None  # column of the benchmark (beta-neutral pipelines)
 
     def hold(self, f:int) -> tuple|None: return self.holds[f] if self.holds else None
 
     @property
     def fast(self) -> bool:
         "Neither selection nor synthesis in the loop: the allocator reads the training rows directly."
-        alloc = self.pipeline.allocator
+        alloc, p = self.pipeline.allocator, self.pipeline
+        if any(getattr(p, f"needs_{k}", False) for k in ("holdings", "sectors", "benchmark")): return False   # a context per fold
         return (self.selector is None or not alloc.uses_selection) and (self.synthesizer is None or not alloc.uses_streams)
 
 # %% ../../nbs/42_engine.ipynb #e6c49f3e
@@ -372,6 +410,26 @@ def _fold_streams(job:_DecisionJob, view:PointInTimeView) -> tuple:
         return syn.returns, syn.composition, clusters
     return view.frame[assets], None, clusters
 
+# %% ../../nbs/42_engine.ipynb #4b45fea7
+def _context(job:_DecisionJob, view:PointInTimeView, streams:pd.DataFrame, composition, held:np.ndarray|None,
+             sold:float=0.0, # Σ|h| of holdings outside the returns' columns (today's decision: symbols no longer loaded)
+            ):
+    "The `DecisionContext` of one decision (only what the pipeline's `needs_*` ask for), or None if it asks for nothing."
+    wants = [bool(getattr(job.pipeline, f"needs_{k}", False)) for k in ("holdings", "sectors", "benchmark")]
+    if not any(wants): return None
+    previous = sectors = bench = None
+    outside = float(sold)
+    if wants[0]:
+        assets = streams.columns if composition is None else composition.columns
+        h = np.zeros(len(job.frame.columns)) if held is None else held
+        held_s = pd.Series(h, index=job.frame.columns)
+        previous = held_s.reindex(pd.Index(assets), fill_value=0.0).to_numpy(dtype=np.float64)
+        outside += float(held_s[~held_s.index.isin(assets)].abs().sum())   # sold anyway: spent from the turnover budget
+    if wants[1] and job.market is not None: sectors = job.market.sectors_at(view.t)
+    if wants[2] and job.benchmark in view.columns:
+        bench = view.frame[job.benchmark].reindex(streams.index).to_numpy(dtype=np.float64)
+    return DecisionContext(previous, sectors, bench, outside)
+
 # %% ../../nbs/42_engine.ipynb #f1852c62
 def _asset_vector(weights:pd.Series, # asset weights of a decision
                   cols:pd.Index, # the returns' columns
@@ -384,12 +442,18 @@ def _asset_vector(weights:pd.Series, # asset weights of a decision
     w[cols.get_indexer(weights.index)] = weights.to_numpy(dtype=np.float64)
     return w
 
-def _decide_one(job:_DecisionJob, f:int, ws) -> tuple:
+def _decide_one(job:_DecisionJob, f:int, ws,
+                held:np.ndarray|None=None, # weights held at the decision, over the frame's columns (turnover-aware pipelines)
+                sold:float=0.0, # Σ|h| of holdings outside the frame's columns (sold whatever the decision)
+               ) -> tuple:
     "Selection and/or synthesis in the loop: each reads the fold's PointInTimeView (training rows + warmup)."
     try:
-        streams, composition, clusters = _fold_streams(job, _fold_view(job, f))
+        view = _fold_view(job, f)
+        streams, composition, clusters = _fold_streams(job, view)
         streams = streams[streams.index >= job.frame.index[job.folds[f][0]]]
-        res = job.pipeline.run(streams, composition, clusters, ws=ws)
+        ctx = _context(job, view, streams, composition, held, sold)
+        res = (job.pipeline.run(streams, composition, clusters, ws=ws) if ctx is None else
+               job.pipeline.run(streams, composition, clusters, ws=ws, context=ctx))
         return _asset_vector(res.asset_weights, job.frame.columns), list(res.fallbacks), dict(res.excluded)
     except TVSError as err:
         return _cash(len(job.frame.columns), err)
@@ -411,6 +475,41 @@ def _engine_decide(self:BacktestEngine, job:_DecisionJob, dates:pd.DatetimeIndex
 
 BacktestEngine._decide = _engine_decide
 
+# %% ../../nbs/42_engine.ipynb #c0f91b51
+class _InOrder:
+    "`simulate`'s `decide` for a pipeline that needs the holdings: fold f is decided with the weights held at its time."
+    def __init__(self, job:_DecisionJob, dates:pd.DatetimeIndex, ws):
+        self.job, self.dates, self.ws, self.seconds = job, dates, ws, 0.0
+        self.targets = np.zeros((len(job.folds), job.values.shape[1]))
+        self.fallbacks, self.excluded = [], {}
+
+    def __call__(self, f:int, held:np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        if self.ws is not None: self.ws.reset()
+        w, fb, exc = _decide_one(self.job, int(f), self.ws, held)
+        self.targets[f] = w
+        self.fallbacks += [(self.dates[f], step, why) for step, why in fb]
+        if exc: self.excluded[self.dates[f]] = exc
+        self.seconds += time.perf_counter() - t0
+        return w
+
+# %% ../../nbs/42_engine.ipynb #2cc7b09a
+def _engine_cost_model(self:BacktestEngine, frame:pd.DataFrame, values:np.ndarray, folds:list, market:MarketData|None) -> tuple:
+    "(the run's `CostModel`, its `FittedCosts`), or (None, None) without `costs` (the commission cost_bps only)."
+    if self.costs is None: return None, None
+    aligned = {"dollar_volume": None, "funding": None} if market is None else market.aligned(frame.index, frame.columns)
+    model = CostModel.from_params(self.costs, self.cost_bps, frame.columns, self.periods_per_year,
+                                  None if market is None else market.asset_class, aligned["funding"])
+    return model, model.fit(values, aligned["dollar_volume"], model.windows(folds))
+
+def _engine_delisting(self:BacktestEngine, values:np.ndarray, columns:pd.Index, market:MarketData|None) -> tuple:
+    "(closing row, delisting return) per column, or (None, None) without `delisting`."
+    if self.delisting is None: return None, None
+    return delisting_plan(values, columns, self.delisting, None if market is None else market.asset_class)
+
+BacktestEngine._cost_model = _engine_cost_model
+BacktestEngine._delisting = _engine_delisting
+
 # %% ../../nbs/42_engine.ipynb #06d46f56
 def _engine_run(self:BacktestEngine,
                 returns:pd.DataFrame, # simple daily returns (`RETURNS_RULE`): UTC index, a column per asset, NaN: not listed
@@ -418,14 +517,39 @@ def _engine_run(self:BacktestEngine,
                 selector=None, # Pillar 2 selection: .run(view) → result with .winners and .clusters
                 synthesizer=None, # synthesis: .run(view, assets) → result with .returns, .atoms, .composition
                 confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of the load: decisions hold what is not confirmed yet
+                *, market:MarketData|None=None, # dollar volume, funding, asset classes, catalog sectors (costs, constraints)
+                benchmark:str|None=None, # column of the benchmark (beta-neutral pipelines: `allocation.benchmark`)
                ) -> BacktestResult:
-    "Decide every fold (batched through `map_fn`), simulate in order, compute the metrics once."
-    return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed)
+    "Decide every fold (batched through `map_fn`; in order if the pipeline needs the holdings), simulate, compute the metrics once."
+    if market is not None and not isinstance(market, MarketData):
+        raise ValidationError(describe("market", type(market).__name__, "None or a MarketData"))
+    return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed, market, benchmark)
 
 BacktestEngine.run = _engine_run
 
+# %% ../../nbs/42_engine.ipynb #0a3b8be4
+def _engine_simulate(self:BacktestEngine, values:np.ndarray, folds:list, targets:np.ndarray|None, model, fitted,
+                     closures:tuple, # (delist_rows, delist_returns) or (None, None)
+                     in_order:_InOrder|None, # the decisions taken inside the simulation, or None (targets given)
+                    ) -> Simulation:
+    "The path of a run: one trade per fold on row s + lag; `in_order` decides each fold just before its trade."
+    trade_rows = np.array([s + self.lag for a, b, s, e in folds])
+    ws_dec = NumericalWorkspace(values.shape[1], max(b - a for a, b, s, e in folds), poison=self.poison) \
+        if in_order is not None and self.workspace else None
+    if in_order is not None: in_order.ws = ws_dec
+    try:
+        with NumericalWorkspace(values.shape[1], 1, preallocate=False) as sim_ws:
+            return simulate(values, trade_rows, targets, folds[0][2], folds[-1][3], self.holding, self.cost_bps,
+                            ws=sim_ws if self.workspace else None, model=model, fitted=fitted, delist_rows=closures[0],
+                            delist_returns=closures[1], decide=in_order, decision_rows=np.array([s for a, b, s, e in folds]))
+    finally:
+        if ws_dec is not None: ws_dec.release()
+
+BacktestEngine._simulate = _engine_simulate
+
 # %% ../../nbs/42_engine.ipynb #55d1ff55
-def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None) -> BacktestResult:
+def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None,
+                 market:MarketData|None=None, benchmark:str|None=None) -> BacktestResult:
     "`run` on a frame that passed `_check_returns`."
     pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
     for name, obj in (("selector", selector), ("synthesizer", synthesizer)):
@@ -439,19 +563,22 @@ def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, s
     n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
     values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
     job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
-                       tuple(holds) if n_held else ())
+                       tuple(holds) if n_held else (), market, benchmark)
     dates = pd.DatetimeIndex([frame.index[s] for a, b, s, e in folds], name="decision")
     t0 = time.perf_counter()
-    targets, fallbacks, excluded = self._decide(job, dates)
+    in_order = _InOrder(job, dates, None) if getattr(pipeline, "needs_holdings", False) else None
+    targets, fallbacks, excluded = (None, [], {}) if in_order else self._decide(job, dates)
     t1 = time.perf_counter()
-    trade_rows = np.array([s + self.lag for a, b, s, e in folds])
-    with NumericalWorkspace(values.shape[1], 1, preallocate=False) as sim_ws:
-        sim = simulate(values, trade_rows, targets, folds[0][2], folds[-1][3], self.holding, self.cost_bps,
-                       ws=sim_ws if self.workspace else None)
-    timings = {"decide_s": t1 - t0, "simulate_s": time.perf_counter() - t1}
-    conventions = self.conventions(pipeline, selector, synthesizer, len(folds), n_held)
-    return _result(frame, folds, dates, trade_rows, targets, sim, fallbacks, excluded, conventions, timings,
-                   self.periods_per_year)
+    model, fitted = self._cost_model(frame, values, folds, market)
+    sim = self._simulate(values, folds, targets, model, fitted, self._delisting(values, frame.columns, market), in_order)
+    if in_order: targets, fallbacks, excluded = in_order.targets, in_order.fallbacks, in_order.excluded
+    decide_s = t1 - t0 + (in_order.seconds if in_order else 0.0)
+    timings = {"decide_s": decide_s, "simulate_s": time.perf_counter() - t0 - decide_s}
+    conventions = self.conventions(pipeline, selector, synthesizer, len(folds), n_held, model)
+    if model is not None and model.impact is not None:     # impact is charged only where the data has volumes
+        conventions.update(cost_impact_unpriced=fitted.missing_volume, cost_impact_pairs=int(fitted.adv.size))
+    return _result(frame, folds, dates, np.array([s + self.lag for a, b, s, e in folds]), targets, sim, fallbacks, excluded,
+                   conventions, timings, self.periods_per_year)
 
 BacktestEngine._run = _engine__run
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..core import ContractError, LookAheadError, TVSError, ValidationError, describe, to_utc
 from ..data.loader import PointInTimeView
+from .costs import COST_KINDS, CostModel
 
 # %% auto #0
 __all__ = ['synthetic_returns', 'reference_folds', 'ReferenceResult', 'reference_backtest', 'reference_metrics']
@@ -74,6 +75,9 @@ class ReferenceResult:
     trade_dates: pd.Series        # decision date → first day the target earns
     metrics: dict                 # `reference_metrics` of the stitched curve
     fallbacks: list = field(default_factory=list) # (decision date, step, reason)
+    cost_kinds: pd.DataFrame|None = None # daily costs per kind (COST_KINDS), fraction of equity
+    daily_turnover: pd.Series|None = None # one-way turnover traded each day
+    delistings: list = field(default_factory=list) # (closing date, symbol, weight held, delisting return)
 
 # %% ../../nbs/41_reference.ipynb #2612c316
 def _reference_window(returns:pd.DataFrame, lo:int, b:int, confirmed) -> pd.DataFrame:
@@ -88,9 +92,28 @@ def _reference_window(returns:pd.DataFrame, lo:int, b:int, confirmed) -> pd.Data
     for ts, sym in held: window.loc[ts, sym] = np.nan
     return window
 
+# %% ../../nbs/41_reference.ipynb #d562c974
+def _reference_context(pipeline, columns:pd.Index, view:PointInTimeView, streams:pd.DataFrame, composition,
+                       held:list|None, market, benchmark:str|None):
+    "The `DecisionContext` of a decision — only what the pipeline asks for (`needs_*`) — or None if it asks for nothing."
+    from tradingview_scraper.pipelines.constraints import DecisionContext
+    wants = [bool(getattr(pipeline, f"needs_{k}", False)) for k in ("holdings", "sectors", "benchmark")]
+    if not any(wants): return None
+    previous = sectors = bench = None
+    outside = 0.0
+    if wants[0]:
+        h = dict(zip(columns, held if held is not None else [0.0] * len(columns)))
+        assets = streams.columns if composition is None else composition.columns
+        previous = np.array([h.get(k, 0.0) for k in assets])
+        outside = sum(abs(v) for k, v in h.items() if k not in set(assets))   # sold anyway: spent from the budget
+    if wants[1] and market is not None: sectors = market.sectors_at(view.t)
+    if wants[2] and benchmark in view.columns:
+        bench = view.frame[benchmark].reindex(streams.index).to_numpy(dtype=np.float64)
+    return DecisionContext(previous, sectors, bench, outside)
+
 # %% ../../nbs/41_reference.ipynb #111def02
 def _reference_decide(returns:pd.DataFrame, a:int, b:int, warmup:int, pipeline, selector, synthesizer,
-                      confirmed=None) -> tuple[dict, list]:
+                      confirmed=None, held:list|None=None, market=None, benchmark:str|None=None) -> tuple[dict, list]:
     "Target asset weights {asset: weight} of the fold training on rows [a, b), and the recorded fallbacks."
     t = returns.index[b]
     view = PointInTimeView(_reference_window(returns, max(0, a - warmup), b, confirmed), t, name="returns")
@@ -107,7 +130,8 @@ def _reference_decide(returns:pd.DataFrame, a:int, b:int, warmup:int, pipeline, 
         else:
             streams, composition = view.frame[assets], None
         streams = streams[streams.index >= returns.index[a]]
-        res = pipeline.run(streams, composition, clusters)
+        ctx = _reference_context(pipeline, returns.columns, view, streams, composition, held, market, benchmark)
+        res = pipeline.run(streams, composition, clusters) if ctx is None else pipeline.run(streams, composition, clusters, context=ctx)
         unknown = [k for k in res.asset_weights.index if k not in returns.columns]
         if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
     except LookAheadError:
@@ -131,40 +155,120 @@ def _reference_day(row, # the day's asset returns
         port += held[i] * r
     return port, eff
 
+# %% ../../nbs/41_reference.ipynb #a05287d3
+def _reference_trade_cost(z:list, model, cost_bps:float, value:float, fitted, f:int) -> list:
+    "Costs per kind (COST_KINDS) of trading z (fractions of equity): the model's plain twin, or the commission cost_bps."
+    if model is None: return [cost_bps / 1e4 * sum(abs(x) for x in z), 0.0, 0.0, 0.0, 0.0]
+    return [float(x) for x in model.trade_costs_reference(np.array([z]), value, fitted, f)[0]]
+
+def _reference_holding_cost(held:list, model, d:int) -> list:
+    "Costs per kind of holding `held` (fractions of equity) through row d: the model's plain twin, or nothing."
+    if model is None: return [0.0] * 5
+    return [float(x) for x in model.holding_costs_reference(np.array([held]), np.array([d]))[0]]
+
+# %% ../../nbs/41_reference.ipynb #cb9a11de
+def _reference_append(p:dict, net:float, gross:float, kinds:list, traded:float):
+    "Append one day to the path."
+    p["net"].append(net)
+    p["gross"].append(gross)
+    p["daily_costs"].append(kinds)
+    p["daily_turnover"].append(traded)
+
+def _reference_step(p:dict, row, d:int, held:list, target, trade:bool, f, equity:float, holding:str, cost_bps:float,
+                    model, fitted, closes:list, delist_returns) -> tuple[list, float]:
+    "One day: trade to the target (if it is a trade day), pay, earn, close the delisted, drift. (held, equity) after it."
+    n, c = len(held), [0.0] * 5
+    if trade and target is not None:
+        z = [target[i] - held[i] for i in range(n)]
+        c = _reference_trade_cost(z, model, cost_bps, (1.0 if model is None else model.capital) * equity, fitted, f)
+        traded = sum(abs(x) for x in z)
+        p["turnover"][f] += traded
+        held = list(target)
+    hc = _reference_holding_cost(held, model, d)
+    row = [delist_returns[i] if closes[i] == d else row[i] for i in range(n)]
+    port, eff = _reference_day(row, held)
+    net = port - sum(c) - sum(hc)
+    kinds = [c[k] + hc[k] for k in range(5)]
+    _reference_append(p, net, port, kinds, traded if trade and target is not None else 0.0)
+    if f is not None: p["costs"][f] += sum(kinds)
+    for i in range(n):
+        if closes[i] == d and held[i] != 0.0: p["delistings"].append((d, i, held[i], float(delist_returns[i])))
+    if net <= -1.0 + 1e-12 or sum(c) >= 1.0:                 # a total loss, up to rounding
+        p["net"][-1], p["ruin"] = -1.0, d
+        return [0.0] * n, 0.0
+    held = [held[i] * (1.0 + eff[i]) / (1.0 + net) for i in range(n)]
+    for i in range(n):
+        if closes[i] == d:
+            held[i] = 0.0
+            if target is not None: target[i] = 0.0
+    return held, equity * (1.0 + net)
+
 # %% ../../nbs/41_reference.ipynb #ca903eae
 def _reference_path(values, # asset returns, rows × assets
                     trade_at:dict, # row → the fold whose target is held from that row on (its first earning row)
                     targets:list, # target weights of each fold
                     start:int, end:int, holding:str, cost_bps:float,
-                   ) -> tuple[list, list, list, list, int|None]:
-    "(net, gross, turnover, costs, ruin row or None) of the rows [start, end), one day at a time."
-    n_assets = len(targets[0])
-    held = [0.0] * n_assets
-    turnover, costs = [0.0] * len(targets), [0.0] * len(targets)
-    net, gross, ruin = [], [], None
+                    model=None, fitted=None, # a CostModel and its FittedCosts (None: the commission cost_bps only)
+                    delist_rows=None, delist_returns=None, # per column: closing row (−1 none) and its return
+                    decide=None, # callable(f, held) → target of fold f, asked at its decision row (turnover-aware)
+                    decision_at:dict|None=None, # row → the fold decided at the start of that row (with `decide`)
+                   ) -> dict:
+    "The path of the rows [start, end), one day at a time: net, gross, turnover, costs, ruin, daily_costs, delistings, targets."
+    n = len(targets[0])
+    closes = list(delist_rows) if delist_rows is not None else [-1] * n
+    p = {"net": [], "gross": [], "turnover": [0.0] * len(targets), "costs": [0.0] * len(targets), "ruin": None,
+         "daily_costs": [], "daily_turnover": [], "delistings": [], "targets": [[0.0] * n for _ in targets]}
+    held, target, f, equity = [0.0] * n, None, None, 1.0
     for d in range(start, end):
-        cost = 0.0
-        if d in trade_at and ruin is None:
+        if decide is not None and d in decision_at: targets[decision_at[d]] = list(decide(decision_at[d], list(held)))
+        if p["ruin"] is not None:                       # ruined: nothing held, later folds decided but never traded
+            _reference_append(p, 0.0, 0.0, [0.0] * 5, 0.0)
+            continue
+        if d in trade_at:
             f = trade_at[d]
-            to = 0.0
-            for i in range(n_assets): to += abs(targets[f][i] - held[i])
-            cost = cost_bps / 1e4 * to
-            turnover[f], costs[f] = to, cost
-            held = list(targets[f])
-        port, eff = _reference_day(values[d], held)
-        if ruin is not None:
-            net.append(0.0)
-            gross.append(0.0)
-        elif (1.0 - cost) * (1.0 + port) <= 0.0:
-            net.append(-1.0)
-            gross.append(port)
-            ruin, held = d, [0.0] * n_assets
-        else:
-            net.append((1.0 - cost) * (1.0 + port) - 1.0)
-            gross.append(port)
-            if holding == "drift":                               # "fixed": re-levered to the target, held stays
-                held = [held[i] * (1.0 + eff[i]) / (1.0 + port) for i in range(n_assets)]
-    return net, gross, turnover, costs, ruin
+            target = [0.0 if 0 <= closes[i] < d else float(targets[f][i]) for i in range(n)]
+            p["targets"][f] = list(target)
+        held, equity = _reference_step(p, values[d], d, held, target, d in trade_at or holding == "fixed", f, equity,
+                                       holding, cost_bps, model, fitted, closes, delist_returns)
+    return p
+
+# %% ../../nbs/41_reference.ipynb #a1312fff
+def _reference_costs(returns:pd.DataFrame, folds:list, costs, cost_bps:float, periods_per_year:int, market):
+    "(cost model, its σ/ADV fitted on each fold's window) of a run, or (None, None) without `costs`."
+    if costs is None: return None, None
+    asset_class = None if market is None else market.asset_class
+    funding = None if market is None or market.funding is None else market.funding.reindex(index=returns.index)
+    model = CostModel.from_params(costs, cost_bps, returns.columns, periods_per_year, asset_class, funding)
+    volume = None
+    if market is not None and market.dollar_volume is not None:
+        volume = market.dollar_volume.reindex(index=returns.index, columns=returns.columns).to_numpy(dtype=np.float64)
+    return model, model.fit(returns.to_numpy(dtype=np.float64), volume, model.windows(folds))
+
+def _reference_delisting(returns:pd.DataFrame, delisting, market) -> tuple:
+    "(closing row, delisting return) per column by `delisting_plan_reference`, or (None, None) without `delisting`."
+    if delisting is None: return None, None
+    from tradingview_scraper.backtest.delisting import delisting_plan_reference
+    return delisting_plan_reference(returns.to_numpy(dtype=np.float64), returns.columns, delisting,
+                                    None if market is None else market.asset_class)
+
+# %% ../../nbs/41_reference.ipynb #75e3cd5a
+def _reference_result(returns:pd.DataFrame, folds:list, lag:int, p:dict, targets:list, fallbacks:list,
+                      periods_per_year:int) -> ReferenceResult:
+    "The `ReferenceResult` of a path: series on the calendar, metrics by the definition."
+    if p["ruin"] is not None: fallbacks.append((returns.index[p["ruin"]], "ruin", "equity reached 0: later returns are 0"))
+    idx, start, end = returns.index, folds[0][2], folds[-1][3]
+    by_decision = pd.DatetimeIndex([idx[s] for a, b, s, e in folds], name="decision")
+    return ReferenceResult(
+        returns=pd.Series(p["net"], index=idx[start:end], name="returns"),
+        gross_returns=pd.Series(p["gross"], index=idx[start:end], name="gross_returns"),
+        weights=pd.DataFrame(targets, index=by_decision, columns=returns.columns),
+        turnover=pd.Series(p["turnover"], index=by_decision, name="turnover"),
+        costs=pd.Series(p["costs"], index=by_decision, name="costs"),
+        trade_dates=pd.Series([idx[s + lag] for a, b, s, e in folds], index=by_decision, name="first_earning_day"),
+        metrics=reference_metrics(p["net"], periods_per_year, p["turnover"], p["costs"]),
+        fallbacks=fallbacks, cost_kinds=pd.DataFrame(p["daily_costs"], index=idx[start:end], columns=list(COST_KINDS)),
+        daily_turnover=pd.Series(p["daily_turnover"], index=idx[start:end], name="daily_turnover"),
+        delistings=[(idx[r], returns.columns[j], w, ret) for r, j, w, ret in p["delistings"]])
 
 # %% ../../nbs/41_reference.ipynb #14cd2969
 def reference_backtest(returns:pd.DataFrame, # daily asset returns (UTC index), NaN where not listed
@@ -174,6 +278,10 @@ def reference_backtest(returns:pd.DataFrame, # daily asset returns (UTC index), 
                        *, train:int=252, test:int=21, step:int|None=None, anchored:bool=False,
                        holding:str="drift", cost_bps:float=0.0, lag:int=0, periods_per_year:int=252, warmup:int=0,
                        confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed`: symbol, ts, confirmed_at of suspect bars
+                       costs=None, # `CostParams` (the profile's `costs`): the full cost model; None: the commission cost_bps
+                       delisting=None, # `DelistingParams`: delisted holdings are closed; None: a missing return counts as 0
+                       market=None, # `MarketData`: dollar volume, funding, asset classes, catalog sectors
+                       benchmark:str|None=None, # column of the benchmark (beta-neutral pipelines)
                       ) -> ReferenceResult:
     "Walk-forward backtest by the definition (slow, plain, obviously correct)."
     from tradingview_scraper.pipelines.allocation import AllocationPipeline
@@ -184,26 +292,21 @@ def reference_backtest(returns:pd.DataFrame, # daily asset returns (UTC index), 
     folds = reference_folds(len(returns), train, test, step, anchored)
     if not folds:
         raise ValidationError(describe("history length", len(returns), f"at least train + test = {train + test} rows"))
-    targets, fallbacks = [], []
-    for a, b, s, e in folds:
-        w, fb = _reference_decide(returns, a, b, warmup, pipeline, selector, synthesizer, confirmed)
-        targets.append([w.get(name, 0.0) for name in returns.columns])
-        fallbacks += [(returns.index[s], st, why) for st, why in fb]
-    trade_at = {s + lag: f for f, (a, b, s, e) in enumerate(folds)}
-    start, end = folds[0][2], folds[-1][3]
-    net, gross, turnover, costs, ruin = _reference_path(returns.to_numpy(), trade_at, targets, start, end, holding, cost_bps)
-    if ruin is not None: fallbacks.append((returns.index[ruin], "ruin", "equity reached 0: later returns are 0"))
-    idx = returns.index
-    by_decision = pd.DatetimeIndex([idx[s] for a, b, s, e in folds], name="decision")
-    return ReferenceResult(
-        returns=pd.Series(net, index=idx[start:end], name="returns"),
-        gross_returns=pd.Series(gross, index=idx[start:end], name="gross_returns"),
-        weights=pd.DataFrame(targets, index=by_decision, columns=returns.columns),
-        turnover=pd.Series(turnover, index=by_decision, name="turnover"),
-        costs=pd.Series(costs, index=by_decision, name="costs"),
-        trade_dates=pd.Series([idx[s + lag] for a, b, s, e in folds], index=by_decision, name="first_earning_day"),
-        metrics=reference_metrics(net, periods_per_year, turnover, costs),
-        fallbacks=fallbacks)
+    targets, fallbacks = [[0.0] * returns.shape[1] for _ in folds], []
+    def decide(f:int, held:list|None=None) -> list:
+        a, b, s, e = folds[f]
+        w, fb = _reference_decide(returns, a, b, warmup, pipeline, selector, synthesizer, confirmed, held, market, benchmark)
+        fallbacks.extend((returns.index[s], st, why) for st, why in fb)
+        targets[f] = [w.get(name, 0.0) for name in returns.columns]
+        return targets[f]
+    in_order = bool(getattr(pipeline, "needs_holdings", False))        # a turnover budget: decide in order, with the holdings
+    if not in_order: [decide(f) for f in range(len(folds))]
+    model, fitted = _reference_costs(returns, folds, costs, cost_bps, periods_per_year, market)
+    closes, rets = _reference_delisting(returns, delisting, market)
+    p = _reference_path(returns.to_numpy(), {s + lag: f for f, (a, b, s, e) in enumerate(folds)}, targets, folds[0][2],
+                        folds[-1][3], holding, cost_bps, model, fitted, closes, rets, decide if in_order else None,
+                        {s: f for f, (a, b, s, e) in enumerate(folds)})
+    return _reference_result(returns, folds, lag, p, targets, fallbacks, periods_per_year)
 
 # %% ../../nbs/41_reference.ipynb #4e5150f6
 def reference_metrics(returns:list, periods_per_year:int=252, turnover:list|None=None, costs:list|None=None) -> dict:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core import ValidationError
 from .metrics import compute_metrics
+from .costs import COST_KINDS
 from .simulation import Simulation
 
 # %% auto #0
@@ -34,6 +35,21 @@ class BacktestResult:
     fallbacks: list = field(default_factory=list) # (decision date, step, reason)
     excluded: dict = field(default_factory=dict)  # decision date → {asset or stream: reason}
     timings: dict = field(default_factory=dict)   # seconds spent deciding and simulating
+    cost_kinds: pd.DataFrame|None = None          # daily costs per kind (COST_KINDS), fraction of the equity at each row's start
+    daily_turnover: pd.Series|None = None         # one-way turnover traded each day (fixed: the daily re-levering too)
+    delistings: pd.DataFrame|None = None          # closed holdings: symbol, last_price, closed, weight, delisting_return, contribution
+
+# %% ../../nbs/41d_result.ipynb #4a6dd0de
+_DELISTING_COLUMNS = ["symbol", "last_price", "closed", "weight", "delisting_return", "contribution"]
+
+def _delisting_frame(events:tuple, # `Simulation.delistings`: (row, column, weight, return)
+                     index:pd.DatetimeIndex, columns:pd.Index) -> pd.DataFrame:
+    "One row per closed holding: symbol, last_price (ts), closed (ts), weight, delisting_return, contribution."
+    rows = [(columns[j], index[r - 1], index[r], w, ret, w * ret) for r, j, w, ret in events]
+    out = pd.DataFrame(rows, columns=_DELISTING_COLUMNS)
+    if not rows: out = out.astype({"last_price": "datetime64[ns, UTC]", "closed": "datetime64[ns, UTC]", "weight": float,
+                                    "delisting_return": float, "contribution": float})
+    return out
 
 # %% ../../nbs/41d_result.ipynb #d07e3124
 def _result(frame:pd.DataFrame, folds:list, dates:pd.DatetimeIndex, trade_rows:np.ndarray, targets:np.ndarray,
@@ -49,6 +65,8 @@ def _result(frame:pd.DataFrame, folds:list, dates:pd.DatetimeIndex, trade_rows:n
     except ValidationError as err:
         metrics = dict.fromkeys(compute_metrics(np.zeros(2)), None)
         fallbacks.append((days[-1], "metrics", f"{err}; metrics undefined"))
+    kinds = pd.DataFrame(sim.daily_costs, index=days, columns=list(COST_KINDS))
+    metrics.update({f"cost_{k}": float(kinds[k].sum()) for k in COST_KINDS})
     with np.errstate(divide="ignore", over="ignore"):       # ruin → 0, absurd inputs → inf, never a warning
         equity = np.exp(np.cumsum(np.log1p(np.maximum(sim.net, -1.0))))
     fold_frame = pd.DataFrame(folds, columns=["train_start", "train_end", "test_start", "test_end"], index=dates)
@@ -60,7 +78,9 @@ def _result(frame:pd.DataFrame, folds:list, dates:pd.DatetimeIndex, trade_rows:n
         turnover=pd.Series(sim.turnover, index=dates, name="turnover"),
         costs=pd.Series(sim.costs, index=dates, name="costs"),
         trade_dates=pd.Series(idx[trade_rows], index=dates, name="first_earning_day"),
-        metrics=metrics, conventions=conventions, folds=fold_frame, fallbacks=fallbacks, excluded=excluded, timings=timings)
+        metrics=metrics, conventions=conventions, folds=fold_frame, fallbacks=fallbacks, excluded=excluded, timings=timings,
+        cost_kinds=kinds, daily_turnover=pd.Series(sim.daily_turnover, index=days, name="daily_turnover"),
+        delistings=_delisting_frame(sim.delistings, idx, frame.columns))
 
 # %% ../../nbs/41d_result.ipynb #8df262d4
 def _result_name(self:BacktestResult) -> str:
@@ -75,9 +95,12 @@ def _result_summary(self:BacktestResult) -> pd.Series:
 def _result_summary_text(self:BacktestResult) -> str:
     "Metrics, then the conventions, as text for reports."
     fmt = lambda v: "undefined" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-    lines = ["metrics:"] + [f"  {k:<13} {fmt(v)}" for k, v in self.metrics.items()]
+    lines = ["metrics:"] + [f"  {k:<13} {fmt(v)}" for k, v in self.metrics.items() if not k.startswith("cost_")]
+    lines += ["costs per kind (fraction of equity, total):"] + [f"  {k[5:]:<13} {fmt(v)}" for k, v in self.metrics.items()
+                                                                if k.startswith("cost_")]
     lines += ["conventions:"] + [f"  {k:<17} {v}" for k, v in self.conventions.items() if k != "metrics"]
     lines += [f"fallbacks: {len(self.fallbacks)} recorded"]
+    if self.delistings is not None and len(self.delistings): lines += [f"delistings: {len(self.delistings)} holdings closed"]
     return "\n".join(lines)
 
 BacktestResult.name = property(_result_name)

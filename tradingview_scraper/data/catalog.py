@@ -15,7 +15,7 @@ from ..security import validate_user_path
 
 # %% auto #0
 __all__ = ['CATALOG_FIELDS', 'CATALOG_COLUMNS', 'ADJUSTMENTS', 'KEPT_FIELDS', 'conform_catalog', 'catalog_as_of',
-           'MetadataSnapshot']
+           'MetadataSnapshot', 'MixedAdjustmentsError', 'adjustments_of', 'check_adjustments']
 
 # %% ../../nbs/09_catalog.ipynb #f5bba4ec
 CATALOG_FIELDS = ["exchange", "type", "currency", "tick_size", "timezone", "session", "description", "sector", "adjustment"]
@@ -110,3 +110,43 @@ class MetadataSnapshot:
 
     def __len__(self): return len(self._versions)
     def __repr__(self): return f"MetadataSnapshot({len(self._versions)} versions, {self._versions['symbol'].nunique()} symbols, path={str(self.path) if self.path else None!r})"
+
+# %% ../../nbs/09_catalog.ipynb #9448aacb
+class MixedAdjustmentsError(ContractError):
+    "One returns matrix would mix symbols whose bars carry different price adjustments (the catalog's `adjustment`)."
+    def __init__(self, message:str, # names a few symbols of each kind and counts the rest
+                 groups:dict, # adjustment ("unknown" for None) → every symbol carrying it
+                ):
+        super().__init__(message)
+        self.groups = groups
+
+def adjustments_of(catalog:pd.DataFrame, # catalog versions indexed by symbol (`catalog_as_of`, `MetadataSnapshot.as_of`)
+                   symbols, # the symbols asked about
+                  ) -> pd.Series:
+    "The recorded `adjustment` of each symbol, indexed by symbol: one of `ADJUSTMENTS`, or None (unknown or not in the catalog)."
+    syms = pd.Index([str(s) for s in symbols], dtype=object, name="symbol")
+    col = catalog["adjustment"] if "adjustment" in catalog.columns else pd.Series(dtype=object)
+    vals = col[~col.index.duplicated(keep="last")].reindex(syms)
+    return pd.Series([v if isinstance(v, str) and v else None for v in vals], index=syms, dtype=object, name="adjustment")
+
+# %% ../../nbs/09_catalog.ipynb #1ec7043b
+def _adjustment_groups(adjustments:pd.Series) -> dict:
+    "Adjustment ('unknown' for None) → its symbols, the largest group first."
+    groups = {}
+    for sym, a in adjustments.items(): groups.setdefault(a if isinstance(a, str) else "unknown", []).append(str(sym))
+    return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+def check_adjustments(adjustments:pd.Series, # adjustment per symbol (`adjustments_of`), None: unknown
+                      shown:int=3, # symbols named per kind in the message
+                     ) -> pd.Series:
+    "`adjustments` when they are all one kind (unknown is a kind of its own), else `MixedAdjustmentsError` naming who carries which."
+    groups = _adjustment_groups(adjustments)
+    if len(groups) <= 1: return adjustments
+    def part(kind, syms):
+        more = f" and {len(syms) - shown} more" if len(syms) > shown else ""
+        return f"{kind} ×{len(syms)} ({', '.join(syms[:shown])}{more})"
+    raise MixedAdjustmentsError(
+        "one returns matrix would mix price adjustments: " + "; ".join(part(k, v) for k, v in groups.items())
+        + (". An unknown adjustment (not recorded in the catalog) cannot be shown to match a known one" if "unknown" in groups else "")
+        + ". Load them separately, hydrate them again with one hydration.adjustment, or accept the mix with "
+          "data.mixed_adjustments: true (DataLoader(mixed_adjustments=True))", groups)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ..config import DataRules
 from ..core import (ContractError, CorruptDataError, DataNotFoundError, LookAheadError, Symbol, TVSError,
                                       ValidationError, describe, to_utc)
+from .catalog import MixedAdjustmentsError, adjustments_of, check_adjustments
 from .contracts import _DAY_NS, RETURNS, IngestionValidator, check, flag_bars, no_unconfirmed
 from .lakehouse import OHLCV_SCHEMA, Lakehouse, MetadataSnapshot, atomic_write_parquet
 from ..ledger import AuditLedger, content_hash, file_hash
@@ -170,9 +171,11 @@ class LoadReport:
 # %% ../../nbs/12_loader.ipynb #2c7aaffe
 @dataclass(frozen=True)
 class LoadResult:
-    "The returns matrix and its report."
+    "The returns matrix, its report, the traded value of every bar and the price adjustment of every symbol."
     returns: pd.DataFrame
     report: LoadReport
+    dollar_volume: pd.DataFrame|None = None  # close × volume of the bar on each row (returns' index and columns), NaN where no bar
+    adjustments: pd.Series|None = None       # the catalog's price adjustment per symbol (returns' columns), None: unknown
 
     def as_of(self, t) -> PointInTimeView:
         "A point-in-time view of the returns strictly before `t`, holding the suspect bars not yet confirmed at `t`."
@@ -261,6 +264,7 @@ class DataLoader:
                  max_gap_fraction:float|None=None, # density policy; None: rules.max_gap_fraction
                  record_quarantine:bool=True, # write quarantine records to the lakehouse
                  workers:int=4, # threads reading and validating symbols
+                 mixed_adjustments:bool=False, # accept symbols of different price adjustments in one matrix (see below)
                 ):
         if not isinstance(lakehouse, Lakehouse): raise ValidationError(describe("lakehouse", type(lakehouse).__name__, "a Lakehouse"))
         if calendar not in ("union", "intersection"): raise ValidationError(describe("calendar policy", calendar, "'union' or 'intersection'"))
@@ -269,18 +273,25 @@ class DataLoader:
         self.max_gap_fraction = self.rules.max_gap_fraction if max_gap_fraction is None else float(max_gap_fraction)
         if not 0 <= self.max_gap_fraction <= 1: raise ValidationError(describe("max_gap_fraction", max_gap_fraction, "a number in [0, 1]"))
         self.record_quarantine, self.workers = record_quarantine, max(1, int(workers))
+        if not isinstance(mixed_adjustments, bool): raise ValidationError(describe("mixed_adjustments", mixed_adjustments, "True or False"))
+        self.mixed_adjustments = mixed_adjustments
 
     @classmethod
     def from_profile(cls, profile, lakehouse:Lakehouse|None=None, metadata:MetadataSnapshot|None=None, **kw) -> DataLoader:
-        "A loader configured by `profile.data`."
+        "A loader configured by `profile.data` (including `data.mixed_adjustments`)."
+        kw.setdefault("mixed_adjustments", profile.data.mixed_adjustments)
         return cls(lakehouse or Lakehouse.from_profile(profile), metadata, profile.data.rules, profile.data.calendar, **kw)
 
 # %% ../../nbs/12_loader.ipynb #9851597a
+def _weekends_of(self, syms:list[str]) -> np.ndarray:
+    "Per symbol 1 / 0 from the run's metadata (session 24x7 or not), -1 when unknown; the snapshot is read once for all."
+    if self.metadata is None: return np.full(len(syms), -1, np.int8)
+    sessions = self.metadata.as_of()["session"].reindex([str(Symbol.parse(s)) for s in syms])
+    return np.array([int(s == "24x7") if isinstance(s, str) else -1 for s in sessions], np.int8)
+
 def _weekends(self, sym:str) -> int:
     "1 / 0 from the run's metadata (session 24x7 or not); -1 when unknown."
-    if self.metadata is None: return -1
-    session = self.metadata.get(sym, "session")
-    return -1 if session is None else int(session == "24x7")
+    return int(self._weekends_of([sym])[0])
 
 def _read(self, sym:str, interval:str, end) -> tuple:
     "One symbol's bars in time order and whether its file had to be sorted, or the error that names its file."
@@ -290,7 +301,7 @@ def _read(self, sym:str, interval:str, end) -> tuple:
     except (ContractError, CorruptDataError, DataNotFoundError) as e: return sym, f"{type(e).__name__}: {e}", False
     return sym, t, resorted
 
-DataLoader._weekends, DataLoader._read = _weekends, _read
+DataLoader._weekends_of, DataLoader._weekends, DataLoader._read = _weekends_of, _weekends, _read
 
 # %% ../../nbs/12_loader.ipynb #3f3be5a8
 def _symbol_returns(names:np.ndarray, # the batch's symbols (group i is names[i])
@@ -299,8 +310,9 @@ def _symbol_returns(names:np.ndarray, # the batch's symbols (group i is names[i]
                     gid:np.ndarray, # the group of every bar
                     ts:np.ndarray, # every bar's time (int64 UTC ns)
                     c:np.ndarray, # every bar's close
+                    v:np.ndarray|None=None, # every bar's volume (None: unknown)
                    ) -> tuple[dict, dict]:
-    "Per symbol of a batch: its kept `(ts, close, return, trades weekends)`, or why it is excluded."
+    "Per symbol of a batch: its kept `(ts, close, return, trades weekends, close × volume)`, or why it is excluded."
     keep = flags.keep
     bounds = np.searchsorted(gid[keep], np.arange(len(names) + 1))
     kept, excluded = {}, {}
@@ -315,7 +327,8 @@ def _symbol_returns(names:np.ndarray, # the batch's symbols (group i is names[i]
             cc = c[rows]
             r = np.full(len(cc), np.nan)
             r[1:] = cc[1:] / cc[:-1] - 1.0
-            kept[sym] = (ts[rows], cc, r, bool(flags.weekends[i]))
+            dv = cc * v[rows] if v is not None else np.full(len(cc), np.nan)
+            kept[sym] = (ts[rows], cc, r, bool(flags.weekends[i]), dv)
     return kept, excluded
 
 # %% ../../nbs/12_loader.ipynb #3a36d2e4
@@ -324,7 +337,7 @@ def _density_exclusions(kept:dict, # symbol → (ts, close, return, trades weeke
                        ) -> dict:
     "Symbols missing more than `max_gap_fraction` of their market's bars over their own lifetime, with the reason."
     by_cal, out = {}, {}
-    for sym, (ts, _, _, wk) in kept.items(): by_cal.setdefault(_calendar_key(sym, wk), []).append(sym)
+    for sym, k in kept.items(): by_cal.setdefault(_calendar_key(sym, k[3]), []).append(sym)
     for members in by_cal.values():
         grid = _Grid([kept[s][0] for s in members])
         expected = grid.count_between(np.array([kept[s][0][0] for s in members]), np.array([kept[s][0][-1] for s in members]))
@@ -357,6 +370,39 @@ def _intersect(all_ts:np.ndarray, # the union grid's stamps
     R[firsts, np.arange(len(cols))] = Rb[firsts, np.arange(len(cols))]
     return all_ts, R, rows_lost
 
+# %% ../../nbs/12_loader.ipynb #33cf38d6
+def _matrices(self:DataLoader, kept:dict, # symbol → (ts, close, return, trades weekends, close × volume)
+              cols:list[str], # the matrix's symbols
+             ) -> tuple:
+    "Stamps, returns and traded value (close × volume) of `cols` on the loader's calendar, and the rows the calendar dropped."
+    grid = _Grid([kept[s][0] for s in cols])
+    R, DV = np.full((len(grid.index), len(cols)), np.nan), np.full((len(grid.index), len(cols)), np.nan)
+    if cols:                                                  # every bar at once: its row on the grid, its column
+        rows = grid.positions(np.concatenate([kept[s][0] for s in cols]))
+        j = np.repeat(np.arange(len(cols)), [len(kept[s][0]) for s in cols])
+        R[rows, j] = np.concatenate([kept[s][2] for s in cols])
+        DV[rows, j] = np.concatenate([kept[s][4] for s in cols])
+    if self.calendar != "intersection" or not cols: return grid.index, R, DV, 0
+    all_ts, R, rows_lost = _intersect(grid.index, R, kept, cols, grid)
+    return all_ts, R, DV[np.searchsorted(grid.index, all_ts)], rows_lost
+
+DataLoader._matrices = _matrices
+
+# %% ../../nbs/12_loader.ipynb #5862dd52
+def _adjustments(self:DataLoader, cols:list[str], # the matrix's symbols
+                ) -> pd.Series:
+    "The catalog's price adjustment of each of `cols` (None: unknown); several kinds raise `MixedAdjustmentsError` unless allowed."
+    try: cat = self.metadata.as_of() if self.metadata is not None else self.lakehouse.catalog()
+    except TVSError as e:
+        if not self.mixed_adjustments:
+            raise CorruptDataError(f"cannot check the price adjustments of the loaded symbols: {e}; repair the catalog, "
+                                   "or accept any mix with mixed_adjustments=True") from None
+        cat = pd.DataFrame()
+    adj = adjustments_of(cat, cols)
+    return adj if self.mixed_adjustments else check_adjustments(adj)
+
+DataLoader._adjustments = _adjustments
+
 # %% ../../nbs/12_loader.ipynb #3789903b
 def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
     "Read and validate a batch of symbols: per-symbol kept (ts, close, return, weekends), exclusions, errors, records, held bars, resorted files, confirmed bars."
@@ -370,12 +416,13 @@ def _validate_batch(self:DataLoader, batch:list, interval:str, end) -> tuple:
     gid = np.repeat(np.arange(len(tabs)), counts)
     ts = table.column("ts").cast(pa.int64()).to_numpy()
     o, h, l, c = (table.column(k).to_numpy() for k in ("open", "high", "low", "close"))
-    flags = flag_bars(ts, o, h, l, c, gid, len(tabs), np.array([self._weekends(s) for s in names], np.int8), self.rules)
+    flags = flag_bars(ts, o, h, l, c, gid, len(tabs), self._weekends_of(list(names)), self.rules)
     validator = IngestionValidator(self.rules, interval)
-    q = validator.records(flags.found, names, ts, o, h, l, c, table.column("volume").to_numpy())
+    vol = table.column("volume").to_numpy()
+    q = validator.records(flags.found, names, ts, o, h, l, c, vol)
     held = np.zeros(len(ts), bool)
     held[flags.unconfirmed["position"].to_numpy()] = True
-    kept, excluded = _symbol_returns(names, flags, held, gid, ts, c)
+    kept, excluded = _symbol_returns(names, flags, held, gid, ts, c, vol)
     fc = flags.confirmed
     confirmed = pd.DataFrame({"symbol": pd.Series(names[fc["group"].to_numpy()], dtype=object), "ts": pd.to_datetime(ts[fc["position"].to_numpy()], utc=True),
                               "value": fc["value"].to_numpy(float), "confirmed_at": pd.to_datetime(ts[fc["decided_by"].to_numpy()], utc=True)})
@@ -407,21 +454,19 @@ def _load(self:DataLoader, symbols:Sequence|None=None, # symbols to load (None: 
         resorted += srt
     excluded.update(_density_exclusions(kept, self.max_gap_fraction))
     cols = [s for s in syms if s in kept and s not in excluded]
-    grid = _Grid([kept[s][0] for s in cols])
-    R = np.full((len(grid.index), len(cols)), np.nan)
-    for j, s in enumerate(cols): R[grid.positions(kept[s][0]), j] = kept[s][2]
-    all_ts, rows_lost = grid.index, 0
-    if self.calendar == "intersection" and cols: all_ts, R, rows_lost = _intersect(all_ts, R, kept, cols, grid)
+    all_ts, R, DV, rows_lost = self._matrices(kept, cols)
     lo = int(np.searchsorted(all_ts, start_ts.value, "left")) if start_ts is not None else 0
     idx = pd.DatetimeIndex(pd.to_datetime(all_ts[lo:], utc=True), name="ts").as_unit("ns")
     returns = pd.DataFrame(R[lo:], index=idx, columns=pd.Index(cols, name="symbol", dtype=object), copy=False)
+    dollar_volume = pd.DataFrame(DV[lo:], index=idx.copy(), columns=returns.columns.copy(), copy=False)
     if np.isinf(R).any(): raise ContractError("returns matrix contains ±inf: a price rule failed to catch a zero price")
+    adjustments = self._adjustments(cols)                # a refused mix raises before anything is recorded
     q = pd.concat(qparts, ignore_index=True) if qparts else pd.DataFrame()
     if self.record_quarantine and len(q): self.lakehouse.record_quarantine(q)
     held = pd.concat(uparts, ignore_index=True) if uparts else no_unconfirmed()
     confirmed = pd.concat(cparts, ignore_index=True) if cparts else _no_confirmed()
     report = LoadReport(syms, cols, excluded, errors, len(returns), rows_lost, self.calendar, q, time.perf_counter() - t0, held, resorted, confirmed)
-    return LoadResult(returns, report)
+    return LoadResult(returns, report, dollar_volume, adjustments)
 
 DataLoader.load = _load
 
@@ -445,6 +490,8 @@ class IngestionOutput:
     metadata: MetadataSnapshot
     report: LoadReport
     artifacts: dict   # name -> path in the run directory
+    dollar_volume: pd.DataFrame|None = None  # `LoadResult.dollar_volume`: close × volume per row, aligned to `returns`
+    adjustments: pd.Series|None = None       # `LoadResult.adjustments`: the catalog's price adjustment per symbol (None: unknown)
 
 class _nullstep:
     def __enter__(self): return {}
@@ -458,12 +505,16 @@ class IngestionStage:
                  rules:DataRules|None=None, # contract thresholds
                  calendar:str="union", # calendar policy of the returns matrix
                  max_gap_fraction:float|None=None, # density policy
+                 mixed_adjustments:bool=False, # accept different price adjustments in one matrix (`DataLoader`)
                 ):
         self.lakehouse, self.rules, self.calendar, self.max_gap_fraction = lakehouse, rules or DataRules(), calendar, max_gap_fraction
+        self.mixed_adjustments = mixed_adjustments
 
     @classmethod
     def from_profile(cls, profile, lakehouse:Lakehouse|None=None) -> IngestionStage:
-        return cls(lakehouse or Lakehouse.from_profile(profile), profile.data.rules, profile.data.calendar)
+        "A stage configured by `profile.data` (including `data.mixed_adjustments`)."
+        return cls(lakehouse or Lakehouse.from_profile(profile), profile.data.rules, profile.data.calendar,
+                   mixed_adjustments=profile.data.mixed_adjustments)
 
 # %% ../../nbs/12_loader.ipynb #06770e95
 def _write_artifacts(run_dir:Path, # the run directory
@@ -488,16 +539,18 @@ def _stage_run(self, run_dir, # the run directory (artifacts are written here)
     "Snapshot metadata, load with it, write artifacts, record the step."
     run_dir = validate_user_path(run_dir, "run directory")
     params = {"symbols": None if symbols is None else [str(Symbol.parse(s)) for s in symbols], "start": start, "end": end,
-              "interval": interval, "calendar": self.calendar, "rules": self.rules.model_dump(), "version": self.version}
+              "interval": interval, "calendar": self.calendar, "rules": self.rules.model_dump(), "version": self.version,
+              "mixed_adjustments": self.mixed_adjustments}
     step = ledger.step(self.name, params=params, inputs={"lakehouse": str(self.lakehouse.root)}) if ledger else _nullstep()
     with step as out:
         meta = self.lakehouse.snapshot_metadata(ensure_safe_path("metadata.parquet", run_dir))
-        res = DataLoader(self.lakehouse, meta, self.rules, self.calendar, self.max_gap_fraction).load(symbols, start, end, interval)
+        res = DataLoader(self.lakehouse, meta, self.rules, self.calendar, self.max_gap_fraction,
+                         mixed_adjustments=self.mixed_adjustments).load(symbols, start, end, interval)
         paths = _write_artifacts(run_dir, meta, res)
         out.update({name: file_hash(p) for name, p in paths.items()})
         out["returns_frame"] = content_hash(res.returns)
         out["loaded"], out["excluded"], out["errors"] = len(res.report.loaded), len(res.report.excluded), len(res.report.errors)
         out["unconfirmed"] = len(res.report.unconfirmed)
-    return IngestionOutput(res.returns, meta, res.report, paths)
+    return IngestionOutput(res.returns, meta, res.report, paths, res.dollar_volume, res.adjustments)
 
 IngestionStage.run = _stage_run

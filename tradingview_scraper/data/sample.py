@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +143,8 @@ class SyntheticData:
     catalog: pd.DataFrame # records for Lakehouse.upsert_catalog
     planted: pd.DataFrame # ground truth of planted toxic data: symbol, ts, kind
     clusters: pd.Series   # symbol -> cluster id
+    delisted: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[ns, UTC]", name="last_bar")) # symbol -> its last bar (`n_delisted`)
+    funding: pd.DataFrame = field(default_factory=pd.DataFrame) # per-day funding rate of each perpetual (fraction of notional; longs pay), NaN: no bar
 
     def write(self, lakehouse:Lakehouse, as_of="2000-01-01") -> Lakehouse:
         "Store every series and the catalog in `lakehouse`."
@@ -162,19 +164,25 @@ class SyntheticMarket:
                  listing_share:float=0.1, # share of assets listing late or delisting early
                  gap_share:float=0.002, # probability that a bar is missing
                  toxic:bool=False, # plant toxic bars (see `planted`)
-                 seed:int=0):
+                 seed:int=0,
+                 n_perpetual:int=0, # of the crypto assets, the last `n_perpetual` are perpetual swaps (`…USDT.P`, type `swap`)
+                 n_delisted:int=0, # the first `n_delisted` assets stop trading for good (ground truth in `delisted`)
+                ):
         for name, v, lo in (("n_equities", n_equities, 0), ("n_crypto", n_crypto, 0), ("n_days", n_days, 2), ("n_clusters", n_clusters, 1)):
             if not isinstance(v, (int, np.integer)) or v < lo: raise ValidationError(describe(name, v, f"an integer >= {lo}"))
         if n_equities + n_crypto == 0: raise ValidationError(describe("universe size", 0, "at least one asset"))
+        for name, v, hi in (("n_perpetual", n_perpetual, n_crypto), ("n_delisted", n_delisted, n_equities + n_crypto)):
+            if not isinstance(v, (int, np.integer)) or not 0 <= v <= hi: raise ValidationError(describe(name, v, f"an integer in [0, {hi}]"))
         if not tail_df > 2: raise ValidationError(describe("tail_df", tail_df, "degrees of freedom > 2 (finite variance)"))
         self.n_equities, self.n_crypto, self.n_days, self.start = int(n_equities), int(n_crypto), int(n_days), start
         self.n_clusters, self.tail_df, self.listing_share, self.gap_share = int(n_clusters), float(tail_df), listing_share, gap_share
-        self.toxic, self.seed = toxic, seed
+        self.toxic, self.seed, self.n_perpetual, self.n_delisted = toxic, seed, int(n_perpetual), int(n_delisted)
 
     def symbols(self) -> list[str]:
-        "The symbols: equities, then crypto."
+        "The symbols: equities, then crypto (spot, then the perpetuals, whose tickers end in `.P`)."
+        spot = self.n_crypto - self.n_perpetual
         return [f"{'NASDAQ' if i % 2 else 'NYSE'}:EQ{i:05d}" for i in range(self.n_equities)] + \
-               [f"BINANCE:CR{i:05d}USDT" for i in range(self.n_crypto)]
+               [f"BINANCE:CR{i:05d}USDT{'.P' if i >= spot else ''}" for i in range(self.n_crypto)]
 
 # %% ../../nbs/13_sample.ipynb #efa84301
 def _returns(self, rng:np.random.Generator, T:int, is_crypto:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,6 +222,26 @@ def _calendar(self, rng:np.random.Generator, days:pd.DatetimeIndex, is_crypto:np
 
 SyntheticMarket._calendar = _calendar
 
+# %% ../../nbs/13_sample.ipynb #467e07c7
+def _delist(self, days:pd.DatetimeIndex, # the calendar days
+            syms:list[str], # the symbols
+            trading:np.ndarray, # the `T × n` bar mask (changed in place)
+           ) -> pd.Series:
+    "Stop the first `n_delisted` assets for good after a bar between 50% and 80% of their listed life: symbol → last bar."
+    rng = np.random.default_rng([self.seed, 1])         # its own stream: returns, calendars and prices do not move
+    last = {}
+    for j in range(self.n_delisted):
+        rows = np.flatnonzero(trading[:, j])
+        if not len(rows): continue
+        lo = len(rows) // 2
+        k = int(rows[int(rng.integers(lo, max(lo + 1, 4 * len(rows) // 5)))])
+        trading[k + 1:, j] = False
+        last[syms[j]] = days[k]
+    out = pd.Series(last, dtype="datetime64[ns, UTC]", name="last_bar")
+    return out.rename_axis("symbol")
+
+SyntheticMarket._delist = _delist
+
 # %% ../../nbs/13_sample.ipynb #e038b0fd
 def _prices(self, rng:np.random.Generator, r:np.ndarray) -> tuple[np.ndarray, ...]:
     "Close, open, high, low and volume (`T × n` each) from the returns."
@@ -249,6 +277,25 @@ def _bars(self, days:pd.DatetimeIndex, syms:list[str], trading:np.ndarray, openp
 
 SyntheticMarket._bars = _bars
 
+# %% ../../nbs/13_sample.ipynb #f4c2bb43
+def _types(self) -> np.ndarray:
+    "The catalog type of every asset: `stock`, `spot` (crypto) or `swap` (a perpetual)."
+    n_spot = self.n_crypto - self.n_perpetual
+    return np.array(["stock"] * self.n_equities + ["spot"] * n_spot + ["swap"] * self.n_perpetual)
+
+def _funding(self, days:pd.DatetimeIndex, # the calendar days
+             syms:list[str], # the symbols
+             trading:np.ndarray, # the `T × n` bar mask
+            ) -> pd.DataFrame:
+    "The per-day funding rate of every perpetual (fraction of notional; longs pay), NaN where it has no bar."
+    perps = [j for j, s in enumerate(syms) if s.endswith(".P")]
+    rng = np.random.default_rng([self.seed, 2])           # its own stream: the rest of the market does not move
+    f = 3 * (0.0001 + 0.0002 * rng.standard_normal((len(days), len(perps))))
+    f[~trading[:, perps]] = np.nan
+    return pd.DataFrame(f, index=pd.DatetimeIndex(days, name="ts"), columns=pd.Index([syms[j] for j in perps], dtype=object, name="symbol"))
+
+SyntheticMarket._types, SyntheticMarket._funding = _types, _funding
+
 # %% ../../nbs/13_sample.ipynb #b75e2746
 def _generate(self) -> SyntheticData:
     "The market of this configuration and seed: bars, catalog, planted ground truth and clusters."
@@ -258,17 +305,18 @@ def _generate(self) -> SyntheticData:
     is_crypto = np.r_[np.zeros(self.n_equities, bool), np.ones(self.n_crypto, bool)]
     cluster, r = self._returns(rng, self.n_days, is_crypto)
     trading = self._calendar(rng, days, is_crypto)
+    delisted = self._delist(days, syms, trading)               # its own generator: the rest of the market is unchanged
     close, openp, high, low, volume = self._prices(rng, r)
     planted = []
     if self.toxic: self._plant(rng, days, syms, is_crypto, trading, close, openp, high, low, planted)
     bars = self._bars(days, syms, trading, openp, high, low, close, volume, planted)
     catalog = pd.DataFrame({"symbol": syms, "exchange": [s.split(":")[0] for s in syms],
-                            "type": np.where(is_crypto, "spot", "stock"), "currency": np.where(is_crypto, "USDT", "USD"),
+                            "type": self._types(), "currency": np.where(is_crypto, "USDT", "USD"),
                             "tick_size": 0.01, "timezone": np.where(is_crypto, "Etc/UTC", "America/New_York"),
                             "session": np.where(is_crypto, "24x7", "0930-1600"), "description": syms,
                             "sector": [f"sector_{c}" for c in cluster]})
     return SyntheticData(bars, catalog, pd.DataFrame(planted, columns=["symbol", "ts", "kind"]),
-                         pd.Series(cluster, index=syms, name="cluster"))
+                         pd.Series(cluster, index=syms, name="cluster"), delisted, self._funding(days, syms, trading))
 
 SyntheticMarket.generate = _generate
 

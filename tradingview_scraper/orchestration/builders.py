@@ -40,9 +40,9 @@ def build_allocator(name:str, profile:Profile) -> AllocationPipeline:
     return profile.allocation.pipeline(name)
 
 def build_engine(profile:Profile, map_fn=map) -> BacktestEngine:
-    "The walk-forward engine configured by `profile.backtest`, with the run's annualization."
+    "The walk-forward engine configured by `profile.backtest` (with the run's annualization), `profile.costs` and `profile.delisting`."
     params = profile.backtest.model_copy(update={"periods_per_year": _periods(profile)})
-    return BacktestEngine.from_config(params, map_fn=map_fn)
+    return BacktestEngine.from_config(params, map_fn=map_fn, costs=profile.costs, delisting=profile.delisting)
 
 # %% ../../nbs/45_builders.ipynb #d629312b
 _YEAR = {"1w": 52, "1M": 12}       # bars per year of the coarse intervals; finer ones: rows per calendar day × days per year

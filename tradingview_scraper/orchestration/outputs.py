@@ -54,7 +54,9 @@ class IngestOutputs(StepOutputs):
     step = "ingest"
     returns = Key()         # validated simple returns: UTC rows, a column per symbol
     calendar = Key()        # periods_per_year and where it came from
-    adjustment = Key()      # the price adjustment of the columns (price_adjustment)
+    adjustment = Key()      # the price adjustment of the columns (price_adjustment) and whether a mix was allowed
+    dollar_volume = Key()   # traded value per row (close × volume), the returns' rows and columns, NaN where no bar
+    catalog = Key()         # the run's catalog snapshot (every version): asset classes and point-in-time sectors
     load_report = Key()     # symbol, status, reason
     quarantine = Key()      # bars the contracts kept out, with the rule
     unconfirmed = Key()     # last bars the contracts could not confirm yet
@@ -85,6 +87,8 @@ class BacktestOutputs(StepOutputs):
     equity = Key()          # equity curves (1 at the start)
     turnover = Key()        # one-way turnover per decision date, a column per allocator
     costs = Key()           # fraction of equity paid per decision date
+    cost_kinds = Key()      # fraction of equity paid per day and kind (COST_KINDS columns), indexed by (cell, day)
+    delistings = Key()      # one row per holding closed because its symbol stopped trading: cell, symbol, dates, weight, return
     trade_dates = Key()     # decision date → first day its weights earn, a column per allocator
     folds = Key()           # row bounds and dates of each fold (the same for every allocator)
     metrics = Key()         # allocator → metrics
@@ -94,7 +98,7 @@ class BacktestOutputs(StepOutputs):
     timings = Key()         # allocator → seconds deciding and simulating
     universe_coverage = Key() # per decision date: the universe snapshot used
     warnings = Key()        # what the universe policy warns about
-    cells = Key()           # one row per grid cell: allocator, paired benchmark, swept values, artifact and folds names
+    cells = Key()           # one row per grid cell: allocator, paired benchmark, swept values, artifact and folds names, cost per kind
 
     def weights(self, allocator:str) -> Artifact:
         "Target weights per decision date of one allocator."
@@ -158,6 +162,15 @@ def _own_span(s:pd.Series) -> pd.Series:
     "A cell's column on the days it was evaluated (a swept window starts later: the frame pads it)."
     return s.loc[s.first_valid_index():s.last_valid_index()] if s.notna().any() else s.iloc[:0]
 
+def _cell_cost_kinds(run:RunContext|RunResult, name:str) -> pd.DataFrame:
+    "Cell `name`'s costs per day and kind, from `BACKTEST.cost_kinds` (indexed by cell and day)."
+    return run.load(BACKTEST.cost_kinds).xs(name, level="cell")
+
+def _cell_delistings(run:RunContext|RunResult, name:str) -> pd.DataFrame:
+    "Cell `name`'s delisting events, from `BACKTEST.delistings` (one frame for every cell)."
+    d = run.load(BACKTEST.delistings)
+    return d[d["cell"] == name].drop(columns="cell").reset_index(drop=True)
+
 def _backtest_result(run:RunContext|RunResult, name:str, conv:dict, folds:str="folds") -> BacktestResult:
     "The `BacktestResult` of cell `name`, read back from the backtest step's artifacts (`folds`: the artifact of its folds)."
     daily = lambda key, label: _own_span(run.load(key)[name]).rename(label)
@@ -168,6 +181,7 @@ def _backtest_result(run:RunContext|RunResult, name:str, conv:dict, folds:str="f
                           gross_returns=daily(BACKTEST.gross_returns, "gross_returns"),
                           equity=daily(BACKTEST.equity, "equity"), weights=run.load(BACKTEST.weights(name)),
                           turnover=dated(BACKTEST.turnover, "turnover"), costs=dated(BACKTEST.costs, "costs"),
+                          cost_kinds=_cell_cost_kinds(run, name), delistings=_cell_delistings(run, name),
                           trade_dates=dated(BACKTEST.trade_dates, "first_earning_day"),
                           metrics=dict(run.load(BACKTEST.metrics)[name]),
                           conventions={**own, "allocation": conv["allocations"][name]}, folds=run.load(BACKTEST.step, folds),

@@ -88,13 +88,22 @@ def _flatten(tree, prefix:str="") -> dict:
     for k, v in tree.items(): out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
+def _cell_costs(run_dir:Path, st:dict) -> dict:
+    "cell → {cost_<kind>: fraction of equity paid over its days} from the backtest's `cells` table (empty: a run without costs per kind)."
+    p = _recorded(run_dir, st, "backtest", "cells")
+    names = [n for n in pq.read_schema(p).names if n == "cell" or n.startswith("cost_")] if p is not None and p.suffix == ".parquet" else []
+    if "cell" not in names or len(names) < 2: return {}
+    t = pq.read_table(p, columns=names).to_pandas()
+    return {str(r["cell"]): {k: None if pd.isna(r[k]) else float(r[k]) for k in names if k != "cell"} for r in t.to_dict("records")}
+
 def _run_metrics(run_dir:Path, st:dict) -> dict:
-    "allocator → {metric: number} from the backtest's metrics artifact, else the summary's Sharpe ratios."
+    "allocator → {metric: number} from the backtest's metrics artifact (else the summary's Sharpe ratios), with its costs per kind."
     p = _recorded(run_dir, st, "backtest", "metrics")
     raw = _read_json(p, "metrics artifact") if p is not None and p.suffix == ".json" else \
           {k[7:]: {"sharpe": v} for k, v in (st.get("summary") or {}).items() if k.startswith("sharpe_")}
     number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-    return {str(a): {str(k): v for k, v in m.items() if number(v)} for a, m in raw.items() if isinstance(m, dict)}
+    costs = _cell_costs(run_dir, st)
+    return {str(a): {**costs.get(str(a), {}), **{str(k): v for k, v in m.items() if number(v)}} for a, m in raw.items() if isinstance(m, dict)}
 
 @dataclass(frozen=True)
 class RunComparison:

@@ -16,7 +16,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from ..backtest.costs import COST_KINDS, CostModel
+from ..backtest.inputs import MarketData
 from ..core import DataNotFoundError, TVSError, ValidationError, describe, to_utc, utc_now
+from ..data.catalog import MetadataSnapshot
 from ..data.lakehouse import Lakehouse, catalog_as_of
 from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
@@ -35,8 +38,8 @@ from .sweep import Cell, SweepGrid, artifact_name, sweep_grid
 
 # %% auto #0
 __all__ = ['log', 'BARS', 'CATALOG', 'UNIVERSES', 'FLOW', 'step_hydrate', 'step_ingest', 'step_discover', 'step_select',
-           'step_synthesize', 'step_backtest', 'step_assess', 'step_report', 'step_validate', 'price_adjustment',
-           'step_portfolio', 'lakehouse_reads']
+           'step_synthesize', 'asset_classes', 'step_backtest', 'step_assess', 'step_report', 'step_validate',
+           'price_adjustment', 'step_portfolio', 'lakehouse_reads']
 
 # %% ../../nbs/50b_steps.ipynb #608a3b34
 log = logging.getLogger("tradingview_scraper.flow")
@@ -89,7 +92,8 @@ def step_hydrate(ctx:RunContext) -> dict:
 def step_ingest(ctx:RunContext) -> dict:
     """Lakehouse → validated returns with the run's metadata snapshot (a sample profile first seeds its own sample
     lakehouse, and refuses any other); also the last bars the contracts could not confirm yet, and the suspect bars
-    they confirmed (with the bar that confirmed each: the backtest holds them for decisions made before it)."""
+    they confirmed (with the bar that confirmed each: the backtest holds them for decisions made before it), the traded
+    value per row (the impact model's volume) and the run's catalog snapshot (asset classes, point-in-time sectors)."""
     p = ctx.profile
     lake = _lakehouse(ctx)
     if p.data.source == "sample": sample_lakehouse(lake.root, profile=p.name)
@@ -111,13 +115,21 @@ def step_ingest(ctx:RunContext) -> dict:
     kept = ["symbol", "ts", "rule_id", "rule_version", "value", "detail"]
     quarantined = q[kept] if len(q) else pd.DataFrame({"symbol": pd.Series(dtype=str)})
     calendar = {"periods_per_year": resolved.backtest.periods_per_year, "basis": basis}
-    return {INGEST.returns: out.returns, INGEST.calendar: calendar,
-            INGEST.adjustment: price_adjustment(lake.catalog(), out.returns.columns), INGEST.load_report: out.report.summary(),
+    adjustment = {**price_adjustment(out.metadata.as_of(), out.returns.columns), "mixed_adjustments": p.data.mixed_adjustments}
+    return {INGEST.returns: out.returns, INGEST.calendar: calendar, INGEST.adjustment: adjustment,
+            INGEST.dollar_volume: _dollar_volume(out), INGEST.catalog: out.metadata.versions, INGEST.load_report: out.report.summary(),
             INGEST.quarantine: quarantined,
             INGEST.unconfirmed: out.report.unconfirmed[["symbol", "ts", "value", "detail"]],
             INGEST.confirmed: out.report.confirmed[["symbol", "ts", "value", "confirmed_at"]],
             INGEST.revisions: lake.revision_summary(p.data.interval),   # bars the source rewrote (old values in revisions/)
             INGEST.stray_files: {"files": sorted(f.name for f in lake.stray_files(p.data.interval))}}
+
+# %% ../../nbs/50b_steps.ipynb #c3a1d002
+def _dollar_volume(out) -> pd.DataFrame:
+    "Traded value per row (close × volume) of a load (`IngestionOutput.dollar_volume`), on its returns' rows and columns (NaN where it has none)."
+    dv = out.dollar_volume
+    if dv is None: return pd.DataFrame(np.nan, index=out.returns.index, columns=out.returns.columns)
+    return dv.reindex(index=out.returns.index, columns=out.returns.columns)
 
 # %% ../../nbs/50b_steps.ipynb #4107c94f
 def _universe(ctx:RunContext, returns:pd.DataFrame, dates, profile:Profile|None=None) -> DatedUniverse:
@@ -169,28 +181,47 @@ def step_synthesize(ctx:RunContext) -> dict:
 def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:DatedUniverse, selector=None,
                    confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars: each decision holds those pending then
                    synthesizer=None, # a synthesizer shared by the cells (serial executor: one memo); None: one of the cell's own
+                   market:MarketData|None=None, # what the run knows beyond returns: volumes, asset classes, the catalog (`_market_data`)
                   ) -> dict:
     "One grid cell: the walk-forward backtest of allocator `name` (runs in any executor)."
     in_loop = name not in ("market",)
     sel = (selector or UniverseSelector(build_selector(profile) if profile.selection.enabled else None, universe)) if in_loop else None
     syn = (synthesizer or build_synthesizer(profile)) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
     with threadpool_limits(limits=1, user_api="blas"):   # small matrices: BLAS threads only fight each other (and other cells)
-        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed)
+        bench = profile.allocation.benchmark if profile.allocation.benchmark in returns.columns else None   # beta-neutral books
+        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed, market=market, benchmark=bench)
     return {"name": name, "returns": res.returns, "gross_returns": res.gross_returns, "equity": res.equity,
-            "weights": res.weights, "turnover": res.turnover, "costs": res.costs, "trade_dates": res.trade_dates,
+            "weights": res.weights, "turnover": res.turnover, "costs": res.costs, "cost_kinds": res.cost_kinds,
+            "delistings": res.delistings, "trade_dates": res.trade_dates,
             "folds": res.folds, "metrics": res.metrics, "conventions": res.conventions,
             "fallbacks": [(str(d), s, r) for d, s, r in res.fallbacks],
             "excluded": {str(d): v for d, v in res.excluded.items()}, "timings": res.timings}
+
+# %% ../../nbs/50b_steps.ipynb #c3b50002
+def asset_classes(catalog:MetadataSnapshot, # the run's catalog snapshot
+                  columns:Iterable[str], # the returns' columns
+                 ) -> pd.Series:
+    "Each column's asset class: the catalog's `type` in its latest version (None where the catalog has none)."
+    cur = catalog.as_of()
+    cls = cur["type"] if "type" in cur.columns else pd.Series(dtype=object)
+    out = cls.reindex(pd.Index([str(c) for c in columns])).astype(object)
+    return out.where(out.notna(), None).rename("asset_class")
+
+def _market_data(ctx:RunContext, returns:pd.DataFrame) -> MarketData:
+    "The run's market beyond returns: ingest's traded value per row, each column's asset class and the catalog snapshot (point-in-time sectors)."
+    catalog = MetadataSnapshot(ctx.load(INGEST.catalog))
+    return MarketData(dollar_volume=ctx.load(INGEST.dollar_volume), asset_class=asset_classes(catalog, returns.columns), catalog=catalog)
 
 # %% ../../nbs/50b_steps.ipynb #3d89cea1
 def _grid_cell(cell:Cell, returns:pd.DataFrame, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None=None,
                selectors:tuple|None=None, # per variant, its share group's selection memo (serial); None: each cell its own
                synthesizers:tuple|None=None, # per variant, its share group's synthesis memo (serial); None: each cell its own
+               market:MarketData|None=None, # the run's market data (`_market_data`), the same for every cell
               ) -> dict:
     "One cell of the grid (runs in any executor): `_backtest_cell` on the cell's own profile and its variant's universe."
     t0, v = time.perf_counter(), cell.variant
     out = _backtest_cell(cell.allocator, returns, grid.profiles[cell.profile], universes[v], None if selectors is None else selectors[v],
-                         confirmed, None if synthesizers is None else synthesizers[v])
+                         confirmed, None if synthesizers is None else synthesizers[v], market)
     return {**out, "name": cell.name, "cell_s": time.perf_counter() - t0}
 
 def _variant_universes(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid) -> tuple:
@@ -216,7 +247,8 @@ def _shared_memos(grid:SweepGrid, universes:tuple) -> tuple[tuple, tuple]:
 def step_backtest(ctx:RunContext) -> dict:
     """Every cell of the profile's grid (`sweep_grid`: each variant's allocators and its benchmark) through one map of the
     run's executor, on the dated universe of the profile's policy for each variant's decision dates, each decision holding
-    the suspect bars not yet confirmed at its time (as the load of that day did); refuses to start (`UniverseError`) when
+    the suspect bars not yet confirmed at its time (as the load of that day did), with the run's market data (volumes,
+    asset classes, catalog: `_market_data`) for the cost model and the delisting rule; refuses to start (`UniverseError`) when
     no decision date has a universe."""
     p = _run_profile(ctx)
     returns = ctx.load(INGEST.returns)
@@ -227,7 +259,7 @@ def step_backtest(ctx:RunContext) -> dict:
     _warn(ctx, *warnings)
     selectors, synthesizers = _shared_memos(grid, universes) if ctx.executor.name == "serial" else (None, None)
     cell = partial(_grid_cell, returns=returns, grid=grid, universes=universes, confirmed=ctx.load(INGEST.confirmed),
-                   selectors=selectors, synthesizers=synthesizers)
+                   selectors=selectors, synthesizers=synthesizers, market=_market_data(ctx, returns))
     cells = ctx.executor.map(cell, ctx.progress(list(grid.cells), desc="cells" if grid.sweep else "allocators"))
     return _backtest_outputs(ctx, cells, grid, universes, warnings)
 
@@ -239,27 +271,48 @@ def _folds_names(cells:list, grid:SweepGrid) -> list[str]:
     return [BACKTEST.folds.name if first[v]["folds"].equals(cells[0]["folds"]) else BACKTEST.cell_folds(first[v]["name"]).name
             for v in range(len(grid.variants))]
 
+def _cost_kinds_frame(cells:list) -> pd.DataFrame:
+    "Every cell's costs per day and kind in one frame indexed by (cell, day): `BACKTEST.cost_kinds` (each cell on its own days)."
+    return pd.concat({c["name"]: c["cost_kinds"][list(COST_KINDS)] for c in cells}, names=["cell"])
+
+def _delistings_frame(cells:list) -> pd.DataFrame:
+    "Every cell's delisting events in one frame, the cell first: `BACKTEST.delistings` (no event: the columns, no rows)."
+    parts = [c["delistings"].assign(cell=c["name"]) for c in cells if len(c["delistings"])] or [cells[0]["delistings"].assign(cell=pd.Series(dtype=str))]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["cell", *[k for k in out.columns if k != "cell"]]]
+
+def _cells_table(grid:SweepGrid, cells:list, folds:list[str]) -> pd.DataFrame:
+    "The grid's table with each cell's folds artifact and its costs per kind (`cost_<kind>`: Σ over its days, fraction of equity)."
+    costs = {f"cost_{k}": [float(c["cost_kinds"][k].sum()) for c in cells] for k in COST_KINDS}
+    return grid.table().assign(folds=[folds[c.variant] for c in grid.cells], **costs)
+
 def _backtest_outputs(ctx:RunContext, cells:list, grid:SweepGrid, universes:tuple, warnings:list) -> dict:
     "The backtest step's artifacts (`BACKTEST`) from its grid cells: a frame per series (a column per cell), a mapping per cell."
     frame = lambda part: pd.DataFrame({c["name"]: c[part] for c in cells})
     by_name = lambda part: {c["name"]: c[part] for c in cells}
     allocations = {c["name"]: c["conventions"]["allocation"] for c in cells}   # each allocator's own parameters
     base = cells[0]["conventions"]
+    adjustment = ctx.load(INGEST.adjustment)
     conventions = {**base, **universes[0].describe(), "allocators": grid.names, "executor": ctx.executor.name,
-                   "periods_per_year_basis": ctx.load(INGEST.calendar)["basis"],
-                   "price_adjustment": ctx.load(INGEST.adjustment)["label"], "allocations": allocations,
+                   "periods_per_year_basis": ctx.load(INGEST.calendar)["basis"], "price_adjustment": adjustment["label"],
+                   "mixed_adjustments": bool(adjustment.get("mixed_adjustments", False)), "allocations": allocations,
                    "trials": grid.trials + ctx.profile.stats.prior_trials, "sweep": grid.sweep}
     if grid.sweep: conventions.update(_sweep_conventions(cells, base))
+    if base.get("cost_impact_unpriced"):                      # impact needs volumes: say where the data has none
+        warnings = warnings + [f"costs.impact: {base['cost_impact_unpriced']} of {base['cost_impact_pairs']} (fold, symbol) pairs "
+                               "have no volume in the data, so no market impact was charged there"]
+        _warn(ctx, warnings[-1])
     folds = _folds_names(cells, grid)
     nodes = getattr(ctx.executor, "placements", None)       # where each item of the last map ran
     nodes = list(nodes) if nodes is not None and len(nodes) == len(cells) else ["local" if ctx.executor.name == "serial" else None] * len(cells)
     timings = {c["name"]: {**c["timings"], "cell_s": c["cell_s"], "node": n} for c, n in zip(cells, nodes)}
     out = {BACKTEST.oos_returns: frame("returns"), BACKTEST.gross_returns: frame("gross_returns"),
            BACKTEST.equity: frame("equity"), BACKTEST.turnover: frame("turnover"), BACKTEST.costs: frame("costs"),
+           BACKTEST.cost_kinds: _cost_kinds_frame(cells), BACKTEST.delistings: _delistings_frame(cells),
            BACKTEST.trade_dates: frame("trade_dates"), BACKTEST.folds: cells[0]["folds"], BACKTEST.metrics: by_name("metrics"),
            BACKTEST.conventions: conventions, BACKTEST.fallbacks: by_name("fallbacks"), BACKTEST.excluded: by_name("excluded"),
            BACKTEST.timings: timings, BACKTEST.universe_coverage: universes[0].coverage, BACKTEST.warnings: warnings,
-           BACKTEST.cells: grid.table().assign(folds=[folds[c.variant] for c in grid.cells])}
+           BACKTEST.cells: _cells_table(grid, cells, folds)}
     variant_folds = {Artifact(BACKTEST.step, f): c["folds"] for c, g in zip(cells, grid.cells) if (f := folds[g.variant]) != "folds"}
     return {**out, **variant_folds, **{BACKTEST.weights(c["name"]): c["weights"] for c in cells}}
 
@@ -396,10 +449,24 @@ def _portfolio_reads(ctx:RunContext) -> dict:
             f"{prev[0]}:{file_hash(ctx.run_dir.parent / prev[0] / 'portfolio' / 'summary.json')}"
     return out
 
+# %% ../../nbs/50b_steps.ipynb #58af6ea2
+def _todays_costs(profile:Profile, # the run's profile (`periods_per_year` resolved)
+                  returns:pd.DataFrame, # the run's returns (rows before today)
+                  market:MarketData, # the run's market data (`_market_data`)
+                 ) -> tuple:
+    "The run's cost model on today's columns and its σ/ADV over the training rows before today (as the backtest's last trade)."
+    model = CostModel.from_params(profile.costs, profile.backtest.cost_bps, returns.columns, profile.backtest.periods_per_year,
+                                  market.asset_class)
+    n = len(returns)
+    volume = market.aligned(returns.index, returns.columns)["dollar_volume"]
+    fold = (0 if profile.backtest.anchored else max(0, n - profile.backtest.train), n, n, n + 1)
+    return model, model.fit(returns.to_numpy(dtype=np.float64), volume, model.windows([fold]))
+
 # %% ../../nbs/50b_steps.ipynb #3105d312
 def step_portfolio(ctx:RunContext) -> dict:
     """Today's portfolio per allocator: one more decision at the day after the last bar through the backtest's own
-    decision path, and the trade list from the current holdings (a holdings file, or the previous run's target drifted)."""
+    decision path (a turnover budget trading from the current holdings), and the trade list from the current holdings
+    (a holdings file, or the previous run's target drifted)."""
     from tradingview_scraper.portfolio import (carried_holdings, cash_holdings, decide_today, last_prices, lots_from_catalog,
                                                read_holdings, trade_list, write_portfolio)
     p = _run_profile(ctx)
@@ -418,21 +485,25 @@ def step_portfolio(ctx:RunContext) -> dict:
                              symbols=returns.columns, decision_time=t, settings=p.portfolio)
         capital = capital or held.capital        # quantity holdings: notionals in the holder's own money
     previous = _previous(ctx, t)
+    market = _market_data(ctx, returns)                  # the backtest's: point-in-time sectors, volumes, asset classes
+    bench = p.allocation.benchmark if p.allocation.benchmark in returns.columns else None
+    model, fitted = _todays_costs(p, returns, market)
     out, summary = {}, {}
     for name in [n for n in p.allocation.names if n not in ("market", "benchmark")]:
-        with threadpool_limits(limits=1, user_api="blas"):   # as the backtest's cells: bitwise the same decision path
-            target = decide_today(engine, returns, build_allocator(name, p), selector, synthesizer, t=t, confirmed=confirmed)
         current = held if held is not None else (carried_holdings(previous, name, returns, t) if p.portfolio.holdings == "previous_run"
                                                  else cash_holdings("portfolio.holdings: cash (no holdings file)", t))
+        with threadpool_limits(limits=1, user_api="blas"):   # as the backtest's cells: bitwise the same decision path
+            target = decide_today(engine, returns, build_allocator(name, p), selector, synthesizer, t=t, confirmed=confirmed,
+                                  market=market, benchmark=bench, held=current.weights)
         traded = set(target.weights.index[target.weights.to_numpy() != 0]) | set(current.weights.index)
         prices = last_prices(lake, sorted(traded), before=t, interval=p.data.interval) if capital else None
         lots = lots_from_catalog(catalog_as_of(lake.catalog(versions=True), t)) if capital else None
         trades = trade_list(current, target, allocator=name, t=t, cost_bps=p.backtest.cost_bps, band=p.portfolio.no_trade_band,
-                            capital=capital, prices=prices, lots=lots)
+                            capital=capital, prices=prices, lots=lots, model=model, fitted=fitted)
         write_portfolio(ctx.run_dir, target, trades)
         out[PORTFOLIO.target(name)], out[PORTFOLIO.trades(name)] = target.weights[target.weights != 0], trades.table
         summary[name] = {"t": t.isoformat(), "drift": trades.drift, "traded": trades.traded, "trades": len(trades.table),
-                         "turnover": trades.turnover, "est_cost": trades.est_cost, "reason": trades.reason,
+                         "turnover": trades.turnover, "est_cost": trades.est_cost, "est_costs": trades.est_costs, "reason": trades.reason,
                          "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
                          "fallbacks": [list(map(str, f)) for f in target.fallbacks]}
     ctx.summary["portfolio"] = {n: {"trades": s["trades"], "drift": round(s["drift"], 6)} for n, s in summary.items()}
