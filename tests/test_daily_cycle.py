@@ -48,6 +48,7 @@ RUN_SETS = HYDRATE_SETS + ["hydration.enabled=false", "data.start=2024-05-10", "
                            "selection.htr.floor=2", "selection.htr.max_selected=4", "synthesis.momentum_lookback=10", "synthesis.ma_window=5",
                            "allocation.optimizers=[equal_weight, min_variance]"]
 COST_BPS = 5.0   # the production profile's backtest.cost_bps (not overridden)
+HALF_SPREAD_BPS = 2.0   # its costs.half_spread_bps
 
 
 def _sets(sets) -> list[str]:
@@ -199,12 +200,13 @@ def _portfolio_or_skip(rd):
     return portfolio, portfolio.load_portfolio(rd)
 
 
-def _drifted(weights:pd.Series, returns:pd.DataFrame, since, until) -> pd.Series:
-    "The test's own drift: weights bought at `since` grown by the rows since ≤ ts < until (missing return = 0, cash earns 0)."
+def _drifted(weights:pd.Series, returns:pd.DataFrame, since, until, cost:float=0.0) -> pd.Series:
+    """The test's own drift: weights bought at `since` grown by the rows since ≤ ts < until (missing return = 0, cash earns 0,
+    the trade's cost paid from cash at `since`)."""
     rows = returns[(returns.index >= since) & (returns.index < until)]
     growth = (1 + rows.reindex(columns=weights.index).fillna(0.0)).prod()
     value = weights * growth
-    return value / (1.0 - weights.sum() + value.sum())
+    return value / (1.0 - weights.sum() - cost + value.sum())
 
 
 def _check_trades(p:dict, current:pd.Series, what:str):
@@ -220,7 +222,11 @@ def _check_trades(p:dict, current:pd.Series, what:str):
     np.testing.assert_allclose(t["delta"], (tgt - cur)[t.index], atol=1e-10, err_msg=what)
     assert p["drift"] == pytest.approx(0.5 * float((tgt - cur).abs().sum() + abs(tgt.sum() - cur.sum())), abs=1e-9), what   # cash too
     assert p["turnover"] == pytest.approx(float((tgt - cur).abs().sum()), abs=1e-9), what
-    assert p["est_cost"] == pytest.approx(COST_BPS / 1e4 * p["turnover"], abs=1e-12), what
+    kinds = p["est_costs"]                                        # the production profile's cost model, kind by kind
+    assert set(kinds) == {"commission", "spread", "impact"} and kinds["impact"] >= 0, (what, kinds)
+    assert kinds["commission"] == pytest.approx(COST_BPS / 1e4 * p["turnover"], abs=1e-12), what
+    assert kinds["spread"] == pytest.approx(HALF_SPREAD_BPS / 1e4 * p["turnover"], abs=1e-12), what
+    assert p["est_cost"] == pytest.approx(sum(kinds.values()), abs=1e-15), what
 
 
 def test_holdings_carry_from_one_days_target_to_the_next_days_current_drifted(cycle):
@@ -238,9 +244,9 @@ def test_holdings_carry_from_one_days_target_to_the_next_days_current_drifted(cy
             since, until = pd.Timestamp(pp[a]["t"]), pd.Timestamp(pc[a]["t"])
             assert until - since == DAY, (cur.name, a, since, until)          # one session later
             assert pc[a]["holdings_source"] == f"previous_run:{prev.name}", (cur.name, a, pc[a]["holdings_source"])
-            mine = _drifted(pp[a]["target"], returns, since, until)
+            mine = _drifted(pp[a]["target"], returns, since, until, pp[a]["est_cost"])   # yesterday's trades paid from cash
             _check_trades(pc[a], mine, f"{cur.name}/{a}")                    # the run's trades start from the drifted target
-            theirs = portfolio.drift(pp[a]["target"], returns, since, until)   # and the library's drift agrees with the test's
+            theirs = portfolio.drift(pp[a]["target"], returns, since, until, pp[a]["est_cost"])   # the library's drift agrees
             pd.testing.assert_series_equal(theirs.reindex(mine.index), mine, check_names=False, atol=1e-12)
 
 

@@ -47,7 +47,9 @@ def test_daily_cycle_reproduces_the_backtest(tmp_path, alloc):
         assert abs(trades.est_cost - run.costs.loc[t]) < 1e-15
         if k:      # the drifted holdings are the engine's: one holding period of `simulate`
             i0, i1 = RET.index.get_loc(dates[k - 1]), RET.index.get_loc(t)
-            sim = simulate(RET.to_numpy(), np.array([i0]), run.weights.loc[dates[k - 1]].to_numpy()[None, :], i0, i1, "drift")
+            w0 = run.weights.loc[dates[k - 1]].to_numpy()
+            paid = run.costs.loc[dates[k - 1]] / np.abs(w0).sum() * 1e4     # the rate that charges, from cash, what that trade paid
+            sim = simulate(RET.to_numpy(), np.array([i0]), w0[None, :], i0, i1, "drift", paid)   # costs are paid from cash
             assert np.abs(held.weights.reindex(RET.columns, fill_value=0.0).to_numpy() - sim.holdings).max() < 1e-12
             assert held.source == f"previous_run:day-{k - 1:02d}"
         # the runs end in reverse order of their decision times: ordering is by the data's time, not the clock

@@ -323,15 +323,23 @@ def _period(returns:pd.DataFrame, since, until) -> pd.DataFrame:
     return returns[(returns.index >= since) & (returns.index < until)]
 
 # %% ../nbs/52a_holdings.ipynb #5c70d336
+def _cost(cost) -> float:
+    "A trade's cost as a fraction of the equity before it: finite, in [0, 1)."
+    ok = isinstance(cost, (int, float, np.integer, np.floating)) and not isinstance(cost, (bool, np.bool_)) and 0 <= float(cost) < 1
+    if not ok: raise HoldingsError(describe("cost", cost, "a fraction of the equity in [0, 1)"))
+    return float(cost)
+
 def drift(weights:pd.Series, # symbol → weight bought at `since` (cash = 1 − sum)
           returns:pd.DataFrame, # simple returns (UTC rows, a column per symbol)
           since, # the first row the weights earn (the decision time)
           until, # the first row not applied (today's decision time)
+          cost:float=0.0, # what buying them cost, paid from cash at `since` (fraction of the equity before the trade)
          ) -> pd.Series:
     "The weights bought at `since`, drifted by the returns of rows since ≤ ts < until: the engine's drift holding rule."
     w = _weights(weights)
+    cost = _cost(cost)
     rows = _period(returns, since, until)
-    if not len(rows): return w
+    if not len(rows): return w                                  # no row since the decision: its target as decided
     R = rows.reindex(columns=w.index).to_numpy(dtype=np.float64, copy=True)
     wv = w.to_numpy()
     with np.errstate(over="ignore", invalid="ignore"):
@@ -340,16 +348,17 @@ def drift(weights:pd.Series, # symbol → weight bought at `since` (cash = 1 −
         np.minimum(R, np.where(wv < 0, 1.0, np.inf), out=R)        # a short loses at most its weight
         R += 1.0
         np.cumprod(R, axis=0, out=R)
-        level = (1.0 - wv.sum()) + R @ wv                          # equity relative to `since`
+        level = (1.0 - wv.sum() - cost) + R @ wv                   # equity relative to `since` (the cost left in cash)
         if (level <= 0.0).any(): return w * 0.0                    # ruin: nothing is left
         return pd.Series(R[-1] * wv / level[-1], index=w.index, name="weight")
 
 # %% ../nbs/52a_holdings.ipynb #1f83bd2a
-def drift_reference(weights:pd.Series, returns:pd.DataFrame, since, until) -> pd.Series:
+def drift_reference(weights:pd.Series, returns:pd.DataFrame, since, until, cost:float=0.0) -> pd.Series:
     "Plain day-by-day twin of `drift` (tests and benchmarks only)."
     w = _weights(weights)
     rows = _period(returns, since, until)
-    h = dict(w)
+    if not len(rows): return w
+    h = {s: x / (1.0 - cost) for s, x in w.items()}          # weights of the equity left after paying the cost
     for _, r in rows.iterrows():
         value = {}
         for s, x in h.items():
@@ -380,6 +389,6 @@ def carried_holdings(previous:tuple|None, # `previous_portfolio(...)`: (run_id, 
     t0 = to_utc(entry["t"])
     if t0 > until:
         raise HoldingsError(describe(f"previous run {run_id} decision time", str(t0), f"a time at or before {until}"))
-    w = drift(entry["target"], returns, t0, until)
+    w = drift(entry["target"], returns, t0, until, float(entry.get("est_cost", 0.0) or 0.0))   # its trades' cost left in cash
     n = int(((returns.index >= t0) & (returns.index < until)).sum())
     return Holdings(w, until, f"previous_run:{run_id}", (f"target of {run_id} ({allocator}, decided {t0:%Y-%m-%d}) drifted over {n} rows to {until:%Y-%m-%d}",))

@@ -75,7 +75,7 @@ def _parquet(df:pd.DataFrame, meta:dict) -> bytes:
 def _summary_entry(target:Decision, trades:TradeList) -> dict:
     "The summary entry of one allocator: its decision and trade list in plain values."
     return {"t": to_utc(target.t), "cash": target.cash, "drift": trades.drift, "band": trades.band, "traded": trades.traded,
-            "reason": trades.reason, "turnover": trades.turnover, "est_cost": trades.est_cost, "est_cost_ccy": trades.est_cost_ccy,
+            "reason": trades.reason, "turnover": trades.turnover, "est_cost": trades.est_cost, "est_costs": dict(trades.est_costs), "est_cost_ccy": trades.est_cost_ccy,
             "capital": trades.capital, "holdings_source": trades.holdings_source, "adjustments": list(trades.adjustments),
             "fallbacks": [list(map(str, f)) for f in target.fallbacks],
             "excluded": {str(k): str(v) for k, v in target.excluded.items()}}
@@ -192,7 +192,9 @@ def format_portfolio(portfolio:dict, # load_portfolio(run_dir)
         lines += [f"  {s:<28} {_pct(v):>9}" for s, v in w.head(top).items()]
         if len(w) > top: lines.append(f"  … {len(w) - top} more")
         ccy_cost = "" if e.get("est_cost_ccy") is None else f" ({e['est_cost_ccy']:,.2f})"
-        cost = f"est. cost {1e4 * e['est_cost']:.2f} bps of equity{ccy_cost}"
+        kinds = {k: v for k, v in (e.get("est_costs") or {}).items() if v}
+        by_kind = "" if len(kinds) < 2 else " = " + " + ".join(f"{k} {1e4 * v:.2f}" for k, v in kinds.items())
+        cost = f"est. cost {1e4 * e['est_cost']:.2f} bps of equity{ccy_cost}{by_kind}"
         lines += _wrap(f"trades: {e['reason']}", width)
         lines += _wrap(f"turnover {_pct(e['turnover'])}, {cost}; holdings from {e['holdings_source']}", width)
         tr = e["trades"]
