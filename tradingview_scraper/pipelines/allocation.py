@@ -24,7 +24,7 @@ from .covariance import (
     _refusal, _shrink, _Window, profile_covariance)
 from .constraints import AllocationPipeline, AllocationResult, DecisionContext, project_capped_simplex
 from .constrained import (
-    Constraints, _Infeasible, capacity, erc_constrained, max_sharpe_constrained, min_variance_constrained)
+    Constraints, erc_constrained, max_sharpe_constrained, min_variance_constrained, within_capacity)
 
 # %% auto #0
 __all__ = ['Fallback', 'OPTIMIZERS', 'ALLOCATOR_PARAMS', 'ALLOCATORS', 'AllocatorSpec', 'OptimizerEntry', 'Allocation',
@@ -97,12 +97,7 @@ def _step(self, owner:Allocator, win:_Window, labels, ws, cons=None) -> tuple[np
 def _solve_under(self, win:_Window, cov, labels, ws, cons) -> tuple[np.ndarray, float, tuple, bool]:
     "`_solve`, or `_solve_constrained` when there are constraints and this allocator solves them."
     if cons is None or not self.solves_constraints: return (self._solve(win, cov, labels, ws),) + self._invested(win.k) + (False,)
-    try: return self._solve_constrained(win, cov, cons, ws), cons.budget, (), True
-    except _Infeasible:
-        most = capacity(cons)                       # `_Infeasible` again: not even less than the budget is feasible
-        if cons.budget is None or most >= cons.budget * (1 - 1e-9): raise
-    note = ("caps", f"the constraints allow {most:.6g} of the budget {cons.budget:g}; the rest is held in cash")
-    return self._solve_constrained(win, cov, replace(cons, budget=most), ws), most, (note,), True
+    return within_capacity(lambda c: self._solve_constrained(win, cov, c, ws), cons) + (True,)
 
 def _invested(self, k:int) -> tuple[float, tuple]:
     "The total the weights of `k` usable columns sum to, and notes (the budget, none)."

@@ -16,7 +16,7 @@ from .solvers import _Failed, _check
 # %% auto #0
 __all__ = ['SOLVER_TOL', 'Constraints', 'ConeProgram', 'ConeSolution', 'solve_program', 'kkt_residuals', 'binding',
            'min_variance_program', 'min_variance_constrained', 'max_sharpe_program', 'max_sharpe_constrained',
-           'risk_budgeting_program', 'erc_constrained', 'project_constrained', 'capacity']
+           'risk_budgeting_program', 'erc_constrained', 'project_constrained', 'capacity', 'within_capacity']
 
 # %% ../../nbs/36a_constrained.ipynb #8bd6a35b
 @dataclass(frozen=True)
@@ -270,3 +270,15 @@ def capacity(c:Constraints, # the constraints on k streams (their budget ignored
     k = c.M.shape[1]
     sol = solve_program(_program(replace(c, budget=None), np.zeros((k, k)), -np.ones(k)))
     return float(sol.z[:k].sum())
+
+# %% ../../nbs/36a_constrained.ipynb #d1d0d1d7
+def within_capacity(solve, # solve(c) → weights under the constraints `c` (raises `_Infeasible` when they cannot be met)
+                    c:Constraints, # the constraints, with the budget asked for
+                   ) -> tuple[np.ndarray, float, tuple]:
+    "(weights, the total they hold, notes): `solve(c)`, or `solve` at `capacity(c)` with a note when `c` cannot hold its budget."
+    try: return solve(c), c.budget, ()
+    except _Infeasible:
+        most = capacity(c)                        # `_Infeasible` again: nothing is feasible
+        if c.budget is None or most >= c.budget * (1 - 1e-9): raise
+    note = ("caps", f"the constraints allow {most:.6g} of the budget {c.budget:g}; the rest is held in cash")
+    return solve(replace(c, budget=most)), most, (note,)

@@ -5,7 +5,7 @@
 # %% ../../nbs/36_constraints.ipynb #4800b9c8
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, model_validator
 from ..core import TVSError
 from ..data.loader import PointInTimeView
 from .solvers import _Failed, _check
-from .constrained import Constraints, _Infeasible, capacity, project_constrained
+from .constrained import Constraints, project_constrained, within_capacity
 from .covariance import EstimatorParams, Fraction, Limit, _Estimator, _Expect, _frame_of
 
 # %% auto #0
@@ -312,26 +312,31 @@ def _constraints(self, values:np.ndarray, composition:np.ndarray|None, labels:np
 AllocationPipeline._constraints = _constraints
 
 # %% ../../nbs/36_constraints.ipynb #642ad08c
-def _constrain(self, res, composition:np.ndarray|None, labels:np.ndarray|None) -> tuple:
-    "Caps, flattening and limits on an `Allocation`: (stream weights, asset weights, fallbacks, excluded, method)."
-    w, fb = res.weights, list(res.fallbacks)
-    if self.max_weight is not None or self.cluster_cap is not None:
-        w, notes = apply_caps(w, self.allocator.budget, res.excluded, self.max_weight, self.cluster_cap, labels)
-        fb += notes
+def _limited(self, w:np.ndarray, composition:np.ndarray|None, fb:list, res) -> tuple:
+    "Flattening through the composition and the gross/net limits: (stream weights, asset weights, fallbacks, excluded, method)."
     asset = w.copy() if composition is None else composition.T @ w
     scale, notes = exposure_scale(asset, self.gross_limit, self.net_limit)
     fb += notes
     if scale != 1.0: w, asset = w * scale, asset * scale
     return w, asset, tuple(fb), res.excluded, res.method
 
+def _constrain(self, res, composition:np.ndarray|None, labels:np.ndarray|None) -> tuple:
+    "Caps, flattening and limits on an `Allocation`: (stream weights, asset weights, fallbacks, excluded, method)."
+    w, fb = res.weights, list(res.fallbacks)
+    if self.max_weight is not None or self.cluster_cap is not None:
+        w, notes = apply_caps(w, self.allocator.budget, res.excluded, self.max_weight, self.cluster_cap, labels)
+        fb += notes
+    return self._limited(w, composition, fb, res)
+
+AllocationPipeline._limited = _limited
+AllocationPipeline._constrain = _constrain
+
+
+# %% ../../nbs/36_constraints.ipynb #e0f6ec14
 def _project(v:np.ndarray, c:Constraints) -> tuple[np.ndarray, list]:
     "`v` projected onto `c`; if `c` cannot hold the budget, onto `c` with the most it can hold (the rest cash, noted)."
-    try: return project_constrained(v, c), []
-    except _Infeasible:
-        most = capacity(c)                        # `_Infeasible` again: nothing is feasible
-        if c.budget is None or most >= c.budget * (1 - 1e-9): raise
-    note = ("caps", f"the constraints allow {most:.6g} of the budget {c.budget:g}; the rest is held in cash")
-    return project_constrained(v, replace(c, budget=most)), [note]
+    w, _, notes = within_capacity(lambda cc: project_constrained(v, cc), c)
+    return w, list(notes)
 
 def _allocate_under(self, values:np.ndarray, columns, cons:Constraints, ws):
     "The allocator's result under `cons`: solved inside if it can (`solves_constraints`), else unconstrained."
@@ -351,12 +356,12 @@ def _constrain_inside(self, res, composition:np.ndarray|None, cons:Constraints) 
         except _Failed as e:
             w = res.weights
             fb.append(("constraints", f"not met: {e}; the {res.method} weights are kept"))
-    asset = w.copy() if composition is None else composition.T @ w
-    scale, notes = exposure_scale(asset, self.gross_limit, self.net_limit)
-    fb += notes
-    if scale != 1.0: w, asset = w * scale, asset * scale
-    return w, asset, tuple(fb), res.excluded, res.method
+    return self._limited(w, composition, fb, res)
 
+AllocationPipeline._constrain_inside = _constrain_inside
+AllocationPipeline._allocate_under = _allocate_under
+
+# %% ../../nbs/36_constraints.ipynb #58ed07a7
 def _run_arrays(self, values:np.ndarray, # streams, rows × streams (read-only is fine)
                 columns, # stream labels
                 composition:np.ndarray|None=None, # streams × assets exposures, or None (identity)
@@ -387,9 +392,6 @@ def _run_many(self, window, # window(i) → rows × streams array of window i (v
     return [r if isinstance(r, TVSError) else self._constrain(r, None, None)
             for r in self.allocator.allocate_many(window, n_windows, ws=ws, columns=columns)]
 
-AllocationPipeline._constrain = _constrain
-AllocationPipeline._constrain_inside = _constrain_inside
-AllocationPipeline._allocate_under = _allocate_under
 AllocationPipeline.run_arrays = _run_arrays
 AllocationPipeline.run_many = _run_many
 

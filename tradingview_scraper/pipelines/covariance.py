@@ -338,13 +338,16 @@ def _intensity(self, w:_Window) -> float:
     b2 = (np.dot(row_sq, row_sq) - T * ss) / (n * T * T)
     return float(min(max(b2, 0.0), d2) / d2)
 
-def _lw_estimate(self, w:_Window) -> np.ndarray:
-    "$(1 - \\delta) S + \\delta \\mu I$ of the window."
-    d = self.intensity(w)
+def _toward_identity(w:_Window, d:float) -> np.ndarray:
+    "$(1 - d) S + d \\mu I$ of the window ($\\mu = \\mathrm{tr}\\,S / n$): the shrunk estimate of Ledoit–Wolf and OAS."
     c = w.ws.buf("cov", (w.k, w.k))
     np.multiply(w.gram, (1 - d) / w.T, out=c)
     c.flat[::w.k + 1] += d * np.trace(w.gram) / (w.T * w.k)
     return c
+
+def _lw_estimate(self, w:_Window) -> np.ndarray:
+    "$(1 - \\delta) S + \\delta \\mu I$ of the window."
+    return _toward_identity(w, self.intensity(w))
 
 LedoitWolf.intensity = _intensity
 LedoitWolf.estimate = _lw_estimate
@@ -370,11 +373,7 @@ def _oas_intensity(self, w:_Window) -> float:
 
 def _oas_estimate(self, w:_Window) -> np.ndarray:
     "$(1 - \\rho) S + \\rho \\mu I$ of the window."
-    r = self.intensity(w)
-    c = w.ws.buf("cov", (w.k, w.k))
-    np.multiply(w.gram, (1 - r) / w.T, out=c)
-    c.flat[::w.k + 1] += r * np.trace(w.gram) / (w.T * w.k)
-    return c
+    return _toward_identity(w, self.intensity(w))
 
 OAS.intensity = _oas_intensity
 OAS.estimate = _oas_estimate
