@@ -3,6 +3,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from tradingview_scraper.pipelines.features import FeaturePanel
+
 
 def tree_digest(root: Path) -> dict:
     "Every entry under `root` (links not followed): its kind and, for files, a hash of the bytes."
@@ -36,3 +38,15 @@ def upsert_worker(root: str, symbol: str, start: str, n: int, offset: float):
     px = 100.0 + offset + np.arange(n, dtype=float)
     bars = pd.DataFrame({"ts": ts, "open": px, "high": px + 1, "low": px - 1, "close": px, "volume": 1.0})
     Lakehouse(root).write_ohlcv(symbol, bars)
+
+
+class CountingPanel(FeaturePanel):
+    "A panel that counts the views it served."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.served = 0
+
+    def at(self, *args, **kwargs):
+        r = super().at(*args, **kwargs)
+        self.served += r is not None
+        return r

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import CountingPanel
+
 from tradingview_scraper.backtest import engine as E
 from tradingview_scraper.backtest.engine import BacktestEngine, lookahead_check
 from tradingview_scraper.core import LookAheadError
@@ -37,6 +39,34 @@ def test_real_selection_and_synthesis_in_the_loop(alloc):
     panel = synthetic_returns(520, 20, n_clusters=4, seed=8, gap_share=0.002, listings={"EX:A19": 300})
     assert lookahead_check(BacktestEngine(126, 42, warmup=63, cost_bps=5.0), panel, alloc, SelectionPipeline(), Synthesizer(),
                            n_dates=2, seed=1) == 6
+
+
+class _PanelSelection(SelectionPipeline):
+    "SelectionPipeline whose rolling feature panel counts what it served (`with_panel=False`: no panel, features per fold)."
+    def __init__(self, *args, with_panel=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.with_panel, self.panels = with_panel, []
+
+    def feature_panel(self, frame, times):
+        if not self.with_panel: return None
+        self.panels.append(CountingPanel(frame, times, self.params.universe.window, self.params.features))
+        return self.panels[-1]
+
+
+@pytest.mark.parametrize("alloc", [HRP(), ERC()], ids=repr)
+def test_rolling_features_keep_the_perturbation_proof_bitwise(alloc):
+    """The engine attaches the selection's rolling feature panel (computed once over the whole panel, future rows
+    included) to every fold view: perturbing the future still leaves every decision bitwise identical, the panel served
+    the folds' features, and the run equals the plain per-fold run (its twin)."""
+    panel = synthetic_returns(520, 20, n_clusters=4, seed=8, gap_share=0.002, listings={"EX:A19": 300})
+    eng = BacktestEngine(126, 42, warmup=63, cost_bps=5.0)
+    sel = _PanelSelection(universe={"window": 126})
+    assert lookahead_check(eng, panel, alloc, sel, Synthesizer(), n_dates=2, seed=1) == 6
+    assert sel.panels and all(p.served > 0 for p in sel.panels)              # every run read its features from the panel
+    rolled = eng.run(panel, alloc, _PanelSelection(universe={"window": 126}), Synthesizer())
+    per_fold = eng.run(panel, alloc, _PanelSelection(universe={"window": 126}, with_panel=False), Synthesizer())
+    assert np.abs(rolled.weights.to_numpy() - per_fold.weights.to_numpy()).max() < 1e-12
+    assert np.abs(rolled.returns.to_numpy() - per_fold.returns.to_numpy()).max() < 1e-12
 
 
 def _engine_frame(rows):

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import tree_digest
 from tradingview_scraper.orchestration import executors
-from tradingview_scraper.orchestration.flow import ASSESS, BACKTEST, FLOW, run_flow
+from tradingview_scraper.orchestration.flow import ASSESS, BACKTEST, FLOW, INGEST, run_flow
 from tradingview_scraper.orchestration.runner import open_run, read_status
 from tradingview_scraper.pipelines.selection import SelectionPipeline
 
@@ -157,6 +157,28 @@ def test_serial_and_local_ray_give_bitwise_the_same_sweep(tmp_path, lake, local_
     assert result_bytes(ray_run.run_dir) == result_bytes(serial.run_dir)
     nodes = ray_run.cells()["node"]
     assert nodes.notna().all() and "local" not in set(nodes)                 # Ray node ids, from the executor's placements
+
+
+def test_on_ray_every_fold_is_decided_once_and_the_returns_travel_once(tmp_path, lake, local_ray, monkeypatch):
+    """A sweep on Ray decides each fold's selection and synthesis once for its share group (the folds spread over the
+    workers), then runs the cells on those inputs; the returns go into the object store once, and both maps carry the
+    handle, not the data."""
+    puts, real_put = [], local_ray.put
+    def put(value, *a, **kw):
+        puts.append(value)
+        return real_put(value, *a, **kw)
+    monkeypatch.setattr(local_ray, "put", put)
+    run = flow(tmp_path, lake, until="backtest", sweep=COSTS, executor=executors.RayExecutor(num_cpus=2))
+    frames = [p for p in puts if isinstance(p, pd.DataFrame)]
+    assert len(frames) == 1 and frames[0].equals(run.load(INGEST.returns))   # one DataFrame put: the run's returns
+    fold_map, cell_map = [p for p in puts if callable(p)]              # the two maps' functions, put once each
+    assert fold_map.func.__name__ == "_inputs_batch" and cell_map.func.__name__ == "_grid_cell"
+    job = fold_map.args[0]
+    assert job.__getstate__()["frame"] is None and job.__getstate__()["values"] is None   # pickled as the handle
+    assert all(isinstance(cell_map.keywords[k], executors.Shared) for k in ("returns", "inputs", "market"))   # handles, read once per worker
+    n_folds = len(run.load(BACKTEST.folds))
+    timings = run.load(BACKTEST.timings)
+    assert {t["inputs_folds"] for t in timings.values()} == {n_folds}  # every cell read its group's inputs
 
 
 def test_tvs_run_sweep_is_recorded_and_a_refused_sweep_writes_nothing(tmp_path, lake, tvs):

@@ -5,6 +5,8 @@
 # %% ../../nbs/42_engine.ipynb #da2c86fe
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +28,7 @@ from .costs import COST_KINDS, CostModel, CostParams
 from .delisting import DelistingParams, delisting_plan
 
 # %% auto #0
-__all__ = ['BacktestParams', 'BacktestEngine', 'BacktestResult', 'MarketData', 'RETURNS_RULE', 'WorkspaceError',
+__all__ = ['BacktestParams', 'BacktestEngine', 'FoldInputs', 'BacktestResult', 'MarketData', 'RETURNS_RULE', 'WorkspaceError',
            'NumericalWorkspace', 'pending_holds', 'Simulation', 'simulate', 'NotReturnsError', 'parity_gap',
            'lookahead_check', 'as_of_check']
 
@@ -332,8 +334,24 @@ class _DecisionJob:
     holds: tuple = ()       # per fold: (rows, cols) its decision holds (`pending_holds`), or None; (): nothing pending
     market: Any = None      # `MarketData` (point-in-time sectors for sector caps)
     benchmark: str|None = None  # column of the benchmark (beta-neutral pipelines)
+    inputs: Any = None      # `FoldInputs`: each fold's selection and synthesis, decided once for every allocator
+    panel: Any = None       # the selector's rolling feature panel, attached to every fold view (`feature_panel`)
+    source: Any = None      # a handle whose .get() is `frame` (an executor's `Shared`): pickled instead of the returns
 
     def hold(self, f:int) -> tuple|None: return self.holds[f] if self.holds else None
+
+    def __getstate__(self):
+        "With a `source`, the returns travel as the handle (put into the object store once), not as data."
+        state = dict(self.__dict__)
+        if self.source is not None: state.update(frame=None, values=None)
+        return state
+
+    def __setstate__(self, state):
+        for k, v in state.items(): object.__setattr__(self, k, v)
+        if self.source is not None:
+            frame = self.source.get()
+            object.__setattr__(self, "frame", frame)
+            object.__setattr__(self, "values", _read_only(frame.to_numpy(dtype=np.float64, copy=True)))
 
     @property
     def fast(self) -> bool:
@@ -395,17 +413,36 @@ def _fold_view(job:_DecisionJob, f:int) -> PointInTimeView:
     if hold is not None:                 # what a load ending at the decision time holds (`hold_pending`)
         held = _hold(window.to_numpy(dtype=np.float64, copy=True), hold, lo)
         window = pd.DataFrame(held, index=window.index, columns=window.columns)
-    return PointInTimeView(window, frame.index[s], name="returns")
+    return PointInTimeView(window, frame.index[s], name="returns", features=job.panel)
 
-def _fold_streams(job:_DecisionJob, view:PointInTimeView) -> tuple:
-    "(streams, composition, clusters) of a fold: selection and synthesis as far as the allocator uses them."
-    alloc = job.pipeline.allocator
+def _shared(got):
+    "A fold's shared input, or the typed error its decision raised (raised again for every allocator that reads it)."
+    if isinstance(got, BaseException): raise got
+    return got
+
+def _reads_view(job:_DecisionJob, f:int) -> bool:
+    "Whether fold `f`'s decision reads its view: not when its streams come from the shared inputs (selection and synthesis)."
+    alloc, got = job.pipeline.allocator, job.inputs
+    if got is None or job.selector is None or not alloc.uses_selection: return True
+    return not (job.synthesizer is not None and alloc.uses_streams and got.syntheses[f] is not None)
+
+def _fold_streams(job:_DecisionJob, view:PointInTimeView|None, f:int|None=None, # the fold (reads `job.inputs` when they are given)
+                 ) -> tuple:
+    "(streams, composition, clusters) of a fold: selection and synthesis as far as the allocator uses them (decided once when `job.inputs`)."
+    alloc, got = job.pipeline.allocator, job.inputs if f is not None else None
     assets, clusters, directions, logics = list(job.frame.columns), None, None, None
-    if job.selector is not None and alloc.uses_selection:
+    selected = job.selector is not None and alloc.uses_selection
+    if selected and got is not None:
+        winners, clusters, directions, logics = _shared(got.selections[f])
+        assets = list(winners)
+    elif selected:
         sel = job.selector.run(view)
         assets, clusters = list(sel.winners), sel.clusters
         directions, logics = getattr(sel, "directions", None), getattr(sel, "logics", None)
     if job.synthesizer is not None and alloc.uses_streams:
+        if selected and got is not None and got.syntheses[f] is not None:   # synthesized from the same winners
+            streams, composition = _shared(got.syntheses[f])
+            return streams, composition, clusters
         syn = job.synthesizer.run(view, assets, directions=directions, logics=logics)
         return syn.returns, syn.composition, clusters
     return view.frame[assets], None, clusters
@@ -424,7 +461,9 @@ def _context(job:_DecisionJob, view:PointInTimeView, streams:pd.DataFrame, compo
         h = np.zeros(len(job.frame.columns)) if held is None else held
         held_s = pd.Series(h, index=job.frame.columns)
         previous = held_s.reindex(pd.Index(assets), fill_value=0.0).to_numpy(dtype=np.float64)
-        outside += float(held_s[~held_s.index.isin(assets)].abs().sum())   # sold anyway: spent from the turnover budget
+        inside = set(map(str, assets))        # a set: pandas' isin on Arrow strings loops in Python
+        sold_off = np.fromiter((k not in inside for k in held_s.index.to_numpy(dtype=object)), bool, len(held_s))
+        outside += float(held_s[sold_off].abs().sum())   # sold anyway: spent from the turnover budget
     if wants[1] and job.market is not None: sectors = job.market.sectors_at(view.t)
     if wants[2] and job.benchmark in view.columns:
         bench = view.frame[job.benchmark].reindex(streams.index).to_numpy(dtype=np.float64)
@@ -435,11 +474,14 @@ def _asset_vector(weights:pd.Series, # asset weights of a decision
                   cols:pd.Index, # the returns' columns
                  ) -> np.ndarray:
     "`weights` as a vector over `cols` (0 where absent); an asset the returns do not have is a `ContractError`."
-    unknown = [k for k in weights.index if k not in cols]
-    if unknown: raise ContractError(describe("composition assets", unknown[:5], "columns of the returns"))
-    if not weights.index.is_unique: return weights.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
-    w = np.zeros(len(cols))                      # positions in the frame's columns (its hash table is built once per run)
-    w[cols.get_indexer(weights.index)] = weights.to_numpy(dtype=np.float64)
+    if not weights.index.is_unique:
+        unknown = weights.index[~weights.index.isin(cols)]
+        if len(unknown): raise ContractError(describe("composition assets", list(unknown[:5]), "columns of the returns"))
+        return weights.reindex(cols, fill_value=0.0).to_numpy(dtype=np.float64)
+    at = cols.get_indexer(weights.index)         # positions in the frame's columns (its hash table is built once per run)
+    if (at < 0).any(): raise ContractError(describe("composition assets", list(weights.index[at < 0][:5]), "columns of the returns"))
+    w = np.zeros(len(cols))
+    w[at] = weights.to_numpy(dtype=np.float64)
     return w
 
 def _decide_one(job:_DecisionJob, f:int, ws,
@@ -448,8 +490,10 @@ def _decide_one(job:_DecisionJob, f:int, ws,
                ) -> tuple:
     "Selection and/or synthesis in the loop: each reads the fold's PointInTimeView (training rows + warmup)."
     try:
-        view = _fold_view(job, f)
-        streams, composition, clusters = _fold_streams(job, view)
+        view = _fold_view(job, f) if _reads_view(job, f) else None
+        streams, composition, clusters = _fold_streams(job, view, f)
+        if view is None and (getattr(job.pipeline, "needs_sectors", False) or getattr(job.pipeline, "needs_benchmark", False)):
+            view = _fold_view(job, f)
         streams = streams[streams.index >= job.frame.index[job.folds[f][0]]]
         ctx = _context(job, view, streams, composition, held, sold)
         res = (job.pipeline.run(streams, composition, clusters, ws=ws) if ctx is None else
@@ -475,6 +519,133 @@ def _engine_decide(self:BacktestEngine, job:_DecisionJob, dates:pd.DatetimeIndex
 
 BacktestEngine._decide = _engine_decide
 
+# %% ../../nbs/42_engine.ipynb #d72f9b98
+@dataclass(frozen=True)
+class FoldInputs:
+    "Selection and synthesis of every fold of a walk-forward, decided once for every allocator that reads them (`BacktestEngine.fold_inputs`)."
+    fingerprint: str # what they were decided on: returns, folds, warmup, held cells, selector, synthesizer (`_job_fingerprint`)
+    selections: tuple # per fold: (winners, clusters, directions, logics), or the typed error the selection raised
+    syntheses: tuple # per fold: (streams, composition), the typed error the synthesis raised, or None (no synthesizer)
+    seconds: tuple # per fold: seconds its selection and synthesis took
+    panel: bool # the folds' features were read from a rolling feature panel
+    costs: tuple|None = None # (digest of the dollar volumes, `FittedCosts`): σ and ADV of the folds' windows, fitted once
+
+    def __len__(self): return len(self.selections)
+
+    def __repr__(self):
+        failed = sum(isinstance(s, BaseException) for s in self.selections)
+        return (f"FoldInputs({len(self)} folds, {sum(self.seconds):.2f}s, {failed} without a selection, "
+                f"{'rolling feature panel' if self.panel else 'features per fold'})")
+
+def _job_fingerprint(job:_DecisionJob) -> str:
+    "Digest of the returns' bytes, index and columns, the folds, the warmup, the held cells and the selector's and synthesizer's repr."
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(job.values).view(np.uint8).reshape(-1))
+    h.update(np.asarray(job.frame.index.asi8).tobytes())
+    h.update("\x1f".join(map(str, job.frame.columns)).encode())
+    h.update(repr((job.folds, job.warmup, repr(job.selector), repr(job.synthesizer))).encode())
+    for held in job.holds:
+        h.update(b"-" if held is None else b"".join(np.ascontiguousarray(a).tobytes() for a in held) + b"|")
+    return h.hexdigest()
+
+def _digest(a:np.ndarray|None) -> str|None:
+    "Digest of an array's bytes (None for None)."
+    return None if a is None else hashlib.blake2b(np.ascontiguousarray(a, dtype=np.float64).view(np.uint8).reshape(-1), digest_size=16).hexdigest()
+
+# %% ../../nbs/42_engine.ipynb #18989135
+def _input_one(job:_DecisionJob, f:int) -> tuple:
+    "(selection, synthesis, seconds) of fold `f`; a typed error in either is kept (look-ahead and workspace errors are raised)."
+    t0 = time.perf_counter()
+    view = _fold_view(job, f)
+    def kept(err):
+        if isinstance(err, (LookAheadError, WorkspaceError)): raise err
+        return err
+    try:
+        sel = job.selector.run(view)
+        chosen = (list(sel.winners), sel.clusters, getattr(sel, "directions", None), getattr(sel, "logics", None))
+    except TVSError as err:
+        return kept(err), None, time.perf_counter() - t0
+    syn = None
+    if job.synthesizer is not None:
+        try:
+            r = job.synthesizer.run(view, chosen[0], directions=chosen[2], logics=chosen[3])
+            syn = (r.returns, r.composition)
+        except TVSError as err:
+            syn = kept(err)
+    return chosen, syn, time.perf_counter() - t0
+
+def _inputs_batch(job:_DecisionJob, fold_ids) -> list:
+    "The inputs of the folds `fold_ids` (one task of `fold_inputs`'s map)."
+    return [_input_one(job, int(f)) for f in fold_ids]
+
+# %% ../../nbs/42_engine.ipynb #2d30b282
+def _feature_panel(selector, frame:pd.DataFrame, folds) -> Any:
+    "The selector's rolling feature panel at the folds' decision times (`feature_panel`), or None if it offers none."
+    make = getattr(selector, "feature_panel", None)
+    if selector is None or not callable(make): return None
+    return make(frame, pd.DatetimeIndex([frame.index[s] for a, b, s, e in folds]))
+
+def _engine_job(self:BacktestEngine, frame:pd.DataFrame, pipeline, selector, synthesizer, confirmed, market, benchmark,
+                inputs:FoldInputs|None=None, # shared fold inputs (checked against the job's fingerprint)
+               ) -> tuple[_DecisionJob, int|None]:
+    "The decision job of a run on `frame` (folds, held cells, values, rolling feature panel) and the number of held cells."
+    for name, obj in (("selector", selector), ("synthesizer", synthesizer)):
+        if obj is not None and not callable(getattr(obj, "run", None)):
+            raise ValidationError(describe(name, obj, "an object with a .run(...) method"))
+    folds = self.folds(len(frame))
+    if not folds:
+        need = "train + test" + (" + purge" if self.purge else "")
+        raise ValidationError(describe("history length", len(frame), f"at least {need} = {self.train + self.purge + self.test} rows"))
+    holds = pending_holds(confirmed, frame.index, frame.columns, [s for a, b, s, e in folds])
+    n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
+    values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
+    job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
+                       tuple(holds) if n_held else (), market, benchmark)
+    if inputs is not None:
+        if not isinstance(inputs, FoldInputs): raise ValidationError(describe("inputs", type(inputs).__name__, "None or FoldInputs"))
+        if inputs.fingerprint != _job_fingerprint(job):
+            raise ValidationError(describe("inputs", inputs, "fold inputs decided on this run's returns, folds, held cells, selector and synthesizer",
+                                           "decide them with fold_inputs on the same data and settings"))
+        return dataclasses.replace(job, inputs=inputs), n_held
+    uses = pipeline is None or getattr(pipeline.allocator, "uses_selection", True)
+    panel = _feature_panel(selector, frame, folds) if uses else None
+    return (dataclasses.replace(job, panel=panel) if panel is not None else job), n_held
+
+BacktestEngine._job = _engine_job
+
+# %% ../../nbs/42_engine.ipynb #08f5d817
+def _engine_fold_inputs(self:BacktestEngine,
+                        returns:pd.DataFrame, # the returns `run` will get
+                        selector, # the selection (.run(view) → winners, clusters, directions, logics)
+                        synthesizer=None, # the synthesis (.run(view, assets, ...) → returns, composition), or None
+                        confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars, as `run` gets them
+                        *, market:MarketData|None=None, # the run's market data: σ and ADV of the cost model fitted once for every allocator
+                        map_fn:Callable|None=None, # how the batches run (None: the engine's `map_fn`)
+                        batches:int|None=None, # number of fold batches (None: the engine's `n_batches`)
+                        source=None, # a handle whose .get() is `returns` (`executor.share(returns)`): what the batches ship
+                       ) -> FoldInputs:
+    "Each fold's selection and synthesis, decided once from its point-in-time view, for every allocator's `run(..., inputs=)`."
+    if selector is None: raise ValidationError(describe("selector", None, "a selection to decide the folds' winners"))
+    frame = self._check_returns(returns)
+    job, _ = self._job(frame, None, selector, synthesizer, confirmed, None, None)
+    if source is not None: job = dataclasses.replace(job, source=source)
+    k = self.n_batches if batches is None else batches
+    if not isinstance(k, (int, np.integer)) or k < 1: raise ValidationError(describe("batches", k, "an integer >= 1"))
+    n = len(job.folds)
+    parts = [list(range(i, n, min(int(k), n))) for i in range(min(int(k), n))]     # round robin: early and late folds in every batch
+    done = [None] * n
+    for part, out in zip(parts, (map_fn or self.map_fn)(partial(_inputs_batch, job), parts)):
+        for f, r in zip(part, out): done[f] = r
+    costs = None
+    if self.costs is not None:
+        _, fitted = self._cost_model(frame, job.values, list(job.folds), market)
+        aligned = None if market is None else market.aligned(frame.index, frame.columns)["dollar_volume"]
+        costs = (_digest(aligned), fitted)
+    return FoldInputs(_job_fingerprint(job), tuple(r[0] for r in done), tuple(r[1] for r in done),
+                      tuple(r[2] for r in done), job.panel is not None, costs)
+
+BacktestEngine.fold_inputs = _engine_fold_inputs
+
 # %% ../../nbs/42_engine.ipynb #c0f91b51
 class _InOrder:
     "`simulate`'s `decide` for a pipeline that needs the holdings: fold f is decided with the weights held at its time."
@@ -494,13 +665,18 @@ class _InOrder:
         return w
 
 # %% ../../nbs/42_engine.ipynb #2cc7b09a
-def _engine_cost_model(self:BacktestEngine, frame:pd.DataFrame, values:np.ndarray, folds:list, market:MarketData|None) -> tuple:
+def _engine_cost_model(self:BacktestEngine, frame:pd.DataFrame, values:np.ndarray, folds:list, market:MarketData|None,
+                       shared:tuple|None=None, # (dollar-volume digest, FittedCosts) fitted once for every allocator (`FoldInputs.costs`)
+                      ) -> tuple:
     "(the run's `CostModel`, its `FittedCosts`), or (None, None) without `costs` (the commission cost_bps only)."
     if self.costs is None: return None, None
     aligned = {"dollar_volume": None, "funding": None} if market is None else market.aligned(frame.index, frame.columns)
     model = CostModel.from_params(self.costs, self.cost_bps, frame.columns, self.periods_per_year,
                                   None if market is None else market.asset_class, aligned["funding"])
-    return model, model.fit(values, aligned["dollar_volume"], model.windows(folds))
+    windows = model.windows(folds)
+    if shared is not None and np.array_equal(shared[1].windows, windows) and shared[0] == _digest(aligned["dollar_volume"]):
+        return model, shared[1]          # the same windows of the same data: σ and ADV as fitted once
+    return model, model.fit(values, aligned["dollar_volume"], windows)
 
 def _engine_delisting(self:BacktestEngine, values:np.ndarray, columns:pd.Index, market:MarketData|None) -> tuple:
     "(closing row, delisting return) per column, or (None, None) without `delisting`."
@@ -519,11 +695,12 @@ def _engine_run(self:BacktestEngine,
                 confirmed:pd.DataFrame|None=None, # `LoadReport.confirmed` of the load: decisions hold what is not confirmed yet
                 *, market:MarketData|None=None, # dollar volume, funding, asset classes, catalog sectors (costs, constraints)
                 benchmark:str|None=None, # column of the benchmark (beta-neutral pipelines: `allocation.benchmark`)
+                inputs:FoldInputs|None=None, # each fold's selection and synthesis decided once (`fold_inputs`) for every allocator
                ) -> BacktestResult:
     "Decide every fold (batched through `map_fn`; in order if the pipeline needs the holdings), simulate, compute the metrics once."
     if market is not None and not isinstance(market, MarketData):
         raise ValidationError(describe("market", type(market).__name__, "None or a MarketData"))
-    return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed, market, benchmark)
+    return self._run(self._check_returns(returns), allocator, selector, synthesizer, confirmed, market, benchmark, inputs)
 
 BacktestEngine.run = _engine_run
 
@@ -549,27 +726,17 @@ BacktestEngine._simulate = _engine_simulate
 
 # %% ../../nbs/42_engine.ipynb #55d1ff55
 def _engine__run(self:BacktestEngine, frame:pd.DataFrame, allocator, selector, synthesizer, confirmed=None,
-                 market:MarketData|None=None, benchmark:str|None=None) -> BacktestResult:
+                 market:MarketData|None=None, benchmark:str|None=None, inputs:FoldInputs|None=None) -> BacktestResult:
     "`run` on a frame that passed `_check_returns`."
     pipeline = allocator if isinstance(allocator, AllocationPipeline) else AllocationPipeline(allocator)
-    for name, obj in (("selector", selector), ("synthesizer", synthesizer)):
-        if obj is not None and not callable(getattr(obj, "run", None)):
-            raise ValidationError(describe(name, obj, "an object with a .run(...) method"))
-    folds = self.folds(len(frame))
-    if not folds:
-        need = "train + test" + (" + purge" if self.purge else "")
-        raise ValidationError(describe("history length", len(frame), f"at least {need} = {self.train + self.purge + self.test} rows"))
-    holds = pending_holds(confirmed, frame.index, frame.columns, [s for a, b, s, e in folds])
-    n_held = None if confirmed is None else sum(len(h[0]) for h in holds if h is not None)
-    values = _read_only(frame.to_numpy(dtype=np.float64, copy=True))
-    job = _DecisionJob(frame, values, tuple(folds), pipeline, selector, synthesizer, self.warmup, self.workspace, self.poison,
-                       tuple(holds) if n_held else (), market, benchmark)
+    job, n_held = self._job(frame, pipeline, selector, synthesizer, confirmed, market, benchmark, inputs)
+    folds, values = list(job.folds), job.values
     dates = pd.DatetimeIndex([frame.index[s] for a, b, s, e in folds], name="decision")
     t0 = time.perf_counter()
     in_order = _InOrder(job, dates, None) if getattr(pipeline, "needs_holdings", False) else None
     targets, fallbacks, excluded = (None, [], {}) if in_order else self._decide(job, dates)
     t1 = time.perf_counter()
-    model, fitted = self._cost_model(frame, values, folds, market)
+    model, fitted = self._cost_model(frame, values, folds, market, None if inputs is None else inputs.costs)
     sim = self._simulate(values, folds, targets, model, fitted, self._delisting(values, frame.columns, market), in_order)
     if in_order: targets, fallbacks, excluded = in_order.targets, in_order.fallbacks, in_order.excluded
     decide_s = t1 - t0 + (in_order.seconds if in_order else 0.0)

@@ -46,9 +46,10 @@ class PointInTimeView:
     def __init__(self, frame:pd.DataFrame, # time-indexed data (UTC DatetimeIndex, sorted, unique)
                  t, # decision time: rows at or after it are invisible
                  name:str="data", # what the frame holds, for messages
+                 features=None, # an attached panel of precomputed features (`pipelines.features.FeaturePanel`); None: none
                 ):
         idx = _check_time_index(frame, name)
-        self.t, self.name = to_utc(t), name
+        self.t, self.name, self._features = to_utc(t), name, features
         self._n = int(idx.searchsorted(self.t, side="left"))
         self._data = frame.iloc[:self._n].copy(deep=True)
         if self._data.shape[1] and self._data._mgr.nblocks == 1: self._data.values.flags.writeable = False
@@ -67,6 +68,10 @@ class PointInTimeView:
         a = self._data.to_numpy(copy=True)
         a.flags.writeable = False
         return a
+    @property
+    def features(self):
+        "The attached feature panel (None by default); the panel itself checks it can serve this view."
+        return self._features
     @property
     def index(self) -> pd.DatetimeIndex: return self._data.index.copy()
     @property

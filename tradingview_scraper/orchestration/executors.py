@@ -12,13 +12,14 @@ from ..core import ValidationError, describe
 from ..profile import Profile
 
 # %% auto #0
-__all__ = ['SerialExecutor', 'RayExecutor', 'cpu_slots', 'make_executor']
+__all__ = ['SerialExecutor', 'RayExecutor', 'cpu_slots', 'Shared', 'make_executor']
 
 # %% ../../nbs/47_executors.ipynb #24414673
 class SerialExecutor:
     "Runs `map` in the calling process, in order."
     name = "serial"
     def __init__(self): self.placements = []   # where each item of the last `map` ran: "local"
+    def parallelism(self) -> int: return 1     # items that run at the same time
     def map(self, fn:Callable, items:Iterable) -> list:
         out = [fn(x) for x in items]
         self.placements = ["local"] * len(out)
@@ -82,7 +83,12 @@ def _ray_executor_map(self:RayExecutor, fn:Callable, items:Iterable) -> list:
     self.placements = [node for node, _ in out]
     return [r for _, r in out]
 
+def _ray_executor_parallelism(self:RayExecutor) -> int:
+    "Items that run at the same time: the cluster's CPU slots (`cpu_slots`; starts or joins the cluster)."
+    return len(cpu_slots(self._ensure().nodes()))
+
 RayExecutor._ensure = _ray_executor_ensure
+RayExecutor.parallelism = _ray_executor_parallelism
 RayExecutor.map = _ray_executor_map
 
 
@@ -103,6 +109,37 @@ RayExecutor.__enter__ = _ray_executor_enter
 RayExecutor.__exit__ = _ray_executor_exit
 RayExecutor.close = _ray_executor_close
 RayExecutor.__repr__ = _ray_executor_repr
+
+# %% ../../nbs/47_executors.ipynb #031acd5e
+_READ, _KEEP = {}, 4   # per process: values this worker read from the object store (object id → value), never mutated
+
+class Shared:
+    "A value every task of a run reads: held in the calling process (`SerialExecutor.share`) or put into Ray's object store once (`RayExecutor.share`)."
+    def __init__(self, value=None, # the value itself (serial)
+                 ref=None, # its Ray object reference (Ray): only the reference is pickled
+                ):
+        self._value, self._ref = value, ref
+
+    def get(self):
+        "The value (on Ray: read from the object store once per process, then kept: every task of the process reads the same)."
+        if self._ref is None: return self._value
+        key = self._ref.hex()
+        if key not in _READ:
+            import ray
+            while len(_READ) >= _KEEP: _READ.pop(next(iter(_READ)))     # the oldest first: a bounded keep
+            _READ[key] = ray.get(self._ref)
+        return _READ[key]
+
+    def __repr__(self): return f"Shared({'object store' if self._ref is not None else type(self._value).__name__})"
+
+def _serial_share(self:SerialExecutor, value) -> Shared: return Shared(value)
+
+def _ray_share(self:RayExecutor, value) -> Shared:
+    "`value` put into the object store once; the handle travels in every map instead of the data."
+    return Shared(ref=self._ensure().put(value))
+
+SerialExecutor.share = _serial_share
+RayExecutor.share = _ray_share
 
 # %% ../../nbs/47_executors.ipynb #98361927
 def make_executor(profile:Profile, name:str|None=None) -> SerialExecutor|RayExecutor:

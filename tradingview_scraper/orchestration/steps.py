@@ -25,6 +25,7 @@ from ..data.loader import IngestionStage, PointInTimeView
 from ..data.sample import sample_lakehouse
 from ..ledger import AuditLedger
 from .runner import Artifact, RunContext, Step, tree_fingerprint
+from .executors import Shared
 from ..pipelines.discovery import DiscoveryPipeline
 from ..profile import Profile
 from ..reports import write_report
@@ -182,6 +183,7 @@ def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:Dat
                    confirmed:pd.DataFrame|None=None, # the load's confirmed suspect bars: each decision holds those pending then
                    synthesizer=None, # a synthesizer shared by the cells (serial executor: one memo); None: one of the cell's own
                    market:MarketData|None=None, # what the run knows beyond returns: volumes, asset classes, the catalog (`_market_data`)
+                   inputs:FoldInputs|None=None, # every fold's selection and synthesis decided once for the cell's share group (`fold_inputs`)
                   ) -> dict:
     "One grid cell: the walk-forward backtest of allocator `name` (runs in any executor)."
     in_loop = name not in ("market",)
@@ -189,7 +191,8 @@ def _backtest_cell(name:str, returns:pd.DataFrame, profile:Profile, universe:Dat
     syn = (synthesizer or build_synthesizer(profile)) if sel is not None and profile.selection.enabled and profile.synthesis.enabled else None
     with threadpool_limits(limits=1, user_api="blas"):   # small matrices: BLAS threads only fight each other (and other cells)
         bench = profile.allocation.benchmark if profile.allocation.benchmark in returns.columns else None   # beta-neutral books
-        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed, market=market, benchmark=bench)
+        res = build_engine(profile).run(returns, build_allocator(name, profile), sel, syn, confirmed=confirmed, market=market, benchmark=bench,
+                                        inputs=inputs if in_loop else None)
     return {"name": name, "returns": res.returns, "gross_returns": res.gross_returns, "equity": res.equity,
             "weights": res.weights, "turnover": res.turnover, "costs": res.costs, "cost_kinds": res.cost_kinds,
             "delistings": res.delistings, "trade_dates": res.trade_dates,
@@ -213,15 +216,16 @@ def _market_data(ctx:RunContext, returns:pd.DataFrame) -> MarketData:
     return MarketData(dollar_volume=ctx.load(INGEST.dollar_volume), asset_class=asset_classes(catalog, returns.columns), catalog=catalog)
 
 # %% ../../nbs/50b_steps.ipynb #3d89cea1
-def _grid_cell(cell:Cell, returns:pd.DataFrame, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None=None,
-               selectors:tuple|None=None, # per variant, its share group's selection memo (serial); None: each cell its own
-               synthesizers:tuple|None=None, # per variant, its share group's synthesis memo (serial); None: each cell its own
-               market:MarketData|None=None, # the run's market data (`_market_data`), the same for every cell
+def _grid_cell(cell:Cell, returns:pd.DataFrame|Shared, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None=None,
+               inputs:tuple|Shared|None=None, # per variant, its share group's fold inputs (`_shared_inputs`); None: each cell selects on its own
+               market:MarketData|Shared|None=None, # the run's market data (`_market_data`), the same for every cell
               ) -> dict:
     "One cell of the grid (runs in any executor): `_backtest_cell` on the cell's own profile and its variant's universe."
     t0, v = time.perf_counter(), cell.variant
-    out = _backtest_cell(cell.allocator, returns, grid.profiles[cell.profile], universes[v], None if selectors is None else selectors[v],
-                         confirmed, None if synthesizers is None else synthesizers[v], market)
+    returns = returns.get() if isinstance(returns, Shared) else returns      # shared: read from the object store
+    inputs, market = (x.get() if isinstance(x, Shared) else x for x in (inputs, market))
+    out = _backtest_cell(cell.allocator, returns, grid.profiles[cell.profile], universes[v], confirmed=confirmed, market=market,
+                         inputs=None if inputs is None else inputs[v])
     return {**out, "name": cell.name, "cell_s": time.perf_counter() - t0}
 
 def _variant_universes(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid) -> tuple:
@@ -234,21 +238,38 @@ def _variant_universes(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid) -> 
         out.append(built[key])
     return tuple(out)
 
-def _shared_memos(grid:SweepGrid, universes:tuple) -> tuple[tuple, tuple]:
-    "Per variant, the selection and synthesis memo of its share group (`SweepGrid.share_groups`): one per group, for a serial run."
-    groups, memos = grid.share_groups(), {}
+def _shared_inputs(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None,
+                   market:MarketData|None=None, # the run's market data: the cost model's σ and ADV fitted once per group
+                   source:Shared|None=None, # the returns shared through the executor (put into the object store once)
+                  ) -> tuple:
+    """Per variant, the fold inputs of its share group (`SweepGrid.share_groups`): every fold's selection and synthesis
+    decided once per group (`BacktestEngine.fold_inputs`), the folds spread over the run's executor."""
+    groups, done = grid.share_groups(), {}
+    width = ctx.executor.parallelism() if callable(getattr(ctx.executor, "parallelism", None)) else 1   # any object with a `map`
+    width = 2 * width if width > 1 else 1         # two batches per slot: the slow folds do not leave a worker idle
     for g in dict.fromkeys(groups):
         p = grid.variants[g]
-        memos[g] = (UniverseSelector(build_selector(p) if p.selection.enabled else None, universes[g]),
-                    build_synthesizer(p, memo=True) if p.selection.enabled and p.synthesis.enabled else None)
-    return tuple(memos[g][0] for g in groups), tuple(memos[g][1] for g in groups)
+        sel = UniverseSelector(build_selector(p) if p.selection.enabled else None, universes[g])
+        syn = build_synthesizer(p) if p.selection.enabled and p.synthesis.enabled else None
+        done[g] = build_engine(p).fold_inputs(returns, sel, syn, confirmed, market=market, map_fn=ctx.executor.map,
+                                              batches=width, source=source)
+    return tuple(done[g] for g in groups)
+
+def _log_inputs(ctx:RunContext, inputs:tuple, seconds:float) -> None:
+    "One line on the shared fold inputs: folds, groups, seconds per fold, whether the features came from a rolling panel."
+    distinct = list({id(i): i for i in inputs}.values())
+    folds = sum(len(i) for i in distinct)
+    log.info("fold inputs: %d folds in %d share group(s) decided once in %.2fs (%.1f ms per fold, %s)", folds, len(distinct), seconds,
+             1e3 * seconds / max(folds, 1), "rolling feature panel" if all(i.panel for i in distinct) else "features per fold")
+
 
 # %% ../../nbs/50b_steps.ipynb #5f4f495e
 def step_backtest(ctx:RunContext) -> dict:
     """Every cell of the profile's grid (`sweep_grid`: each variant's allocators and its benchmark) through one map of the
     run's executor, on the dated universe of the profile's policy for each variant's decision dates, each decision holding
     the suspect bars not yet confirmed at its time (as the load of that day did), with the run's market data (volumes,
-    asset classes, catalog: `_market_data`) for the cost model and the delisting rule; refuses to start (`UniverseError`) when
+    asset classes, catalog: `_market_data`) for the cost model and the delisting rule, every fold's selection and synthesis
+    decided once per share group (`_shared_inputs`, through the executor) and read by each cell; refuses to start (`UniverseError`) when
     no decision date has a universe."""
     p = _run_profile(ctx)
     returns = ctx.load(INGEST.returns)
@@ -257,10 +278,20 @@ def step_backtest(ctx:RunContext) -> dict:
     distinct = list({id(u): u for u in universes}.values())
     warnings = list(dict.fromkeys(w for u in distinct for w in u.warnings()))
     _warn(ctx, *warnings)
-    selectors, synthesizers = _shared_memos(grid, universes) if ctx.executor.name == "serial" else (None, None)
-    cell = partial(_grid_cell, returns=returns, grid=grid, universes=universes, confirmed=ctx.load(INGEST.confirmed),
-                   selectors=selectors, synthesizers=synthesizers, market=_market_data(ctx, returns))
+    confirmed = ctx.load(INGEST.confirmed)
+    t0 = time.perf_counter()
+    market = _market_data(ctx, returns)
+    share = getattr(ctx.executor, "share", None)                  # the returns travel once: both maps read the same handle
+    source = share(returns) if callable(share) else None
+    inputs = _shared_inputs(ctx, returns, grid, universes, confirmed, market, source)
+    _log_inputs(ctx, inputs, time.perf_counter() - t0)
+    shipped = inputs if source is None else share(inputs)         # on Ray: into the object store once, read once per worker
+    cell = partial(_grid_cell, returns=returns if source is None else source, grid=grid, universes=universes, confirmed=confirmed, inputs=shipped,
+                   market=market if source is None else share(market))
     cells = ctx.executor.map(cell, ctx.progress(list(grid.cells), desc="cells" if grid.sweep else "allocators"))
+    for c, g in zip(cells, grid.cells):      # each cell's timings say what its share group's fold inputs took
+        got = inputs[g.variant]
+        c["timings"] = {**c["timings"], "inputs_s": float(sum(got.seconds)), "inputs_folds": len(got), "rolling_features": got.panel}
     return _backtest_outputs(ctx, cells, grid, universes, warnings)
 
 # %% ../../nbs/50b_steps.ipynb #730909de

@@ -128,10 +128,16 @@ DatedUniverse.__repr__ = _dated_universe_repr
 _NOTHING = pd.DataFrame({"symbol": [], "direction": [], "logic": []})
 
 def _catalog_lists(lake:Lakehouse, dates, columns, policy:str):
-    "No screens: every symbol the catalog knew before each date (present_day: every column)."
+    "No screens: every symbol the catalog knew before each date (present_day: every column); one mask per date over the versions."
     versions = lake.catalog(versions=True)
+    sym = versions["symbol"].astype(str).to_numpy(dtype=object)
+    start = pd.to_datetime(versions["valid_from"], utc=True).to_numpy(dtype="datetime64[ns]")
+    until = pd.to_datetime(versions["valid_until"], utc=True).to_numpy(dtype="datetime64[ns]")
     for t in dates:
-        syms = sorted(columns) if policy == "present_day" else list(catalog_as_of(versions, t).index)
+        if policy == "present_day": syms = sorted(columns)
+        else:   # known before t: opened before t and not superseded before t (`catalog_as_of`)
+            t64 = np.datetime64(to_utc(t).tz_convert(None).as_unit("ns"))
+            syms = sorted(set(sym[(start < t64) & (np.isnat(until) | (until >= t64))]))
         yield t, pd.DataFrame({"symbol": syms, "direction": "LONG", "logic": "hold"}), pd.NaT, \
               "every column" if policy == "present_day" else "catalog before the date"
 
@@ -185,16 +191,19 @@ def build_universe(policy:str, # "as_known", "catalog" or "present_day" (discove
         basis, lists = "screens (offline, as of today)", _today_lists(lake, screens, dates, now, interval)
     else:
         basis, lists = "screens (stored snapshots)", _snapshot_lists(lake, screens, dates, latest=policy == "present_day")
-    frames, cov = [], []
-    for t, cand, snapshot, what in lists:
-        c = cand.drop_duplicates("symbol")
-        rows = pd.DataFrame({"date": t, "symbol": c["symbol"].astype(str).to_numpy(), "direction": c["direction"].astype(str).to_numpy(),
-                             "logic": c["logic"].astype(str).to_numpy()})
-        if cols is not None: rows = rows[rows["symbol"].isin(cols)]
-        frames.append(rows)
-        cov.append((t, snapshot, what if len(rows) else "none", len(rows)))
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in _UNIVERSE_COLUMNS})
-    table = table.astype({"symbol": str, "direction": str, "logic": str}).assign(date=lambda d: pd.to_datetime(d["date"], utc=True))
+    parts, cov = {k: [] for k in _UNIVERSE_COLUMNS}, []
+    for t, cand, snapshot, what in lists:     # plain arrays per date, one frame at the end
+        sym = cand["symbol"].astype(str).to_numpy(dtype=object)
+        first = {s: k for k, s in reversed(list(enumerate(sym)))}       # the first row of each symbol (drop_duplicates)
+        keep = sorted(k for s, k in first.items() if cols is None or s in cols)
+        parts["date"].append(np.full(len(keep), to_utc(t).value, dtype=np.int64))
+        parts["symbol"].append(sym[keep])
+        for k in ("direction", "logic"): parts[k].append(cand[k].astype(str).to_numpy(dtype=object)[keep])
+        cov.append((t, snapshot, what if keep else "none", len(keep)))
+    col = lambda k, dtype: np.concatenate(parts[k]) if parts[k] else np.array([], dtype=dtype)
+    table = pd.DataFrame({"date": pd.to_datetime(col("date", np.int64), utc=True), "symbol": col("symbol", object),
+                          "direction": col("direction", object), "logic": col("logic", object)})
+    table = table.astype({"symbol": str, "direction": str, "logic": str})
     coverage = pd.DataFrame(cov, columns=_COVERAGE_COLUMNS).astype({"candidates": "int64"})
     coverage["date"], coverage["snapshot"] = pd.to_datetime(coverage["date"], utc=True), pd.to_datetime(coverage["snapshot"], utc=True)
     return DatedUniverse(policy, table.reset_index(drop=True), coverage, basis)
@@ -222,7 +231,14 @@ class UniverseSelector:
     def candidates(self, view:PointInTimeView) -> pd.DataFrame:
         "The universe's candidates at `view.t` that have returns in the view."
         c = self.universe.candidates(view.t)
-        return c[c["symbol"].isin(view.columns)].reset_index(drop=True)
+        cols = set(map(str, view.columns))          # a set: pandas' isin on Arrow strings is a Python loop per call
+        return c[np.fromiter((x in cols for x in c["symbol"].to_numpy(dtype=object)), bool, len(c))].reset_index(drop=True)
+
+    def feature_panel(self, frame:pd.DataFrame, # the returns of the run
+                      times, # its decision times
+                     ):
+        "The selection's rolling feature panel at `times` (`SelectionPipeline.feature_panel`), or None without a selection."
+        return None if self.selector is None else self.selector.feature_panel(frame, times)
 
     def run(self, view:PointInTimeView, candidates=None, ledger=None):
         c = self.candidates(view) if candidates is None else candidates

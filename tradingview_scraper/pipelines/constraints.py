@@ -144,19 +144,24 @@ def _labels_plain(cols, clusters:pd.Series, composition) -> np.ndarray:
     return pd.factorize(pd.Index([f"{k}:{v}" for k, v in raw]))[0]
 
 # %% ../../nbs/36_constraints.ipynb #11778598
+def _as_list(x) -> list:
+    "Python elements of an Index (one conversion, not one boxing per element) or of any sequence."
+    return x.tolist() if isinstance(x, pd.Index) else list(x)
+
 def _labels_fast(cols, clusters:pd.Series, assets, comp:np.ndarray|None) -> np.ndarray:
     "Array path: unique cluster labels, composition rows (`comp`, streams × `assets`) in stream order."
-    label = dict(zip(clusters.index, clusters.to_numpy()))
-    raw = []
-    for j, c in enumerate(cols):
-        if c in label:
-            raw.append(("c", label[c]))
-            continue
-        under = np.flatnonzero(comp[j] != 0) if comp is not None else ()
-        one = assets[under[0]] if len(under) == 1 else None
-        raw.append(("c", label[one]) if one is not None and one in label else ("own", c))
+    label = dict(zip(_as_list(clusters.index), clusters.to_numpy()))
+    names = _as_list(cols)
+    one = [None] * len(names)                                # the one asset each stream trades (None: none or several)
+    if comp is not None and comp.size:
+        nz = comp != 0
+        alone, first, assets = nz.sum(1) == 1, nz.argmax(1), _as_list(assets)
+        one = [assets[f] if a else None for a, f in zip(alone.tolist(), first.tolist())]
+    raw = [("c", label[c]) if c in label else ("c", label[u]) if u is not None and u in label else ("own", c)
+           for c, u in zip(names, one)]
     group: dict[str, int] = {}                               # numbered in order of first appearance, as pd.factorize
     return np.array([group.setdefault(f"{k}:{v}", len(group)) for k, v in raw], dtype=np.intp)
+
 
 # %% ../../nbs/36_constraints.ipynb #69aae04f
 def cluster_labels(cols, # stream ids

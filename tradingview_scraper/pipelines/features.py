@@ -5,6 +5,7 @@
 # %% ../../nbs/31b_features.ipynb #99f36a54
 from __future__ import annotations
 
+import functools
 import math
 import types
 
@@ -13,14 +14,15 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic import Field, field_validator
 
-from ..core import ContractError, Symbol, ValidationError, describe
+from ..core import ContractError, Symbol, ValidationError, check_utc_index, describe, to_utc
 from ..data.loader import PointInTimeView
 from .base import (DIRECTIONS, StageParams, check_contract, check_returns, check_view,
                                                  position_returns, returns_array, stage)
 
 # %% auto #0
-__all__ = ['CANDIDATES_SCHEMA', 'UNIVERSE_SCHEMA', 'FEATURES', 'FEATURES_SCHEMA', 'UniverseParams', 'universe_stage',
-           'FeatureParams', 'compute_features', 'features_stage']
+__all__ = ['CANDIDATES_SCHEMA', 'UNIVERSE_SCHEMA', 'FEATURES', 'ROLLING_FEATURES', 'FEATURES_SCHEMA', 'UniverseParams',
+           'universe_stage', 'FeatureParams', 'compute_features', 'rolling_features', 'rolling_features_reference',
+           'FeaturePanel', 'features_stage']
 
 # %% ../../nbs/31b_features.ipynb #b09f7a8a
 class UniverseParams(StageParams):
@@ -40,8 +42,17 @@ UNIVERSE_SCHEMA = pa.DataFrameSchema({
     "detail": pa.Column(str, nullable=True)}, strict=True, ordered=True, name="universe")
 
 # %% ../../nbs/31b_features.ipynb #9b67e622
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical_text(s:str) -> str|None:
+    "`_canonical` of a plain string, remembered (parsing is pure: every fold asks again for the same symbols)."
+    try:
+        return str(Symbol.parse(s))
+    except ValidationError:
+        return None
+
 def _canonical(s) -> str|None:
     "The canonical `EXCHANGE:TICKER` spelling of `s`, or None when it is not a symbol."
+    if type(s) is str: return _canonical_text(s)
     try:
         return str(Symbol.parse(s))
     except ValidationError:
@@ -107,7 +118,7 @@ def _universe_table(cands:pd.DataFrame, # normalized candidates
     "The universe: one row per candidate row, canonical symbols (the raw text where none), status and detail."
     n = len(cands)
     vt = cands["value_traded"].to_numpy(np.float64) if "value_traded" in cands else np.full(n, np.nan)
-    shown = [s if s is not None else str(r) for s, r in zip(symbols, cands["symbol"])]
+    shown = [s if s is not None else str(r) for s, r in zip(symbols, cands["symbol"].to_numpy(dtype=object))]
     return pd.DataFrame({"symbol": pd.Series(shown, dtype=str),
                          "direction": pd.Series(cands["direction"].to_numpy(), dtype=str),
                          "logic": pd.Series(cands["logic"].to_numpy(), dtype=str), "value_traded": vt,
@@ -128,8 +139,8 @@ def universe_stage(params:UniverseParams, view:PointInTimeView, candidates:pd.Da
         cands = _normalize_candidates(candidates)
         if not _plainly_valid(cands):
             check_contract(cands, CANDIDATES_SCHEMA, "stage selection.universe: input 'candidates'")
-        canon = [_canonical(s) for s in cands["symbol"]]
-    status, detail = _candidate_status(canon, cands["symbol"], set(cols))
+        canon = [_canonical(s) for s in cands["symbol"].to_numpy(dtype=object)]   # plain objects: Arrow strings iterate slowly
+    status, detail = _candidate_status(canon, cands["symbol"].to_numpy(dtype=object), set(cols))
     universe = _universe_table(cands, canon, status, detail)
     use = np.array([st is None for st in status], dtype=bool)
     syms = universe["symbol"].to_numpy(dtype=object)[use].tolist()
@@ -274,16 +285,33 @@ def _hurst(x0:np.ndarray, # T × N returns with the gaps as 0
             Y[r] = np.where((cnt >= 2) & (sd > 0), np.log(sd), np.nan)
     return _slopes(np.log(np.asarray(lags, dtype=np.float64))[:, None], Y)
 
-# %% ../../nbs/31b_features.ipynb #e70fc0bb
+# %% ../../nbs/31b_features.ipynb #1712f927
+ROLLING_FEATURES = ("momentum", "volatility", "efficiency", "entropy", "hurst", "history")
+
+# %% ../../nbs/31b_features.ipynb #b60de4ac
+def _check_rolled(rolled:dict, # feature → N values
+                  N:int, # assets of the window
+                 ) -> dict:
+    "The `ROLLING_FEATURES` of `rolled` as float64 arrays of N values (a ValidationError names what is missing)."
+    if not isinstance(rolled, dict) or not set(ROLLING_FEATURES) <= set(rolled):
+        got = sorted(rolled) if isinstance(rolled, dict) else type(rolled).__name__
+        raise ValidationError(describe("rolled features", got, f"a dict with {list(ROLLING_FEATURES)}"))
+    out = {f: np.asarray(rolled[f], dtype=np.float64) for f in ROLLING_FEATURES}
+    if (bad := [f for f, v in out.items() if v.shape != (N,)]):
+        raise ValidationError(describe(f"rolled {bad[0]} shape", out[bad[0]].shape, f"one value per asset ({N})"))
+    return out
+
+# %% ../../nbs/31b_features.ipynb #b51002e1
 def compute_features(returns:pd.DataFrame|np.ndarray, # T × N position streams (the training window)
                      params:FeatureParams|None=None, # how to compute them (defaults when None)
                      value_traded:np.ndarray|None=None, # N liquidity snapshots (NaN: unknown)
+                     rolled:dict|None=None, # the `ROLLING_FEATURES` of these columns (N each), e.g. `FeaturePanel.at`
                     ) -> pd.DataFrame:
     "Asset × feature matrix (float64, columns in `FEATURES` order), vectorized over assets."
     p = params or FeatureParams()
     x = returns_array(returns, "streams")
     T, N = x.shape
-    names = list(returns.columns) if isinstance(returns, pd.DataFrame) else list(range(N))
+    names = returns.columns.tolist() if isinstance(returns, pd.DataFrame) else list(range(N))
     liq = np.full(N, np.nan) if value_traded is None else np.asarray(value_traded, dtype=np.float64)
     if liq.shape != (N,):
         raise ValidationError(describe("value_traded length", liq.shape, f"one value per asset ({N})"))
@@ -291,27 +319,309 @@ def compute_features(returns:pd.DataFrame|np.ndarray, # T × N position streams 
     n = valid.sum(0).astype(np.float64)
     x0 = np.where(valid, x, 0.0)
     vol, skew, kurt = _moments(x, valid, x0, n, p.periods_per_year)
-    out = {"momentum": _momentum(x, x0), "volatility": vol, "cvar": _cvar(x, n, p.cvar_alpha),
-           "efficiency": _efficiency(x0), "entropy": _entropy(x, valid, p.entropy_order),
-           "hurst": _hurst(x0, valid, p.hurst_lags), "skew": skew, "kurtosis": kurt, "liquidity": liq, "history": n}
+    out = {"cvar": _cvar(x, n, p.cvar_alpha), "skew": skew, "kurtosis": kurt, "liquidity": liq}
+    if rolled is None:
+        out |= {"momentum": _momentum(x, x0), "volatility": vol, "efficiency": _efficiency(x0),
+                "entropy": _entropy(x, valid, p.entropy_order), "hurst": _hurst(x0, valid, p.hurst_lags), "history": n}
+    else:
+        out |= _check_rolled(rolled, N)
     empty = n == 0
     # NaN for an asset without bars; + 0.0: no −0.0
-    out = {f: np.where(empty & (f not in ("history", "liquidity")), np.nan, v).astype(np.float64) + 0.0
-           for f, v in out.items()}
+    out = {f: np.where(empty & (f not in ("history", "liquidity")), np.nan, out[f]).astype(np.float64) + 0.0
+           for f in FEATURES}
     return pd.DataFrame(out, index=pd.Index(names, name="symbol"), columns=list(FEATURES))
+
+# %% ../../nbs/31b_features.ipynb #b473ebc5
+def _cumsum0(a:np.ndarray, # R × N values
+             dtype, # of the sums
+            ) -> np.ndarray:
+    "(R + 1) × N running sums down the rows, row 0 = 0: `C[r]` is the sum of rows < r, added one row after the other."
+    R, N = a.shape
+    C = np.empty((R + 1, N), dtype=dtype)
+    C[0] = 0
+    if N < 64:
+        np.cumsum(a, axis=0, out=C[1:])
+        return C
+    add = np.add
+    for r in range(R):                                                     # row by row: 3× faster than cumsum(axis=0)
+        add(C[r], a[r], out=C[r + 1])                                     # on a wide C-ordered array; the same sums
+    return C
+
+# %% ../../nbs/31b_features.ipynb #6687b71e
+def _range_sums(a:np.ndarray, # R × N per-row values (bool, int or float)
+                lo:np.ndarray, # K first rows (inclusive)
+                hi:np.ndarray, # K end rows (exclusive); hi <= lo is an empty range
+                top:bool=False, # also return the cumulative sums up to hi (the scale of the rounding error)
+               ) -> np.ndarray|tuple[np.ndarray, np.ndarray]:
+    "K × N sums of `a` over rows [lo[k], hi[k]), read off one sequential cumulative sum (a row's total reads rows up to it only)."
+    R, N = a.shape
+    C = _cumsum0(a, np.int64 if a.dtype.kind in "bi" else np.float64)
+    lo = np.clip(lo, 0, R)
+    hi = np.clip(np.maximum(hi, lo), 0, R)
+    return (C[hi] - C[lo], C[hi]) if top else C[hi] - C[lo]
+
+# %% ../../nbs/31b_features.ipynb #a33c06fc
+def _check_ends(ends, # K row positions (−1: no row yet)
+                T:int, # rows of the panel
+                window, # rows per window
+               ) -> np.ndarray:
+    "`ends` as int64 row positions in [-1, T), after checking `window` is a positive integer."
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValidationError(describe("window", window, "a positive integer (rows)"))
+    e = np.asarray(ends)
+    if e.ndim != 1 or (e.size and e.dtype.kind not in "iu"):
+        raise ValidationError(describe("ends", f"{e.ndim}-D {e.dtype}", "a 1-D array of integer row positions"))
+    e = e.astype(np.int64)
+    if e.size and (e.min() < -1 or e.max() >= T):
+        raise ValidationError(describe("ends", [int(e.min()), int(e.max())], f"row positions in [-1, {T - 1}]"))
+    return e
+
+# %% ../../nbs/31b_features.ipynb #b7b0d43c
+def _constant_windows(x:np.ndarray, # T × N returns, NaN = no bar
+                      valid:np.ndarray, # where x has a value
+                      lo:np.ndarray, # K first rows
+                      ends:np.ndarray, # K last rows (inclusive)
+                     ) -> np.ndarray:
+    "K × N: the window holds at least one bar and no bar differs from the bar before it (exactly, as min == max)."
+    T, N = x.shape
+    rows = np.arange(T)[:, None]
+    last = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)       # last bar at or before each row
+    prev = np.vstack([np.full((1, N), -1), last[:-1]])                    # ... strictly before it
+    before = np.take_along_axis(x, np.maximum(prev, 0), 0)
+    change = valid & (prev >= 0) & (x != before)                          # a bar that differs from the bar before it
+    del last, before
+    nxt = np.minimum.accumulate(np.where(valid, rows, T)[::-1], axis=0)[::-1]   # first bar at or after each row
+    first = nxt[np.clip(lo, 0, T - 1)] if T else np.zeros((len(lo), N), np.int64)
+    has = first <= ends[:, None]
+    C = _cumsum0(change, np.int64)
+    # changes after the window's first bar (the first bar's own change looks before the window)
+    n_change = C[ends + 1][:, :] - np.take_along_axis(C, np.minimum(first + 1, (ends + 1)[:, None]), 0)
+    return has & (n_change == 0)
+
+# %% ../../nbs/31b_features.ipynb #9041d9aa
+def _rolling_entropy(x:np.ndarray, # T × N returns, NaN = no bar
+                     valid:np.ndarray, # where x has a value
+                     lo:np.ndarray, # K first rows
+                     ends:np.ndarray, # K last rows (inclusive)
+                     m:int, # pattern length
+                    ) -> np.ndarray:
+    "K × N permutation entropy: the patterns that start at ≥ lo[k] and end at ≤ ends[k], counted per pattern by cumsum."
+    T, N = x.shape
+    K = len(ends)
+    if T < m:
+        return np.full((K, N), np.nan)
+    w = np.lib.stride_tricks.sliding_window_view(x, m, axis=0)            # (T-m+1, N, m), a view
+    ok = np.lib.stride_tricks.sliding_window_view(valid, m, axis=0).all(-1)
+    code = np.zeros(ok.shape, dtype=np.int16 if m <= 6 else np.int64)
+    for i in range(m - 1):                                                 # Lehmer code, once per row
+        for j in range(i + 1, m):
+            code += (w[..., j] < w[..., i]) * np.int16(math.factorial(m - 1 - i))
+    code[~ok] = -1
+    hi = ends - m + 2                                                      # starts in [lo, ends − m + 1]
+    tot = _range_sums(ok, lo, hi).astype(np.float64)
+    acc = np.zeros((K, N))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for pat in range(math.factorial(m)):                               # one T × N indicator at a time
+            q = _range_sums(code == pat, lo, hi) / tot
+            acc += np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+        return np.where(tot > 0, -acc / math.log(math.factorial(m)), np.nan)
+
+# %% ../../nbs/31b_features.ipynb #60a786a7
+def _tau_spread(x0:np.ndarray, # one window of one column, gaps as 0
+                valid:np.ndarray, # where it has a value
+                tau:int, # aggregation lag
+               ) -> float:
+    "Standard deviation (two passes, as in `_hurst`) of the window's gap-free τ-sums."
+    P = np.concatenate([[0.0], np.cumsum(x0)])
+    K = np.concatenate([[0], np.cumsum(~valid)])
+    ok = (K[tau:] - K[:-tau]) == 0
+    inc = (P[tau:] - P[:-tau])[ok]
+    return float(np.sqrt(((inc - inc.sum() / len(inc)) ** 2).sum() / len(inc)))
+
+# %% ../../nbs/31b_features.ipynb #386c808a
+def _rolling_hurst(x0:np.ndarray, # T × N returns with the gaps as 0
+                   valid:np.ndarray, # where the returns have a value
+                   lo:np.ndarray, # K first rows
+                   ends:np.ndarray, # K last rows (inclusive)
+                   L:np.ndarray, # K × 1 rows per window
+                   lags:tuple[int, ...], # aggregation lags τ
+                  ) -> np.ndarray:
+    "K × N Hurst slopes: per lag, count/sum/sum² of the gap-free τ-sums that start at ≥ lo[k] and end at ≤ ends[k]."
+    T, N = x0.shape
+    K = len(ends)
+    P = _cumsum0(x0, np.float64)
+    G = _cumsum0(~valid, np.int64)
+    lags = [t for t in lags if t < T]
+    Y = np.full((len(lags), K, N), np.nan)
+    with np.errstate(all="ignore"):
+        for r, tau in enumerate(lags):
+            ok = (G[tau:] - G[:-tau]) == 0
+            inc = np.where(ok, P[tau:] - P[:-tau], 0.0)                  # τ-sum starting at each row
+            hi = ends - tau + 2
+            cnt = _range_sums(ok, lo, hi).astype(np.float64)
+            s1 = _range_sums(inc, lo, hi)
+            s2, top = _range_sums(inc * inc, lo, hi, top=True)
+            ss = s2 - s1 * (s1 / cnt)                                       # Σ(y − ȳ)², by cancellation
+            sd = np.sqrt(np.maximum(ss, 0.0) / cnt)
+            for k, j in np.argwhere((cnt >= 2) & (s2 > 0) & (ss <= 1e-6 * top)):   # ill-conditioned: two passes
+                sd[k, j] = _tau_spread(x0[lo[k]:ends[k] + 1, j], valid[lo[k]:ends[k] + 1, j], tau)
+            Y[r] = np.where((cnt >= 2) & (sd > 0) & (tau < L), np.log(sd), np.nan)
+    if not lags:
+        return np.full((K, N), np.nan)
+    xl = np.log(np.asarray(lags, dtype=np.float64))[:, None]
+    return _slopes(xl, Y.reshape(len(lags), K * N)).reshape(K, N)
+
+# %% ../../nbs/31b_features.ipynb #32a12cff
+def rolling_features(x:np.ndarray, # T × N position returns (NaN = no bar)
+                     ends, # K row positions: window k ends at row ends[k] (inclusive; −1: no row yet)
+                     window:int, # rows per window: [max(0, ends[k] − window + 1), ends[k]]
+                     params:FeatureParams|None=None, # how the features are computed (defaults when None)
+                    ) -> dict[str, np.ndarray]:
+    "The `ROLLING_FEATURES` of every window, K × N float64 each, from causal cumulative sums over the whole panel."
+    p = params or FeatureParams()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValidationError(describe("x", f"{x.ndim}-D array", "a 2-D array (time × assets)"))
+    T, N = x.shape
+    e = _check_ends(ends, T, window)
+    s = np.maximum(0, e - window + 1)
+    L = (e - s + 1)[:, None]                                                # rows per window
+    valid = ~np.isnan(x)
+    x0 = np.where(valid, x, 0.0)
+    n = _range_sums(valid, s, e + 1).astype(np.float64)
+    with np.errstate(all="ignore"):                                        # rows after the last end may hold anything
+        ruin = _range_sums(x == -1.0, s, e + 1) > 0
+        logs = _range_sums(np.log1p(np.where(x0 > -1.0, x0, 0.0)), s, e + 1)
+        mom = np.where(ruin, -1.0, np.expm1(logs))
+        S1 = _range_sums(x0, s, e + 1)
+        path = _range_sums(np.abs(x0), s, e + 1)
+        eff = np.where(path > 0, np.abs(S1) / path, np.nan)
+        S2, top = _range_sums(x0 * x0, s, e + 1, top=True)
+        ss = S2 - S1 * (S1 / n)                                             # Σ(x − x̄)², by cancellation
+        const = _constant_windows(x, valid, s, e)
+        vol = np.where(const, 0.0, np.sqrt(np.maximum(ss, 0.0) / (n - 1) * p.periods_per_year))
+        for k, j in np.argwhere((n >= 2) & ~const & (ss <= 1e-6 * top)):    # ill-conditioned: two passes on the window
+            w = x[s[k]:e[k] + 1, j]
+            d = w[~np.isnan(w)] - np.where(np.isnan(w), 0.0, w).sum() / n[k, j]
+            vol[k, j] = np.sqrt((d * d).sum() / (n[k, j] - 1) * p.periods_per_year)
+        out = {"momentum": mom, "volatility": vol, "efficiency": eff,
+               "entropy": _rolling_entropy(x, valid, s, e, p.entropy_order),
+               "hurst": _rolling_hurst(x0, valid, s, e, L, p.hurst_lags), "history": n}
+    empty = n == 0
+    return {f: np.where(empty & (f != "history"), np.nan, out[f]).astype(np.float64) + 0.0 for f in ROLLING_FEATURES}
+
+# %% ../../nbs/31b_features.ipynb #2b1b4441
+def rolling_features_reference(x:np.ndarray, # T × N position returns (NaN = no bar)
+                               ends, # K row positions (inclusive window ends; −1: no row yet)
+                               window:int, # rows per window
+                               params:FeatureParams|None=None, # how the features are computed
+                              ) -> dict[str, np.ndarray]:
+    "The plain twin of `rolling_features`: `compute_features` of every window, one call per end."
+    x = returns_array(x, "x")
+    e = _check_ends(ends, x.shape[0], window)
+    rows = [compute_features(x[max(0, k - window + 1):k + 1], params) for k in e]
+    return {f: np.array([r[f].to_numpy() for r in rows], dtype=np.float64).reshape(len(e), x.shape[1])
+            for f in ROLLING_FEATURES}
+
+# %% ../../nbs/31b_features.ipynb #fc372bcc
+class FeaturePanel:
+    "The rolling features of every column's LONG and SHORT streams at decision times, computed once over a returns frame."
+    def __init__(self, frame:pd.DataFrame, # returns (UTC index, one column per symbol); not copied: do not mutate it
+                 times, # decision times: the panel serves views at exactly these times
+                 window:int, # training rows (`UniverseParams.window`)
+                 params:FeatureParams|None=None, # how the features are computed
+                ):
+        if not isinstance(frame, pd.DataFrame):
+            raise ContractError(describe("frame", type(frame).__name__, "a returns DataFrame"))
+        check_utc_index(frame.index, "frame")    # values are not checked here: each fold's stages check the rows they read
+        self.index = frame.index
+        self.columns, self.window, self.params = frame.columns, int(window), params or FeatureParams()
+        self._values = frame.to_numpy(dtype=np.float64)                   # the frame's values (a view when float64)
+        self.times = pd.DatetimeIndex([to_utc(t) for t in times])
+        if not (self.times.is_monotonic_increasing and self.times.is_unique):
+            raise ValidationError(describe("times", "unsorted or repeated", "strictly increasing decision times"))
+        self.ends = self.index.searchsorted(self.times, side="left") - 1   # the last row strictly before each time
+        x = self._values
+        self._long = rolling_features(x, self.ends, self.window, self.params)
+        self._short = rolling_features(position_returns(x, True), self.ends, self.window, self.params)
+        self._col = {c: i for i, c in enumerate(self.columns)}
+
+    def __repr__(self):
+        return (f"FeaturePanel({len(self.times)} times × {len(self.columns)} columns, window {self.window}, "
+                f"{self.times[0] if len(self.times) else None} … {self.times[-1] if len(self.times) else None})")
+
+# %% ../../nbs/31b_features.ipynb #a3e4c030
+def _panel_at(self:FeaturePanel, view:PointInTimeView, # the view a stage reads
+              columns, # symbols (the panel's column names)
+              short, # per column: True where the position is SHORT
+              t=None, # the time to read (default `view.t`; later than `view.t` is a LookAheadError)
+             ) -> dict|None:
+    "The `ROLLING_FEATURES` of `columns` at `view.t`, or None when the panel cannot serve this view exactly."
+    if not isinstance(view, PointInTimeView):
+        raise ContractError(describe("view", type(view).__name__, "a PointInTimeView"))
+    t = view.t if t is None else to_utc(t)
+    if t > view.t:
+        raise view._refuse("feature panel time", t)
+    k = self.times.get_indexer([t])[0]
+    cols = [self._col.get(c, -1) for c in columns]
+    if t != view.t or k < 0 or -1 in cols:
+        return None
+    e = int(self.ends[k])
+    s = max(0, e - self.window + 1)
+    if e >= 0 and self.index[e] >= view.t:                                 # cannot happen: ends are strictly before t
+        raise view._refuse("feature panel row", self.index[e])
+    n = min(self.window, len(view))                                         # the rows `view.tail(window)` holds
+    if n != e - s + 1 or not view.index[len(view) - n:].equals(self.index[s:e + 1]):
+        return None
+    vcols = view.columns                                                    # positions, not labels: no frame is built
+    if vcols.equals(self.columns): at = cols
+    else:
+        where = {c: j for j, c in enumerate(vcols)}
+        at = [where.get(c, -1) for c in columns]
+        if -1 in at: return None
+    got = np.asarray(view.values[len(view) - n:][:, at], dtype=np.float64)
+    want = self._values[s:e + 1][:, cols]
+    nan = np.isnan(want)
+    if not (np.array_equal(nan, np.isnan(got)) and (want.view(np.uint64) == got.view(np.uint64))[~nan].all()):
+        return None                                                         # other values (e.g. held cells)
+    short = np.broadcast_to(np.asarray(short, dtype=bool), (len(cols),))
+    return {f: np.where(short, self._short[f][k, cols], self._long[f][k, cols]) for f in ROLLING_FEATURES}
+
+FeaturePanel.at = _panel_at
+
+# %% ../../nbs/31b_features.ipynb #fbafd3b0
+def _rolled_of(view:PointInTimeView|None, # the view the universe read (None: no panel)
+               streams:pd.DataFrame, # the training window of position streams
+               universe:pd.DataFrame, # the universe table (directions of the usable rows)
+               params:FeatureParams, # the stage's feature parameters
+              ) -> dict|None:
+    "The rolling features of the streams from the view's `FeaturePanel`, or None when there is none that serves them."
+    panel = getattr(view, "features", None)
+    if not isinstance(panel, FeaturePanel) or panel.params != params or len(streams) > panel.window:
+        return None
+    open_ = universe["status"].isna().to_numpy()
+    short_of = dict(zip(universe["symbol"].to_numpy(dtype=object)[open_],
+                        universe["direction"].to_numpy(dtype=object)[open_] == "SHORT"))
+    cols = [str(c) for c in streams.columns.tolist()]
+    rolled = panel.at(view, cols, np.array([short_of[c] for c in cols], dtype=bool))
+    if rolled is None or (len(streams) and len(streams) != min(panel.window, len(view))):
+        return None
+    return rolled
 
 # %% ../../nbs/31b_features.ipynb #a9f00bf9
 FEATURES_SCHEMA = pa.DataFrameSchema({f: pa.Column(float, nullable=True) for f in FEATURES},
                                      index=pa.Index(str, unique=True), strict=True, ordered=True, name="features")
 
 @stage("selection.features", "1", outputs=("features",), params=FeatureParams,
-       contracts={"streams": check_returns, "universe": UNIVERSE_SCHEMA, "features": FEATURES_SCHEMA})
-def features_stage(params:FeatureParams, streams:pd.DataFrame, universe:pd.DataFrame):
-    "Features of every usable candidate's position stream on the training window."
+       contracts={"streams": check_returns, "universe": UNIVERSE_SCHEMA, "view": check_view,
+                  "features": FEATURES_SCHEMA})
+def features_stage(params:FeatureParams, streams:pd.DataFrame, universe:pd.DataFrame,
+                   view:PointInTimeView|None=None):
+    "Features of every usable candidate's position stream on the training window (read off the view's panel when it has one)."
     open_ = universe["status"].isna().to_numpy()
     symbols = universe["symbol"].to_numpy(dtype=object)[open_]
     liq_of = dict(zip(symbols, universe["value_traded"].to_numpy(np.float64)[open_]))
-    liq = np.array([liq_of.get(c, np.nan) for c in streams.columns], dtype=np.float64)
-    f = compute_features(streams, params, liq)
+    liq = np.array([liq_of.get(c, np.nan) for c in streams.columns.tolist()], dtype=np.float64)
+    f = compute_features(streams, params, liq, rolled=_rolled_of(view, streams, universe, params))
     f.index = pd.Index(f.index.astype(str), name="symbol")
     return {"features": f}

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from .base import StageParams, check_returns, returns_array, stage
+from .solvers import linkage_matrix
 from .features import FEATURES, FEATURES_SCHEMA, UNIVERSE_SCHEMA
 
 # %% auto #0
@@ -166,6 +167,23 @@ def _combine(P:np.ndarray, # n × k probabilities
         return np.exp(np.log(P) @ w / w.sum())
     return P @ w / w.sum()
 
+# %% ../../nbs/31c_ranking.ipynb #61a34997
+def _rows_of(frame:pd.DataFrame, # asset × anything
+             labels:list, # the rows wanted, in order
+            ) -> pd.DataFrame:
+    "`frame.loc[labels]`, or `frame` itself when `labels` are its unique index in order (the usual case: no copy)."
+    if frame.index.is_unique and len(labels) == len(frame) and labels == frame.index.tolist():
+        return frame
+    return frame.loc[labels]
+
+def _columns_of(frame:pd.DataFrame, # time × asset
+                labels:list, # the columns wanted, in order
+               ) -> pd.DataFrame:
+    "`frame[labels]`, or `frame` itself when `labels` are its unique columns in order (the usual case: no copy)."
+    if frame.columns.is_unique and len(labels) == frame.shape[1] and labels == frame.columns.tolist():
+        return frame
+    return frame[labels]
+
 # %% ../../nbs/31c_ranking.ipynb #dbd31cd7
 SCORES_SCHEMA = pa.DataFrameSchema({"score": pa.Column(float, pa.Check.in_range(0, 1)),
                                     "rank": pa.Column(int, pa.Check.ge(1))},
@@ -193,7 +211,7 @@ def score_assets(features:pd.DataFrame, # asset × feature (eligible assets only
 def ranking_stage(params:RankingParams, features:pd.DataFrame, vetoes:pd.DataFrame):
     "Scores and ranks of the eligible assets (best first)."
     elig = vetoes.loc[vetoes["eligible"], "symbol"].tolist()
-    return {"scores": score_assets(features.loc[elig], params)}
+    return {"scores": score_assets(_rows_of(features, elig), params)}
 
 # %% ../../nbs/31c_ranking.ipynb #6e3a45f1
 class ClusterParams(StageParams):
@@ -223,6 +241,13 @@ def correlation_matrix(x:np.ndarray, # T × M returns, NaN = no bar
     np.fill_diagonal(c, 1.0)
     return c
 
+# %% ../../nbs/31c_ranking.ipynb #5c316317
+def _row_start(m:int, # number of columns
+               i:int, # a row of the distance matrix (0..m)
+              ) -> int:
+    "Position in the condensed vector of row `i`'s first distance, d(i, i+1) (`m(m−1)/2` for `i = m`)."
+    return m * i - i * (i + 1) // 2
+
 # %% ../../nbs/31c_ranking.ipynb #6073e7ee
 def correlation_distance(x:np.ndarray, # T × M returns, NaN = no bar
                          ward:bool=False, # √(2(1 − ρ)) instead of 1 − ρ
@@ -240,10 +265,8 @@ def correlation_distance(x:np.ndarray, # T × M returns, NaN = no bar
         if ward:
             b *= 2.0
             np.sqrt(b, out=b)
-        for r in range(i1 - i0):
-            i = i0 + r
-            start = m * i - i * (i + 1) // 2
-            d[start:start + m - i - 1] = b[r, r + 1:]
+        upper = np.arange(m - i0) > np.arange(i1 - i0)[:, None]     # row r keeps its columns after the diagonal
+        d[_row_start(m, i0):_row_start(m, i1)] = b[upper]          # rows one after the other: scipy's order
     return d
 
 # %% ../../nbs/31c_ranking.ipynb #5bb38564
@@ -255,7 +278,7 @@ def cluster_assets(x:pd.DataFrame, # T × M position streams of the assets to cl
     names = pd.Index(x.columns.astype(str), name="symbol")
     if len(names) < 2:
         return pd.Series(np.ones(len(names), dtype=np.int64), index=names, name="cluster")
-    z = linkage(correlation_distance(x, ward=p.linkage == "ward"), method=p.linkage)
+    z = linkage_matrix(correlation_distance(x, ward=p.linkage == "ward"), len(names), p.linkage)   # scipy's Z, bit for bit, without its validation layers
     labels = fcluster(z, t=p.threshold, criterion="distance")
     if labels.max() > p.max_clusters:
         labels = fcluster(z, t=p.max_clusters, criterion="maxclust")
@@ -267,4 +290,4 @@ def cluster_assets(x:pd.DataFrame, # T × M position streams of the assets to cl
 def clustering_stage(params:ClusterParams, streams:pd.DataFrame, vetoes:pd.DataFrame):
     "Correlation clusters of the eligible assets."
     elig = vetoes.loc[vetoes["eligible"], "symbol"].tolist()
-    return {"clusters": cluster_assets(streams[elig], params)}
+    return {"clusters": cluster_assets(_columns_of(streams, elig), params)}

@@ -26,28 +26,32 @@ __all__ = ['HTR_STAGES', 'TRAIL_SCHEMA', 'STAGES', 'Thresholds', 'HTRParams', 'h
            'SelectionPipeline', 'UniverseParams', 'CANDIDATES_SCHEMA', 'UNIVERSE_SCHEMA', 'universe_stage', 'FEATURES',
            'FeatureParams', 'compute_features', 'FEATURES_SCHEMA', 'features_stage', 'VetoParams', 'VETOES_SCHEMA',
            'vetoes_stage', 'RankingParams', 'average_ranks', 'SCORES_SCHEMA', 'score_assets', 'ranking_stage',
-           'ClusterParams', 'correlation_matrix', 'correlation_distance', 'cluster_assets', 'clustering_stage']
+           'ClusterParams', 'correlation_matrix', 'correlation_distance', 'cluster_assets', 'clustering_stage',
+           'ROLLING_FEATURES', 'rolling_features', 'rolling_features_reference', 'FeaturePanel']
 
 # %% ../../nbs/32_selection.ipynb #08a22fd2
 from .features import (UniverseParams, CANDIDATES_SCHEMA, UNIVERSE_SCHEMA,
-                                                    _canonical, _normalize_candidates, _plainly_valid,
+                                                    _canonical_text, _canonical, _normalize_candidates, _plainly_valid,
                                                     _candidate_status, _universe_table, universe_stage,
                                                     FEATURES, FeatureParams, _momentum, _moments, _cvar,
                                                     _efficiency, _entropy, _slopes, _hurst, compute_features,
-                                                    FEATURES_SCHEMA, features_stage)
+                                                    FEATURES_SCHEMA, features_stage, ROLLING_FEATURES, _check_rolled,
+                                                    _cumsum0, _range_sums, _check_ends, _constant_windows, _rolling_entropy,
+                                                    _tau_spread, _rolling_hurst, rolling_features, rolling_features_reference,
+                                                    FeaturePanel, _panel_at, _rolled_of)
 from .ranking import (VetoParams, VETOES_SCHEMA, _VetoTrail, _veto_rule,
                                                    _feature_rows, vetoes_stage, RankingParams, average_ranks,
                                                    _probabilities, _combine, SCORES_SCHEMA, score_assets,
                                                    ranking_stage, ClusterParams, _unit_zscores,
                                                    correlation_matrix, correlation_distance, cluster_assets,
-                                                   clustering_stage)
+                                                   clustering_stage, _columns_of, _row_start, _rows_of)
 
 # %% ../../nbs/32_selection.ipynb #7ccd6e41
 _all_ = ['UniverseParams', 'CANDIDATES_SCHEMA', 'UNIVERSE_SCHEMA', 'universe_stage', 'FEATURES',
          'FeatureParams', 'compute_features', 'FEATURES_SCHEMA', 'features_stage', 'VetoParams',
          'VETOES_SCHEMA', 'vetoes_stage', 'RankingParams', 'average_ranks', 'SCORES_SCHEMA', 'score_assets',
          'ranking_stage', 'ClusterParams', 'correlation_matrix', 'correlation_distance', 'cluster_assets',
-         'clustering_stage']
+         'clustering_stage', 'ROLLING_FEATURES', 'rolling_features', 'rolling_features_reference', 'FeaturePanel']
 
 # %% ../../nbs/32_selection.ipynb #cb8d04ea
 _GATES = types.MappingProxyType({   # threshold field → (feature, comparison that passes)
@@ -238,7 +242,7 @@ def _htr_trail(universe:pd.DataFrame, vetoes:pd.DataFrame, scores:pd.DataFrame, 
     st = np.array([chosen.get(x) if o else None for x, o in zip(sym, ok)], dtype=object)
     rk, sf, rf = on(scores["rank"].to_numpy(), np.nan), on(strict_fail, np.nan), on(relaxed_fail, np.nan)
     why = [_reason_of(o, s, r, a, b, vd, final, len(chosen))
-           for o, s, r, a, b, vd in zip(ok, st, rk, sf, rf, vetoes["veto_detail"])]
+           for o, s, r, a, b, vd in zip(ok, st, rk, sf, rf, vetoes["veto_detail"].to_numpy(dtype=object))]
     return pd.DataFrame({
         "symbol": vetoes["symbol"].astype(str), "direction": universe["direction"].astype(str),
         "logic": universe["logic"].astype(str), "selected": pd.notna(st).astype(bool),
@@ -257,12 +261,13 @@ def htr_stage(params:HTRParams, universe:pd.DataFrame, vetoes:pd.DataFrame, feat
               scores:pd.DataFrame, clusters:pd.Series):
     "Winners by hierarchical threshold relaxation, the stage that produced them, and a reason for every candidate."
     ranked = scores.index.tolist()                                # eligible, best first
-    if (missing := sorted(set(ranked) - set(clusters.index))):
+    labelled = clusters.index.to_numpy(dtype=object)              # plain objects: Arrow strings iterate slowly
+    if (missing := sorted(set(ranked) - set(labelled))):
         raise ContractError(describe("clusters", missing[:5], "a cluster id for every ranked (eligible) asset"))
     f = features.loc[ranked]
     strict_fail = params.strict.failures(f).to_numpy()           # aligned with `ranked`
     relaxed_fail = params.relaxed.failures(f).to_numpy()
-    cluster_of = dict(zip(clusters.index, clusters.to_numpy()))
+    cluster_of = dict(zip(labelled, clusters.to_numpy()))
     chosen, final = _relax(params, ranked, strict_fail, relaxed_fail, cluster_of)
     rank_of = dict(zip(ranked, scores["rank"].to_numpy()))
     winners = sorted(chosen, key=rank_of.__getitem__)
@@ -349,6 +354,16 @@ def _run(self:SelectionPipeline,
                            logics={s: lg[s] for s in win})
 
 SelectionPipeline.run = _run
+
+# %% ../../nbs/32_selection.ipynb #584bbe15
+def _feature_panel(self:SelectionPipeline,
+                   frame:pd.DataFrame, # returns (UTC index, one column per symbol); not copied: do not mutate it
+                   times, # the decision times the panel will serve
+                  ) -> FeaturePanel:
+    "The rolling features of `frame` at `times` for this pipeline's window and feature parameters, computed once."
+    return FeaturePanel(frame, times, self.params.universe.window, self.params.features)
+
+SelectionPipeline.feature_panel = _feature_panel
 
 # %% ../../nbs/32_selection.ipynb #7b73d2a1
 def _same_values(x:pd.DataFrame, y:pd.DataFrame) -> bool:

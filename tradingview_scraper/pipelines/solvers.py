@@ -5,6 +5,7 @@
 # %% ../../nbs/34_solvers.ipynb #09a02181
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from scipy.linalg import lapack
 from ..core import ValidationError, describe
 
 # %% auto #0
-__all__ = ['MIN_PIVOT', 'DISTANCES', 'LINKAGES', 'FreshBuffers']
+__all__ = ['MIN_PIVOT', 'DISTANCES', 'LINKAGES', 'FreshBuffers', 'linkage_matrix']
 
 # %% ../../nbs/34_solvers.ipynb #5398fca0
 class _Failed(Exception):
@@ -302,6 +303,65 @@ def _hrp_distance(corr:np.ndarray, distance:str) -> np.ndarray:
     else: d = 1.0 - corr * corr
     return np.sqrt(np.clip(d, 0.0, 1.0))
 
+# %% ../../nbs/34_solvers.ipynb #23355045
+def _compiled_linkage() -> tuple | None:
+    "scipy's compiled linkage routines `(_hierarchy, _optimal_leaf_ordering, {method: code})`, or None if this scipy lacks them."
+    try:
+        from scipy.cluster import _hierarchy, _optimal_leaf_ordering
+        from scipy.cluster.hierarchy import _LINKAGE_METHODS
+        _hierarchy.mst_single_linkage, _hierarchy.nn_chain, _optimal_leaf_ordering.optimal_leaf_ordering
+        codes = {m: _LINKAGE_METHODS[m] for m in LINKAGES}
+    except (ImportError, AttributeError, KeyError): return None
+    return _hierarchy, _optimal_leaf_ordering, codes
+
+_COMPILED = _compiled_linkage()
+
+# %% ../../nbs/34_solvers.ipynb #b8bc2246
+def _linkage_public(y:np.ndarray, # condensed distances, length n(n-1)/2
+                    n:int, # number of observations
+                    method:str, # one of `LINKAGES`
+                    optimal_ordering:bool, # reorder the leaves optimally (scipy's optimal leaf ordering)
+                   ) -> np.ndarray:
+    "The reference: `scipy.cluster.hierarchy.linkage(y, method, optimal_ordering=...)` (public API, all its checks)."
+    return sch.linkage(y, method=method, optimal_ordering=optimal_ordering)
+
+def _linkage(y:np.ndarray, # condensed distances: C-contiguous, finite float64, length n(n-1)/2 (not checked)
+             n:int, # number of observations, at least 2
+             method:str, # one of `LINKAGES` (not checked)
+             optimal_ordering:bool, # reorder the leaves optimally (scipy's optimal leaf ordering)
+            ) -> np.ndarray:
+    """scipy's linkage matrix by its compiled routines, without the public API's validation; falls back to the
+    public API (`_linkage_public`) when this scipy has no such private modules."""
+    if _COMPILED is None: return _linkage_public(y, n, method, optimal_ordering)
+    h, olo, codes = _COMPILED
+    Z = h.mst_single_linkage(y, n) if method == "single" else h.nn_chain(y, n, codes[method])
+    return olo.optimal_leaf_ordering(Z, y) if optimal_ordering else Z
+
+# %% ../../nbs/34_solvers.ipynb #29dde20a
+def linkage_matrix(condensed:np.ndarray, # condensed distances (as `scipy.spatial.distance.pdist` returns), length n(n-1)/2
+                   n:int, # number of observations, at least 2
+                   method:str="single", # one of `LINKAGES`
+                   optimal_ordering:bool=False, # reorder the leaves optimally (scipy's optimal leaf ordering)
+                  ) -> np.ndarray:
+    "The linkage matrix `Z` of `scipy.cluster.hierarchy.linkage(condensed, method, optimal_ordering=...)`, bit for bit."
+    _check(method in LINKAGES, "linkage", method, "one of " + ", ".join(LINKAGES))
+    _check(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2, "number of observations", n,
+           "an integer of at least 2")
+    y = np.ascontiguousarray(condensed, dtype=np.float64)
+    _check(y.shape == (n * (n - 1) // 2,), "condensed distances of shape", y.shape, f"({n * (n - 1) // 2},) for n = {n}")
+    _check(bool(np.isfinite(y).all()), "condensed distances", y, "finite values")
+    return _linkage(y, n, method, optimal_ordering)
+
+# %% ../../nbs/34_solvers.ipynb #ed4bb51d
+@functools.lru_cache(maxsize=32)
+def _condensed_index(n:int, # number of observations
+                    ) -> np.ndarray:
+    "Flat (row-major) indices of the upper triangle of an n × n matrix, in condensed order (cached per n, read-only)."
+    i, j = np.triu_indices(n, 1)
+    out = i * n + j
+    out.flags.writeable = False
+    return out
+
 # %% ../../nbs/34_solvers.ipynb #5f5a7157
 def _leaves(Z:np.ndarray, n:int) -> np.ndarray:
     "Leaf order of a scipy linkage matrix (pre-order, first child first), as `scipy.cluster.hierarchy.leaves_list`."
@@ -320,41 +380,57 @@ def _hrp_order(corr:np.ndarray, linkage:str, distance:str, optimal_ordering:bool
     "Seriation of the assets: leaf order of the hierarchical clustering of their correlation distances."
     n = corr.shape[0]
     if n == 1: return np.zeros(1, dtype=np.intp)
-    d = _hrp_distance(corr, distance)
-    if not np.isfinite(d).all(): raise _Failed("non-finite correlation distances")
-    condensed = d[np.triu_indices(n, 1)]
-    Z = sch.linkage(condensed, method=linkage, optimal_ordering=optimal_ordering)
-    return _leaves(Z, n)
+    y = _hrp_distance(np.take(corr, _condensed_index(n)), distance)   # the upper triangle only
+    if not np.isfinite(y).all(): raise _Failed("non-finite correlation distances")
+    return _leaves(_linkage(y, n, linkage, optimal_ordering), n)
 
-# %% ../../nbs/34_solvers.ipynb #e5d1b7f8
-def _hrp_bisection(Q:np.ndarray, order:np.ndarray) -> np.ndarray:
-    "Recursive bisection of the ordered assets (one tree level at a time): weights summing to 1."
-    n = Q.shape[0]
-    S = Q[np.ix_(order, order)]                     # clusters become contiguous ranges of the order
-    iv = 1.0 / np.diag(S)
-    w = np.ones(n)
-    parents = [(0, n)] if n > 1 else []
-    while parents:
-        kids = []
-        for a, b in parents:
+# %% ../../nbs/34_solvers.ipynb #11864836
+@functools.lru_cache(maxsize=32)
+def _bisection_plan(n:int, # number of assets
+                   ) -> tuple:
+    "`(K, block, block_id, member, member_id, chain)` of the recursive bisection of n ordered assets (cached, read-only)."
+    kids, level = [], [(0, n)] if n > 1 else []
+    while level:
+        nxt = []
+        for a, b in level:
             m = a + (b - a) // 2
             kids += [(a, m), (m, b)]
-        lab = np.full(n, -1, dtype=np.intp)
-        for j, (a, b) in enumerate(kids): lab[a:b] = j
-        act = lab >= 0
-        same = (lab[:, None] == lab[None, :]) & act[:, None]
-        u = (S * same) @ iv                            # u_i = Σ_{k in i's cluster} S_ik / var_k
-        num = np.bincount(lab[act], weights=(iv * u)[act], minlength=len(kids))
-        den = np.bincount(lab[act], weights=iv[act], minlength=len(kids))
-        var = num / (den * den)                        # variance of each cluster's inverse-variance portfolio
-        vl, vr = var[0::2], var[1::2]
-        if not (np.isfinite(var).all() and (vl + vr > 0).all()): raise _Failed("HRP cluster variance is not positive")
-        alpha = 1 - vl / (vl + vr)
-        for i, (a, b) in enumerate(parents):
-            m = a + (b - a) // 2
-            w[a:m] *= alpha[i]
-            w[m:b] *= 1 - alpha[i]
-        parents = [(a, b) for a, b in kids if b - a >= 2]
+            nxt += [(x, y) for x, y in ((a, m), (m, b)) if y - x >= 2]
+        level = nxt
+    K = len(kids)
+    blocks, members, chains = [], [], [[] for _ in range(n)]
+    for c, (a, b) in enumerate(kids):
+        r = np.arange(a, b)
+        blocks.append(((r[:, None] * n + r[None, :]).ravel(), np.full((b - a) ** 2, c)))
+        members.append((r, np.full(b - a, c)))
+        for i in r: chains[i].append(c)
+    depth = max(map(len, chains), default=0)
+    chain = np.array([ch + [K] * (depth - len(ch)) for ch in chains], dtype=np.intp).reshape(n, depth)
+    def cat(parts, at): return np.concatenate([p[at] for p in parts]).astype(np.intp) if parts else np.zeros(0, np.intp)
+    out = (K, cat(blocks, 0), cat(blocks, 1), cat(members, 0), cat(members, 1), chain)
+    for a in out[1:]: a.flags.writeable = False
+    return out
+
+# %% ../../nbs/34_solvers.ipynb #e5d1b7f8
+def _hrp_bisection(Q:np.ndarray, # covariance matrix, n × n
+                   order:np.ndarray, # seriation of the assets (a permutation of 0..n-1)
+                  ) -> np.ndarray:
+    "Recursive bisection of the ordered assets (every cluster at once, on the cached plan): weights summing to 1."
+    n = Q.shape[0]
+    K, block, block_id, member, member_id, chain = _bisection_plan(n)
+    S = Q[np.ix_(order, order)]                      # clusters become contiguous ranges of the order
+    iv = 1.0 / np.diag(S)
+    M = S * iv[:, None]
+    M *= iv[None, :]                                 # M_ij = S_ij / (var_i var_j)
+    num = np.bincount(block_id, weights=np.take(M, block), minlength=K)
+    den = np.bincount(member_id, weights=iv[member], minlength=K)
+    var = num / (den * den)                          # variance of each cluster's inverse-variance portfolio
+    vl, vr = var[0::2], var[1::2]
+    if not (np.isfinite(var).all() and (vl + vr > 0).all()): raise _Failed("HRP cluster variance is not positive")
+    f = np.empty(K + 1)                              # each child's share of its parent's weight; f[K] = 1 pads
+    f[0:K:2] = 1 - vl / (vl + vr)
+    f[1:K:2] = 1 - f[0:K:2]
+    f[K] = 1.0
     out = np.empty(n)
-    out[order] = w
+    out[order] = np.prod(f[chain], axis=1)           # product down the tree, top first
     return out
