@@ -173,6 +173,26 @@ def test_map_spreads_over_every_node_and_ships_its_data_once(cluster):
     assert all(n.remaining_processes_alive() for n in cluster.list_all_nodes())   # ...and stopped none of its nodes
 
 
+class Unpickled:
+    "A map's function that says which copy of it ran: a new token every time a process unpickles it."
+    def __init__(self): self.token = None
+    def __getstate__(self): return {}
+    def __setstate__(self, state): self.token = os.urandom(8).hex()
+    def __call__(self, x): return os.getpid(), self.token
+
+
+def test_map_unpickles_its_function_once_per_worker_process(cluster):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with RayExecutor(address=cluster.address) as ex:
+            seen = ex.map(Unpickled(), range(12))
+        pids, tokens = {p for p, _ in seen}, {t for _, t in seen}
+        assert None not in tokens and len(seen) == 12
+        assert len(tokens) == len(pids) < 12             # one copy per process, whatever its number of tasks
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
 def test_sweep_on_the_cluster_equals_the_serial_run(cluster, tmp_path):
     serial = drive(tmp_path, "serial", {}, "serial")                   # the flow up to the backtest: "partial" runs
     run = drive(tmp_path, "cluster", on_cluster(cluster), "ray")

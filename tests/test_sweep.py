@@ -126,7 +126,7 @@ def test_all_cells_go_through_one_executor_map(tmp_path, lake, monkeypatch):
         return real(self, fn, items)
     monkeypatch.setattr(executors.SerialExecutor, "map", recorded)
     run = flow(tmp_path, lake, until="backtest", sweep={**COSTS, "allocation.optimizers": ["min_variance", "hrp", "erc"]})
-    assert maps == [2 * 4]                                                  # hydrate is off: the backtest's one map, 2 × (3 + 1) cells
+    assert maps == [1, 2 * 4]      # hydrate is off: the fold inputs (one share group, one batch on a serial executor), then 2 × (3 + 1) cells
     cells = run.load(BACKTEST.cells)
     assert list(cells["allocator"][:4]) == ["min_variance", "hrp", "erc", "market"]
     assert run.load(BACKTEST.conventions)["trials"] == 6

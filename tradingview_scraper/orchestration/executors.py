@@ -66,18 +66,20 @@ def _ray_executor_ensure(self:RayExecutor):
     self.started = True
     return ray
 
-def _placed(fn:Callable, x):
-    "`(node id, fn(x))`: the item's result and the Ray node it ran on."
+def _placed(fn:Shared, x):
+    "`(node id, fn(x))`: the item's result and the Ray node it ran on (`fn` read once per worker process: `Shared.get`)."
     import ray
-    return ray.get_runtime_context().get_node_id(), fn(x)
+    return ray.get_runtime_context().get_node_id(), fn.get()(x)
 
 def _ray_executor_map(self:RayExecutor, fn:Callable, items:Iterable) -> list:
-    "`[fn(x) for x in items]` as Ray tasks, item i on CPU slot i mod S (`cpu_slots`); `fn` is put in the object store once."
+    """`[fn(x) for x in items]` as Ray tasks, item i on CPU slot i mod S (`cpu_slots`); `fn` is put in the object store once
+    and deserialized once per worker process, not once per task (`Shared`: a function that closes over a grid and its universes
+    costs more to unpickle than a cell to run)."""
     ray = self._ensure()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     items, slots = list(items), cpu_slots(ray.nodes())
     self.placements = []
-    task, fref = ray.remote(_placed), ray.put(fn)
+    task, fref = ray.remote(_placed), Shared(ref=ray.put(fn))
     on = lambda i: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(slots[i % len(slots)], soft=True))
     out = ray.get([on(i).remote(fref, x) for i, x in enumerate(items)])
     self.placements = [node for node, _ in out]
@@ -111,7 +113,7 @@ RayExecutor.close = _ray_executor_close
 RayExecutor.__repr__ = _ray_executor_repr
 
 # %% ../../nbs/47_executors.ipynb #031acd5e
-_READ, _KEEP = {}, 4   # per process: values this worker read from the object store (object id → value), never mutated
+_READ, _KEEP = {}, 8   # per process: values this worker read from the object store (object id → value), never mutated
 
 class Shared:
     "A value every task of a run reads: held in the calling process (`SerialExecutor.share`) or put into Ray's object store once (`RayExecutor.share`)."
@@ -124,10 +126,12 @@ class Shared:
         "The value (on Ray: read from the object store once per process, then kept: every task of the process reads the same)."
         if self._ref is None: return self._value
         key = self._ref.hex()
-        if key not in _READ:
-            import ray
-            while len(_READ) >= _KEEP: _READ.pop(next(iter(_READ)))     # the oldest first: a bounded keep
-            _READ[key] = ray.get(self._ref)
+        if key in _READ:
+            _READ[key] = _READ.pop(key)            # the most recently read last: the keep drops the least recently read
+            return _READ[key]
+        import ray
+        while len(_READ) >= _KEEP: _READ.pop(next(iter(_READ)))
+        _READ[key] = ray.get(self._ref)
         return _READ[key]
 
     def __repr__(self): return f"Shared({'object store' if self._ref is not None else type(self._value).__name__})"
