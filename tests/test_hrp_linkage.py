@@ -1,7 +1,8 @@
-"""The lean linkage path of HRP (scipy's compiled routines called directly, nbs/34_solvers.ipynb) against scipy's public
-`linkage`: the same linkage matrix bit for bit for every method, with and without optimal leaf ordering, on random
-correlation distances with and without ties; the same HRP weights bit for bit as the public path (monkeypatched in); the
-fallback to the public API; and the cached bisection plan against the textbook recursion."""
+"""The lean linkage path of HRP (scipy's compiled routines called directly and our own optimal-leaf-ordering kernel,
+nbs/34_solvers.ipynb) against scipy's public `linkage`: the same linkage matrix bit for bit for every method, with and
+without optimal leaf ordering, on random correlation distances with and without ties; the ordering kernel deciding
+most windows itself and leaving close calls to scipy; the same HRP weights bit for bit as the public path
+(monkeypatched in); the fallback to the public API; and the cached bisection plan against the textbook recursion."""
 import numpy as np
 import pytest
 from scipy.cluster import hierarchy as sch
@@ -92,6 +93,71 @@ def test_fallback_to_the_public_api(monkeypatch):
         assert linkage_matrix(y, 9, method, True).tobytes() == sch.linkage(y, method=method, optimal_ordering=True).tobytes()
     assert called == [9] * len(LINKAGES)
     assert solvers._compiled_linkage() is not None          # this scipy has the compiled routines
+
+
+class _CountingOrdering:
+    "Stands in for scipy's compiled ordering module: counts the calls and answers with scipy's public ordering."
+    def __init__(self): self.calls = 0
+    def optimal_leaf_ordering(self, Z, y):
+        self.calls += 1
+        return sch.optimal_leaf_ordering(Z, y)
+
+
+def counting_ordering(monkeypatch):
+    counter = _CountingOrdering()
+    h, _, codes = solvers._COMPILED
+    monkeypatch.setattr(solvers, "_COMPILED", (h, counter, codes))
+    return counter
+
+
+@pytest.mark.parametrize("method", LINKAGES)
+def test_the_ordering_kernel_decides_most_windows_itself_and_is_scipys_bit_for_bit(method, monkeypatch):
+    counter = counting_ordering(monkeypatch)
+    rng, windows = np.random.default_rng(17), 0
+    for n in list(range(2, 41)) + [48, 57, 64]:
+        for _ in range(3):
+            X = rng.standard_normal((60 + 3 * n, n)) + rng.standard_normal((60 + 3 * n, 1)) * rng.random()
+            y = _hrp_distance(np.corrcoef(X.T), "pearson")[np.triu_indices(n, 1)]
+            Z = sch.linkage(y, method)
+            assert solvers._optimal_ordering(Z, y, n).tobytes() == sch.optimal_leaf_ordering(Z, y).tobytes(), (method, n)
+            windows += 1
+    assert counter.calls <= windows // 10, (counter.calls, windows)   # scipy decided at most one window in ten
+
+
+def test_close_calls_and_odd_distances_are_left_to_scipy(monkeypatch):
+    counter = counting_ordering(monkeypatch)
+    y = distances(12, 4, True)                              # duplicated assets, distances on a 0.01 grid: ties
+    Z = sch.linkage(y, "ward")
+    assert solvers._olo_flips(Z, y, 12) is None
+    assert linkage_matrix(y, 12, "ward", True).tobytes() == sch.linkage(y, "ward", optimal_ordering=True).tobytes()
+    assert counter.calls == 1
+    y = distances(12, 5, False)
+    Z = sch.linkage(y, "average")
+    assert solvers._olo_flips(Z, y, 12) is not None
+    assert solvers._olo_flips(Z, y - 1.0, 12) is None       # negative distances
+    assert solvers._olo_flips(Z, y * 2.0 ** 27, 12) is None  # paths near scipy's 2^30 start value
+    big = distances(solvers._OLO_MAX + 1, 6, False)         # beyond the kernel's size: scipy orders it
+    n = solvers._OLO_MAX + 1
+    assert linkage_matrix(big, n, "ward", True).tobytes() == sch.linkage(big, "ward", optimal_ordering=True).tobytes()
+    assert counter.calls == 2
+
+
+def four_leaves(d12):
+    "Pairs (0, 1) and (2, 3) at 0.1; the root's best path 1-0-2-3 costs 0.5, the path 0-1-2-3 costs 0.2 + d12."
+    D = np.array([[0, 0.1, 0.3, 0.6], [0.1, 0, d12, 0.9], [0.3, d12, 0, 0.1], [0.6, 0.9, 0.1, 0]])
+    return squareform(D, checks=False)
+
+
+@pytest.mark.parametrize("gap, decided", [(0.2, True), (1e-4, True), (1e-6, False), (0.0, False)])
+def test_a_close_call_is_refused_not_guessed(gap, decided):
+    "The root's two best end pairs differ by `gap`: below the kernel's error bound (~4e-6 here) it leaves the call to scipy."
+    y = four_leaves(0.3 + gap)
+    Z = sch.linkage(y, "average")
+    assert Z[:, :2].tolist() == [[0, 1], [2, 3], [4, 5]]
+    flips = solvers._olo_flips(Z, y, 4)
+    assert (flips is not None) == decided
+    assert solvers._optimal_ordering(Z, y, 4).tobytes() == sch.optimal_leaf_ordering(Z, y).tobytes()
+    if decided: assert flips.tolist() == [True, False, False]          # 1-0 | 2-3: only the pair (0, 1) turns
 
 
 @pytest.mark.parametrize("linkage", LINKAGES)

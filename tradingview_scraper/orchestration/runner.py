@@ -66,7 +66,7 @@ class RunResult:
         "An output of the run's steps (see `RunContext.load`)."
         return self.context.load(step, name)
 
-# %% ../../nbs/50_runner.ipynb #5a84f9ff
+# %% ../../nbs/50_runner.ipynb #319e5fc2
 class _Terminated(BaseException):
     "Raised in the main thread when the process receives SIGTERM during a run."
 
@@ -93,7 +93,8 @@ class OrchestrationRunner:
         self.runs_root = validate_user_path(root, "runs root")
         self.run_id = safe_component(run_id, "run_id") if run_id is not None else new_run_id(profile)
         self.run_dir = ensure_safe_path(self.run_id, self.runs_root)
-        self.executor = executor if executor is not None and not isinstance(executor, str) else make_executor(profile, executor)
+        self.owns_executor = executor is None or isinstance(executor, str)   # made here: closed here; the caller's stays open
+        self.executor = make_executor(profile, executor) if self.owns_executor else executor
         self.params = dict(params or {})
         self.identity = json.loads(canonical_json(identity or {}))
         self.progress = progress
@@ -313,7 +314,7 @@ def _steps(self:OrchestrationRunner, ctx:RunContext, st:dict, ledger:AuditLedger
         self._run_step(step, ctx, st, ledger, (i, len(steps)), emit)
         cascade = cascade or f"an earlier step ({step.name}) ran again"
 
-# %% ../../nbs/50_runner.ipynb #427cd0e9
+# %% ../../nbs/50_runner.ipynb #426a752d
 def _run(self:OrchestrationRunner, until:str|None=None, # run the flow up to and including this step
          only:Sequence[str]|None=None, # run only these steps (their requirements must have succeeded earlier in this run)
         ) -> RunResult:
@@ -352,7 +353,8 @@ def _run(self:OrchestrationRunner, until:str|None=None, # run the flow up to and
             for fn in reversed(ctx._cleanups if ctx else []):
                 try: fn()
                 except Exception as e: logging.getLogger("tradingview_scraper.run").warning("cleanup hook failed: %s", e)
-            with contextlib.suppress(Exception): self.executor.close()
+            if self.owns_executor:                   # an executor the caller passed in (a started Ray cluster) is theirs to close
+                with contextlib.suppress(Exception): self.executor.close()
             if old_term is not None: signal.signal(signal.SIGTERM, old_term)
             _detach_log(handler, old_level)
 

@@ -316,7 +316,121 @@ def _compiled_linkage() -> tuple | None:
 
 _COMPILED = _compiled_linkage()
 
-# %% ../../nbs/34_solvers.ipynb #b8bc2246
+# %% ../../nbs/34_solvers.ipynb #f92e62eb
+def _leaves(Z:np.ndarray, n:int) -> np.ndarray:
+    "Leaf order of a scipy linkage matrix (pre-order, first child first), as `scipy.cluster.hierarchy.leaves_list`."
+    kids = Z[:, :2].astype(np.intp).tolist()
+    out, stack = [], [2 * n - 2]
+    while stack:
+        node = stack.pop()
+        if node < n: out.append(node)
+        else:
+            l, r = kids[node - n]
+            stack.append(r)
+            stack.append(l)
+    return np.array(out, dtype=np.intp)
+
+
+# %% ../../nbs/34_solvers.ipynb #addd9b2f
+@functools.lru_cache(maxsize=32)
+def _square_index(n:int, # number of observations
+                 ) -> np.ndarray:
+    "n × n positions into a condensed vector with a 0 appended: entry (i, j) of the square form, the diagonal -> the 0."
+    i, j = np.triu_indices(n, 1)
+    out = np.full((n, n), n * (n - 1) // 2, np.intp)
+    out[i, j] = np.arange(len(i))
+    out[j, i] = out[i, j]
+    out.flags.writeable = False
+    return out
+
+
+# %% ../../nbs/34_solvers.ipynb #2fba7116
+def _olo_decision(blk:np.ndarray, # a node's float32 block M[u, w], leaves of l × leaves of r
+                  pl:int, # rows before pl hold l's first child (pl = rows: l is a leaf)
+                  pr:int, # columns before pr hold r's first child (pr = columns: r is a leaf)
+                  tol:float, # a rival quadrant within tol of the best makes the decision too close to call
+                 ) -> tuple | None:
+    "`(row half, column half)` of the quadrant holding the block's first smallest entry, or None if it is too close to call."
+    sl, sr = blk.shape
+    q = np.minimum.reduceat(np.minimum.reduceat(blk, [0, pl] if pl < sl else [0], axis=0),
+                            [0, pr] if pr < sr else [0], axis=1).ravel().tolist()
+    best = min(range(len(q)), key=q.__getitem__)
+    if any(j != best and x - q[best] <= tol for j, x in enumerate(q)): return None
+    return divmod(best, 2 if pr < sr else 1)
+
+
+# %% ../../nbs/34_solvers.ipynb #8d052aab
+def _turned(kids:list, # [left, right] per row of Z (scipy's node ids)
+            swap:list, # 1 where that row's node turns round
+            n:int, # number of leaves
+           ) -> np.ndarray:
+    "Rows of Z whose children end up swapped: an odd number of turned nodes on the row's path from the root."
+    flip = [0] * (n - 1)
+    for j in range(n - 2, -1, -1):
+        flip[j] ^= swap[j]
+        for c in kids[j]:
+            if c >= n: flip[c - n] = flip[j]
+    return np.array(flip, dtype=bool)
+
+
+# %% ../../nbs/34_solvers.ipynb #254601e1
+_OLO_MAX = 64                                        # above this many leaves the ordering is scipy's (memory ~ (n/2)⁴)
+_SPAN = 2.0 ** 29                                    # scipy starts its minimum at 2³⁰: paths must stay well below it
+
+def _olo_flips(Z:np.ndarray, # linkage matrix (scipy's), (n-1) × 4
+               y:np.ndarray, # the condensed distances Z was built from, float64
+               n:int, # number of leaves, 2..`_OLO_MAX`
+              ) -> np.ndarray | None:
+    "Which rows of `Z` scipy's optimal leaf ordering swaps (bool per row), or None where its decision is too close to call."
+    ymax = float(y.max())
+    if float(y.min()) < 0 or ymax * (n - 1) >= _SPAN: return None
+    order = _leaves(Z, n)
+    D = np.append(y, 0.0)[_square_index(n)[order][:, order]]  # distances in leaf order: every node is a range
+    step = 12.0 * float(np.spacing(np.float32(ymax)))          # scipy's possible excess per edge of a path
+    kids = Z[:, :2].astype(np.intp).tolist()
+    start = np.empty(n, np.intp)
+    start[order] = np.arange(n)
+    start, size = start.tolist() + [0] * (n - 1), [1] * n + [0] * (n - 1)
+    err, swap = [0.0] * (2 * n - 1), [0] * (n - 1)
+    blocks = [np.zeros((1, 1), np.float32)] * n + [None] * (n - 1)
+    for i, (l, r) in enumerate(kids):
+        a, sl, sr, v = start[l], size[l], size[r], n + i
+        start[v], size[v] = a, sl + sr
+        if sl == 1 and sr == 1:                      # two leaves: one path, nothing to decide
+            d = np.float32(D[a, a + 1])
+            blocks[v] = np.array([[np.inf, d], [d, np.inf]], np.float32)
+            continue
+        S = blocks[l][:, None, :, None] + blocks[r][None, :, None, :]      # float32 M[u, m] + M[w, k]
+        full = np.full((sl + sr, sl + sr), np.inf, np.float32)
+        full[:sl, sl:] = (S + D[a:a + sl, a + sl:a + sl + sr]).reshape(sl * sr, -1).min(1).reshape(sl, sr)
+        blk = full[:sl, sl:]
+        full[sl:, :sl] = blk.T
+        blocks[v], blocks[l], blocks[r] = full, None, None
+        err[v] = err[l] + err[r] + step * (sl + sr - 1)
+        pl = size[kids[l - n][0]] if l >= n else sl  # the first child's size splits the rows (l) and columns (r)
+        pr = size[kids[r - n][0]] if r >= n else sr
+        ends = _olo_decision(blk, pl, pr, 2 * err[v])
+        if ends is None: return None
+        if l >= n: swap[l - n] = ends[0]             # u from l's second child: l turns round
+        if r >= n: swap[r - n] = 1 - ends[1]         # w from r's first child: r turns round
+    return _turned(kids, swap, n)
+
+
+# %% ../../nbs/34_solvers.ipynb #19bea958
+def _optimal_ordering(Z:np.ndarray, # linkage matrix, (n-1) × 4
+                      y:np.ndarray, # its condensed distances, C-contiguous finite float64
+                      n:int, # number of leaves
+                     ) -> np.ndarray:
+    "`scipy.cluster.hierarchy.optimal_leaf_ordering(Z, y)`, bit for bit: our kernel, else scipy's."
+    flips = _olo_flips(Z, y, n) if n <= _OLO_MAX else None
+    if flips is None:
+        return sch.optimal_leaf_ordering(Z, y) if _COMPILED is None else _COMPILED[1].optimal_leaf_ordering(Z, y)
+    out = Z.copy()
+    out[flips, 0], out[flips, 1] = Z[flips, 1], Z[flips, 0]
+    return out
+
+
+# %% ../../nbs/34_solvers.ipynb #707ae48b
 def _linkage_public(y:np.ndarray, # condensed distances, length n(n-1)/2
                     n:int, # number of observations
                     method:str, # one of `LINKAGES`
@@ -333,9 +447,9 @@ def _linkage(y:np.ndarray, # condensed distances: C-contiguous, finite float64, 
     """scipy's linkage matrix by its compiled routines, without the public API's validation; falls back to the
     public API (`_linkage_public`) when this scipy has no such private modules."""
     if _COMPILED is None: return _linkage_public(y, n, method, optimal_ordering)
-    h, olo, codes = _COMPILED
+    h, _, codes = _COMPILED
     Z = h.mst_single_linkage(y, n) if method == "single" else h.nn_chain(y, n, codes[method])
-    return olo.optimal_leaf_ordering(Z, y) if optimal_ordering else Z
+    return _optimal_ordering(Z, y, n) if optimal_ordering else Z
 
 # %% ../../nbs/34_solvers.ipynb #29dde20a
 def linkage_matrix(condensed:np.ndarray, # condensed distances (as `scipy.spatial.distance.pdist` returns), length n(n-1)/2
@@ -362,20 +476,7 @@ def _condensed_index(n:int, # number of observations
     out.flags.writeable = False
     return out
 
-# %% ../../nbs/34_solvers.ipynb #5f5a7157
-def _leaves(Z:np.ndarray, n:int) -> np.ndarray:
-    "Leaf order of a scipy linkage matrix (pre-order, first child first), as `scipy.cluster.hierarchy.leaves_list`."
-    kids = Z[:, :2].astype(np.intp).tolist()
-    out, stack = [], [2 * n - 2]
-    while stack:
-        node = stack.pop()
-        if node < n: out.append(node)
-        else:
-            l, r = kids[node - n]
-            stack.append(r)
-            stack.append(l)
-    return np.array(out, dtype=np.intp)
-
+# %% ../../nbs/34_solvers.ipynb #ed126c90
 def _hrp_order(corr:np.ndarray, linkage:str, distance:str, optimal_ordering:bool) -> np.ndarray:
     "Seriation of the assets: leaf order of the hierarchical clustering of their correlation distances."
     n = corr.shape[0]
