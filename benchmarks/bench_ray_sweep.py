@@ -6,7 +6,8 @@ seeded once beforehand (`until="ingest"`, not timed).
   `executor=`, so the sweep is measured "once the cluster is up".
 - Figures: the backtest step's seconds and end to end, serial and Ray, the best of `ROUNDS` rounds in which the two
   alternate (every round is in `rounds`); speed-up = serial / Ray (target ≥ 1.6× for the
-  backtest step).
+  backtest step). The one started executor serves every Ray round (the runner closes only an executor it made), so
+  every round runs on the same warm worker processes.
 - Identical results: every cell's daily returns (net and gross) and its weights, read back from the two runs' artifacts
   (`BACKTEST.oos_returns`, `BACKTEST.gross_returns`, `BACKTEST.weights(cell)`), equal bit for bit.
 - The object store: `ray.put` is wrapped in this driver to count calls and the pickled size of what was put; the
@@ -34,7 +35,7 @@ from _common import machine_floor, write_results   # noqa: E402
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 SWEEP = {"backtest.cost_bps": [0, 10, 25]}
-ROUNDS = 2
+ROUNDS = 3
 
 
 def _pickled_size(obj) -> int:
@@ -137,7 +138,7 @@ def main():
             t0 = time.perf_counter()
             run = run_flow("canary", runs_root=runs, lakehouse_root=lake, env={}, progress=False, sweep=SWEEP, executor=executor)
             secs = time.perf_counter() - t0
-            steps = {k: v.get("seconds") for k, v in run.status["steps"].items()}
+            steps = {name: v.get("seconds") for name, v in run.status["steps"].items()}
             rounds[label].append({"seconds": round(secs, 2), "backtest_s": steps["backtest"]})
             print(f"{label} round {k + 1}: {secs:.1f}s end to end, backtest {steps['backtest']:.1f}s")
             if label in figures and figures[label]["backtest_s"] <= steps["backtest"]: continue

@@ -215,7 +215,7 @@ def _market_data(ctx:RunContext, returns:pd.DataFrame) -> MarketData:
     catalog = MetadataSnapshot(ctx.load(INGEST.catalog))
     return MarketData(dollar_volume=ctx.load(INGEST.dollar_volume), asset_class=asset_classes(catalog, returns.columns), catalog=catalog)
 
-# %% ../../nbs/50b_steps.ipynb #3d89cea1
+# %% ../../nbs/50b_steps.ipynb #66781277
 def _grid_cell(cell:Cell, returns:pd.DataFrame|Shared, grid:SweepGrid, universes:tuple, confirmed:pd.DataFrame|None=None,
                inputs:tuple|Shared|None=None, # per variant, its share group's fold inputs (`_shared_inputs`); None: each cell selects on its own
                market:MarketData|Shared|None=None, # the run's market data (`_market_data`), the same for every cell
@@ -243,10 +243,11 @@ def _shared_inputs(ctx:RunContext, returns:pd.DataFrame, grid:SweepGrid, univers
                    source:Shared|None=None, # the returns shared through the executor (put into the object store once)
                   ) -> tuple:
     """Per variant, the fold inputs of its share group (`SweepGrid.share_groups`): every fold's selection and synthesis
-    decided once per group (`BacktestEngine.fold_inputs`), the folds spread over the run's executor."""
+    decided once per group (`BacktestEngine.fold_inputs`), the folds spread over the run's executor in four round-robin
+    batches per slot."""
     groups, done = grid.share_groups(), {}
     width = ctx.executor.parallelism() if callable(getattr(ctx.executor, "parallelism", None)) else 1   # any object with a `map`
-    width = 2 * width if width > 1 else 1         # two batches per slot: the slow folds do not leave a worker idle
+    width = 4 * width if width > 1 else 1         # four batches per slot: a slow batch idles the others a quarter share at most
     for g in dict.fromkeys(groups):
         p = grid.variants[g]
         sel = UniverseSelector(build_selector(p) if p.selection.enabled else None, universes[g])
